@@ -1,0 +1,46 @@
+"""Lab time: integer seconds since the Unix epoch, stored in the lab, moved only on demand."""
+
+import re
+from datetime import datetime, timezone
+
+from .errors import InvalidInput
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+)([smhd])")
+
+
+def parse_duration(text: str) -> int:
+    """'90s', '15m', '2h', '1d', '1h30m' -> seconds."""
+    s = text.strip().lower()
+    parts = _DURATION.findall(s)
+    if not s or "".join(n + u for n, u in parts) != s:
+        raise InvalidInput(
+            f"bad duration {text!r}",
+            "write a number and a unit: 90s, 15m, 2h, 1d (or combined, 1h30m)",
+        )
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: 45s, 12m 05s, 3h 02m, 2d 04h."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def format_time(epoch: int | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def to_epoch(value) -> int:
+    """A TOML datetime (aware or naive, naive = UTC) -> epoch seconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp())

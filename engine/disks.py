@@ -1,0 +1,145 @@
+"""Disk files: fixed VHD (raw sectors + a 512-byte footer), sparse, with their real logical size.
+
+qemu-img reads them as `vpc`; the footer's creator application is "win " so qemu takes the exact
+current size instead of rounding to the CHS geometry.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import struct
+import uuid
+from pathlib import Path
+
+FOOTER = 512
+_VHD_EPOCH = 946684800  # 2000-01-01T00:00:00Z
+
+
+def chs_geometry(size: int) -> tuple[int, int, int]:
+    """Cylinders, heads, sectors per track for a VHD footer (the VHD specification's algorithm)."""
+    sectors = min(size // 512, 65535 * 16 * 255)
+    if sectors >= 65535 * 16 * 63:
+        spt, heads = 255, 16
+        cth = sectors // spt
+    else:
+        spt = 17
+        cth = sectors // spt
+        heads = max((cth + 1023) // 1024, 4)
+        if cth >= heads * 1024 or heads > 16:
+            spt, heads = 31, 16
+            cth = sectors // spt
+        if cth >= heads * 1024:
+            spt, heads = 63, 16
+            cth = sectors // spt
+    return cth // heads, heads, spt
+
+
+def vhd_footer(size: int, created: int, disk_id: bytes) -> bytes:
+    cyl, heads, spt = chs_geometry(size)
+    body = struct.pack(
+        ">8sIIQI4sI4sQQHBBII16sB",
+        b"conectix", 2, 0x00010000, 0xFFFFFFFFFFFFFFFF,
+        max(0, created - _VHD_EPOCH) & 0xFFFFFFFF, b"win ", 0x000A0000, b"Wi2k",
+        size, size, cyl, heads, spt, 2, 0, disk_id, 0,
+    )
+    footer = bytearray(body.ljust(FOOTER, b"\0"))
+    checksum = ~sum(footer) & 0xFFFFFFFF
+    struct.pack_into(">I", footer, 64, checksum)
+    return bytes(footer)
+
+
+def check_footer(path: Path, size: int) -> str | None:
+    """None if the file ends in a valid fixed-VHD footer for `size`, else what is wrong."""
+    with open(path, "rb") as f:
+        f.seek(size)
+        footer = f.read(FOOTER)
+    if len(footer) != FOOTER or footer[:8] != b"conectix":
+        return "no VHD footer"
+    stored = struct.unpack_from(">I", footer, 64)[0]
+    blank = footer[:64] + b"\0\0\0\0" + footer[68:]
+    if (~sum(blank) & 0xFFFFFFFF) != stored:
+        return "VHD footer checksum mismatch"
+    if struct.unpack_from(">Q", footer, 48)[0] != size:
+        return "VHD footer size mismatch"
+    return None
+
+
+def create_disk(path: Path, size: int, created: int, content_bytes: int, seed: int) -> None:
+    """A sparse fixed VHD whose first `content_bytes` of scattered extents hold an 'installed OS'."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset, data in installed_os_extents(size, content_bytes, rng):
+            f.seek(offset)
+            f.write(data)
+        f.seek(size)
+        f.write(vhd_footer(size, created, uuid.UUID(int=rng.getrandbits(128)).bytes))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+_WORDS = (
+    b"kernel driver system32 registry hive boot loader config service update package "
+    b"library module cache index journal inode block sector volume partition header "
+).split()
+
+
+def _text_like(rng: random.Random, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        line = b" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 12)))
+        out += line + b"\n"
+    return bytes(out[:n])
+
+
+def installed_os_extents(size: int, content_bytes: int, rng: random.Random):
+    """Yield (offset, bytes): text-like, zero-filled and random regions, 1 MiB aligned.
+
+    The mix (about 45% text, 20% zeros, 35% random) compresses roughly like a real OS image.
+    """
+    mib = 1024 * 1024
+    remaining = content_bytes
+    if remaining <= 0:
+        return
+    slots = max(1, (size // mib) - 1)
+    # Extents are spread over the first part of the disk, as a fresh install would be.
+    spread = max(1, min(slots, max(16, content_bytes // mib * 4)))
+    pos = 0
+    while remaining > 0:
+        n = min(remaining, rng.choice((1, 1, 2, 4)) * mib)
+        kind = rng.random()
+        if kind < 0.45:
+            data = _text_like(rng, n)
+        elif kind < 0.65:
+            data = bytes(n)
+        else:
+            data = rng.randbytes(n)
+        offset = min(pos, (size - n) // mib * mib) if size >= n else 0
+        yield offset, data[: max(0, min(n, size - offset))]
+        remaining -= n
+        pos += (n // mib + rng.randint(0, max(1, spread // 8))) * mib
+
+
+def data_extents(fd: int, size: int):
+    """Allocated (offset, length) ranges within the first `size` bytes, via SEEK_DATA/SEEK_HOLE."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                return
+            raise
+        if start >= size:
+            return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        yield start, end - start
+        pos = end
+
+
+def allocated_bytes(path: Path, size: int) -> int:
+    with open(path, "rb") as f:
+        return sum(n for _, n in data_extents(f.fileno(), size))

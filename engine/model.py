@@ -1,0 +1,176 @@
+"""The site model: what a site file describes. Plain dataclasses, built by engine.sites."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+GIB = 1024**3
+MIB = 1024**2
+
+SCENARIOS = ("hyperv-to-azure", "vmm-to-vmm", "azure-to-azure", "physical-to-azure")
+PATTERNS = ("random", "sequential-log", "hot-spot")
+DISK_ATTACHMENTS = ("virtual", "passthrough", "iscsi", "virtual-fc", "shared")
+
+
+@dataclass
+class Workload:
+    rate_kib_s: float = 8.0  # guest write rate while the VM runs
+    pattern: str = "random"
+    seed: int = 1
+    block_kib: int = 4  # size of one write (one application transaction)
+
+
+@dataclass
+class Disk:
+    name: str
+    size_gb: float
+    role: str = "data"  # os | data
+    controller: str = "scsi"  # ide | scsi
+    format: str = "vhd"  # vhd | vhdx (as declared; stored as fixed VHD, see README)
+    type: str = "dynamic"  # fixed | dynamic | differencing
+    attachment: str = "virtual"
+    content_mb: float | None = None  # "installed OS" content at init; default by role
+
+    @property
+    def size_bytes(self) -> int:
+        # Whole 512-byte sectors, as a virtual disk has.
+        return int(self.size_gb * GIB) // 512 * 512
+
+
+@dataclass
+class Nic:
+    name: str
+    network: str = ""
+    addressing: str = "dhcp"  # dhcp | static
+    ip: str = ""
+
+
+@dataclass
+class VM:
+    name: str
+    os: str
+    cpus: int
+    memory_mb: int
+    disks: list[Disk]
+    nics: list[Nic] = field(default_factory=list)
+    cloud: str = ""  # where it runs: exactly one of cloud / region / physical_site
+    host: str = ""
+    region: str = ""
+    physical_site: str = ""
+    bitness: int = 64
+    generation: int = 1
+    dynamic_memory_max_mb: int = 0
+    power: str = "running"  # running | off
+    workload: Workload = field(default_factory=Workload)
+
+    @property
+    def location(self) -> str:
+        return self.cloud or self.region or self.physical_site
+
+
+@dataclass
+class Host:
+    name: str
+    os: str = "Windows Server 2012 R2"
+
+
+@dataclass
+class Cloud:
+    name: str
+    hosts: list[str] = field(default_factory=list)
+    capability_profiles: list[str] = field(default_factory=lambda: ["Hyper-V"])
+
+
+@dataclass
+class VMNetwork:
+    name: str
+    logical_network: str = ""
+
+
+@dataclass
+class VMMServer:
+    name: str
+    fqdn: str = ""
+    hosts: list[Host] = field(default_factory=list)
+    clouds: list[Cloud] = field(default_factory=list)
+    vm_networks: list[VMNetwork] = field(default_factory=list)
+
+
+@dataclass
+class StorageAccount:
+    name: str
+    redundancy: str = "geo"  # geo | local
+
+
+@dataclass
+class VirtualNetwork:
+    name: str
+    address_space: str = "10.0.0.0/16"
+    subnets: list[str] = field(default_factory=lambda: ["Subnet-1"])
+
+
+@dataclass
+class Region:
+    name: str
+    paired_region: str = ""
+    storage_accounts: list[StorageAccount] = field(default_factory=list)
+    virtual_networks: list[VirtualNetwork] = field(default_factory=list)
+    resource_groups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Subscription:
+    name: str
+    regions: list[Region] = field(default_factory=list)
+
+
+@dataclass
+class PhysicalSite:
+    name: str
+    configuration_server: str
+    process_servers: list[str] = field(default_factory=list)
+    master_target: str = ""
+
+
+@dataclass
+class Link:
+    source: str  # a place: a cloud, a region or a physical site
+    target: str
+    mbps: float = 100.0
+    state: str = "up"  # up | down | lossy
+
+
+@dataclass
+class LabInfo:
+    name: str
+    scenario: str
+    start: datetime  # the lab clock's first reading
+    description: str = ""
+
+
+@dataclass
+class Site:
+    lab: LabInfo
+    vms: list[VM]
+    vmm_servers: list[VMMServer] = field(default_factory=list)
+    azure_subscriptions: list[Subscription] = field(default_factory=list)
+    physical_sites: list[PhysicalSite] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+
+    # Lookups used by validation and the lab.
+    def clouds(self) -> dict[str, tuple[VMMServer, Cloud]]:
+        return {c.name: (s, c) for s in self.vmm_servers for c in s.clouds}
+
+    def regions(self) -> dict[str, Region]:
+        return {r.name: r for sub in self.azure_subscriptions for r in sub.regions}
+
+    def hosts(self) -> dict[str, tuple[VMMServer, Host]]:
+        return {h.name: (s, h) for s in self.vmm_servers for h in s.hosts}
+
+    def places(self) -> set[str]:
+        """Names a link may join."""
+        return set(self.clouds()) | set(self.regions()) | {p.name for p in self.physical_sites}
+
+    def vm(self, name: str) -> VM | None:
+        return next((v for v in self.vms if v.name == name), None)

@@ -1,0 +1,1 @@
+"""Replication: change logs, shipping, replica stores, recovery points."""

@@ -1,0 +1,1 @@
+"""srlab's user interfaces: the Textual app and the `srlab` command line. Both call engine.Lab only."""
