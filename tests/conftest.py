@@ -1,0 +1,118 @@
+"""Shared fixtures: small sites and labs. Lab time is the manual clock: tests call lab.run()."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine import Lab
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_sites"
+
+# A tiny site for fast tests: one cloud to Azure, small disks, little content.
+SMALL_SITE = """
+[lab]
+name = "small"
+scenario = "hyperv-to-azure"
+start = 2026-01-05T09:00:00Z
+
+[[vmm_servers]]
+name = "SC01"
+  [[vmm_servers.hosts]]
+  name = "HV01"
+  [[vmm_servers.clouds]]
+  name = "OnPremise Cloud"
+  hosts = ["HV01"]
+  [[vmm_servers.vm_networks]]
+  name = "VirtualSwitch - FrontEnd"
+
+[[azure_subscriptions]]
+name = "sub"
+  [[azure_subscriptions.regions]]
+  name = "Japan East"
+    [[azure_subscriptions.regions.storage_accounts]]
+    name = "mysiterecovery"
+    redundancy = "geo"
+    [[azure_subscriptions.regions.storage_accounts]]
+    name = "localonly"
+    redundancy = "local"
+    [[azure_subscriptions.regions.virtual_networks]]
+    name = "AzureNetwork"
+
+[[links]]
+source = "OnPremise Cloud"
+target = "Japan East"
+mbps = 100
+
+[[vms]]
+name = "WEB01"
+os = "Windows Server 2012 R2"
+cloud = "OnPremise Cloud"
+host = "HV01"
+cpus = 2
+memory_mb = 2048
+  [[vms.disks]]
+  name = "WEB01"
+  role = "os"
+  controller = "ide"
+  size_gb = 1
+  content_mb = 2
+  [[vms.disks]]
+  name = "WEB01-data"
+  size_gb = 0.5
+  content_mb = 1
+  [[vms.nics]]
+  name = "nic"
+  network = "VirtualSwitch - FrontEnd"
+  [vms.workload]
+  rate_kib_s = 4
+  pattern = "random"
+  seed = 7
+
+[[vms]]
+name = "IDLE01"
+os = "CentOS 7.0"
+cloud = "OnPremise Cloud"
+host = "HV01"
+cpus = 1
+memory_mb = 512
+power = "off"
+  [[vms.disks]]
+  name = "IDLE01"
+  role = "os"
+  controller = "ide"
+  size_gb = 0.25
+  content_mb = 1
+  [vms.workload]
+  rate_kib_s = 4
+  pattern = "hot-spot"
+  seed = 8
+"""
+
+
+@pytest.fixture
+def small_site(tmp_path) -> Path:
+    p = tmp_path / "small.toml"
+    p.write_text(SMALL_SITE)
+    return p
+
+
+@pytest.fixture
+def lab(tmp_path, small_site):
+    lab = Lab.create(tmp_path / "lab", small_site)
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def need_tool():
+    def need(name: str) -> str:
+        path = shutil.which(name)
+        if not path:
+            pytest.skip(f"{name} is not installed (Debian package: see .ci/run)")
+        return path
+
+    return need
