@@ -123,9 +123,8 @@ def installed_os_extents(size: int, content_bytes: int, rng: random.Random):
         pos += (n // mib + rng.randint(0, max(1, spread // 8))) * mib
 
 
-def data_extents(fd: int, size: int):
-    """Allocated (offset, length) ranges within the first `size` bytes, via SEEK_DATA/SEEK_HOLE."""
-    pos = 0
+def data_extents(fd: int, size: int, pos: int = 0):
+    """Allocated (offset, length) ranges in [pos, size), via SEEK_DATA/SEEK_HOLE."""
     while pos < size:
         try:
             start = os.lseek(fd, pos, os.SEEK_DATA)
@@ -145,28 +144,32 @@ def allocated_bytes(path: Path, size: int) -> int:
         return sum(n for _, n in data_extents(f.fileno(), size))
 
 
-FP_CHUNK = 1024 * 1024
+FP_CHUNK = 64 * 1024
 
 
 def fingerprint(path: Path, size: int) -> str:
     """xxh3-128 of a disk's logical content, independent of how it is allocated.
 
-    Hashes (chunk index, bytes) of every 1 MiB chunk that is not all zeros, in order, so a
+    Hashes (chunk index, bytes) of every 64 KiB chunk that is not all zeros, in order, so a
     hole and a run of written zeros give the same fingerprint, and 127 GB of holes cost nothing.
     """
     import xxhash
 
     h = xxhash.xxh3_128()
     zero = bytes(FP_CHUNK)
-    last = -1
+    done = 0  # chunks below this index are hashed already
     with open(path, "rb") as f:
         fd = f.fileno()
         for start, length in data_extents(fd, size):
-            first = max(start // FP_CHUNK, last + 1)
-            for idx in range(first, (start + length - 1) // FP_CHUNK + 1):
-                chunk = os.pread(fd, min(FP_CHUNK, size - idx * FP_CHUNK), idx * FP_CHUNK)
+            first = max(start // FP_CHUNK, done)
+            last = (start + length - 1) // FP_CHUNK + 1
+            if first >= last:
+                continue
+            buf = os.pread(fd, min(last * FP_CHUNK, size) - first * FP_CHUNK, first * FP_CHUNK)
+            for i in range(0, len(buf), FP_CHUNK):
+                chunk = buf[i : i + FP_CHUNK]
                 if chunk != zero[: len(chunk)]:
-                    h.update(struct.pack(">Q", idx))
+                    h.update(struct.pack(">Q", first + i // FP_CHUNK))
                     h.update(chunk)
-                last = idx
+            done = last
     return h.hexdigest()

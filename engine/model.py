@@ -147,6 +147,7 @@ class LabInfo:
     scenario: str
     start: datetime  # the lab clock's first reading
     description: str = ""
+    vault_region: str = ""  # the Recovery Services vault's region; default: the first region
 
 
 @dataclass
@@ -171,6 +172,12 @@ class Site:
     def places(self) -> set[str]:
         """Names a link may join."""
         return set(self.clouds()) | set(self.regions()) | {p.name for p in self.physical_sites}
+
+    def vault_region(self) -> str:
+        return self.lab.vault_region or next(iter(self.regions()), "")
+
+    def storage_accounts(self) -> dict[str, tuple[Region, StorageAccount]]:
+        return {a.name: (r, a) for r in self.regions().values() for a in r.storage_accounts}
 
     def vm(self, name: str) -> VM | None:
         return next((v for v in self.vms if v.name == name), None)

@@ -147,6 +147,8 @@ def _cross_check(site: m.Site, problems: list[str]) -> None:
                     problems.append(
                         f"vmm_servers[{si}].clouds[{ci}].hosts: {h!r} is not a host of VMM server {s.name!r}"
                     )
+    if site.lab.vault_region and site.lab.vault_region not in regions:
+        problems.append(f"lab.vault_region: no region named {site.lab.vault_region!r}")
     for li, link in enumerate(site.links):
         for end in ("source", "target"):
             name = getattr(link, end)

@@ -36,6 +36,95 @@ MIGRATIONS: list[str] = [
         message TEXT NOT NULL
     );
     """,
+    # 2: the vault's setup, protected items, replication and jobs.
+    """
+    CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,             -- vmm | configuration
+        registered_at INTEGER NOT NULL,
+        key_file TEXT NOT NULL          -- data-encryption key, relative to the lab
+    );
+    CREATE TABLE agents (host TEXT PRIMARY KEY, installed_at INTEGER NOT NULL);
+    CREATE TABLE cloud_protection (
+        cloud TEXT PRIMARY KEY,
+        target_kind TEXT NOT NULL,      -- azure | cloud
+        target TEXT NOT NULL,           -- region (azure) or recovery cloud
+        storage_account TEXT NOT NULL DEFAULT '',
+        frequency INTEGER NOT NULL,     -- seconds: 30, 300, 900
+        retention_h INTEGER NOT NULL,
+        app_consistent_h INTEGER NOT NULL,
+        encrypt INTEGER NOT NULL,
+        start TEXT NOT NULL,            -- now | HH:MM
+        configured_at INTEGER NOT NULL
+    );
+    CREATE TABLE network_mappings (source TEXT PRIMARY KEY, target TEXT NOT NULL);
+    CREATE TABLE links (
+        source TEXT NOT NULL, target TEXT NOT NULL,
+        mbps REAL NOT NULL, state TEXT NOT NULL,
+        PRIMARY KEY (source, target)
+    );
+    CREATE TABLE items (
+        vm TEXT PRIMARY KEY REFERENCES vms(name),
+        state TEXT NOT NULL,
+        target_kind TEXT NOT NULL, target TEXT NOT NULL,
+        store TEXT NOT NULL,            -- replica store folder, relative to the lab
+        target_name TEXT NOT NULL, target_size TEXT NOT NULL, nic TEXT NOT NULL,
+        enabled_at INTEGER NOT NULL,
+        start_at INTEGER,               -- when initial replication starts
+        tracking INTEGER NOT NULL DEFAULT 0,
+        initial_total INTEGER NOT NULL DEFAULT 0,
+        initial_done INTEGER NOT NULL DEFAULT 0,
+        cursor_disk INTEGER NOT NULL DEFAULT 0,
+        cursor_offset INTEGER NOT NULL DEFAULT 0,
+        initial_done_at INTEGER,
+        next_cycle INTEGER,
+        next_app INTEGER,
+        failover_state TEXT NOT NULL DEFAULT '',
+        last_replication INTEGER,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE transfers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        vm TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- initial | delta
+        source TEXT NOT NULL, target TEXT NOT NULL,   -- the link
+        dir TEXT NOT NULL,              -- staged frames, relative to the lab
+        disk INTEGER,                   -- initial: the disk of the chunk
+        raw_bytes INTEGER NOT NULL,
+        wire_bytes INTEGER NOT NULL,
+        sent_bytes INTEGER NOT NULL DEFAULT 0,
+        point_time INTEGER,             -- delta: the instant the logs were frozen
+        app INTEGER NOT NULL DEFAULT 0,
+        fingerprints TEXT NOT NULL DEFAULT '[]',
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE points (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        vm TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        kind TEXT NOT NULL,             -- crash-consistent | app-consistent
+        dir TEXT NOT NULL,              -- the point's frames, relative to the lab
+        size INTEGER NOT NULL,
+        fingerprints TEXT NOT NULL,     -- per disk, of the source at `time`
+        last_seq INTEGER NOT NULL,      -- last application transaction written by `time`
+        arrived INTEGER NOT NULL
+    );
+    CREATE INDEX points_vm ON points(vm, time);
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL,
+        state TEXT NOT NULL, started INTEGER NOT NULL, ended INTEGER,
+        error TEXT NOT NULL DEFAULT '', step INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE job_steps (
+        job INTEGER NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL,
+        name TEXT NOT NULL, seconds INTEGER NOT NULL, state TEXT NOT NULL,
+        started INTEGER, ended INTEGER,
+        PRIMARY KEY (job, idx)
+    );
+    CREATE TABLE rpo_samples (place TEXT NOT NULL, time INTEGER NOT NULL, rpo INTEGER, PRIMARY KEY (place, time));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -90,14 +90,16 @@ def status(ctx, as_json):
         click.echo(json.dumps(st, indent=2))
         return
     click.echo(f"{st['name']}  [{st['scenario']}]  lab time {st['now_text']}")
-    click.echo(f"{'VM':<12} {'site':<8} {'location':<18} {'power':<8} {'protection':<16} disks")
+    click.echo(f"{'VM':<10} {'site':<6} {'active location':<17} {'power':<8} {'replication status':<38} "
+               f"{'health':<8} {'failover':<8} {'size':<4} {'RPO':>8}  last replication")
     for vm in st["vms"]:
-        disks = ", ".join(
-            f"{d['name']} {_human_bytes(d['logical_bytes'])} ({_human_bytes(d['allocated_bytes'])} used)"
-            for d in vm["disks"]
-        )
-        click.echo(f"{vm['name']:<12} {vm['site']:<8} {vm['location']:<18} {vm['power']:<8} "
-                   f"{vm['protection']:<16} {disks}")
+        rpo = format_duration(vm["rpo_seconds"]) if vm["rpo_seconds"] is not None else "-"
+        click.echo(f"{vm['name']:<10} {vm['site']:<6} {vm['active_location']:<17} {vm['power']:<8} "
+                   f"{vm['protection']:<38} {vm['health'] or '-':<8} {vm['failover_state'] or '-':<8} "
+                   f"{vm['target_size'] or '-':<4} {rpo:>8}  {format_time(vm['last_replication'])}")
+        for d in vm["disks"]:
+            click.echo(f"    {d['role']:<4} {d['name']:<16} {_human_bytes(d['logical_bytes']):>10} "
+                       f"({_human_bytes(d['allocated_bytes'])} used)  {d['path']}")
 
 
 @main.command()
@@ -134,6 +136,296 @@ def _power_command(action: str, doc: str):
 _power_command("start", "Start a VM: its guest workload writes as lab time passes.")
 _power_command("stop", "Turn a VM off at once (like pulling the plug).")
 _power_command("shutdown", "Shut a VM's guest OS down cleanly.")
+
+
+def _wait(lab: Lab, job_ids: list[int], wait: bool) -> None:
+    """Print each job's outcome; with wait, advance lab time until the jobs end."""
+    if wait:
+        lab.run_until_done(job_ids)
+    failed = False
+    for jid in job_ids:
+        j = lab.job(jid)
+        if j["state"] == "in progress":
+            click.echo(f"job {jid} {j['name']}: in progress (advance lab time: srlab run --for 5m)")
+            continue
+        click.echo(f"job {jid} {j['name']}: {j['state']} at {format_time(j['ended'])} "
+                   f"after {format_duration(j['duration'])}")
+        if j["state"] == "failed":
+            click.echo(f"  error: {j['error']}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+wait_option = click.option("--wait/--no-wait", default=True, show_default=True,
+                           help="Advance lab time until the job ends, as a portal waits on it.")
+
+
+@main.group()
+def server():
+    """Register a VMM server with the vault."""
+
+
+@server.command("register")
+@click.argument("name")
+@wait_option
+@click.pass_context
+@handle_errors
+def server_register(ctx, name, wait):
+    """Install the provider on NAME and register it (creates the data-encryption key file)."""
+    with open_lab(ctx) as lab:
+        _wait(lab, [lab.register_server(name)], wait)
+
+
+@main.group()
+def agent():
+    """The Recovery Services agent on Hyper-V hosts."""
+
+
+@agent.command("install")
+@click.argument("host")
+@wait_option
+@click.pass_context
+@handle_errors
+def agent_install(ctx, host, wait):
+    """Install the Recovery Services agent on HOST."""
+    with open_lab(ctx) as lab:
+        _wait(lab, [lab.install_agent(host)], wait)
+
+
+@main.group()
+def cloud():
+    """Protection settings of VMM clouds."""
+
+
+@cloud.command("configure")
+@click.argument("cloud_name", metavar="CLOUD")
+@click.option("--target", required=True, help="'azure' or the name of a recovery cloud.")
+@click.option("--storage-account", help="Azure storage account (geo-redundant, in the vault's region).")
+@click.option("--frequency", default="5m", show_default=True, help="Copy frequency: 30s, 5m or 15m.")
+@click.option("--retention", default=0, show_default=True, type=int, help="Recovery point retention, hours (0-24).")
+@click.option("--app-consistent", default=0, show_default=True, type=int,
+              help="App-consistent snapshot frequency, hours (0 = none, 1-12).")
+@click.option("--encrypt/--no-encrypt", default=False, show_default=True, help="Encrypt data at rest (Azure).")
+@click.option("--start", default="now", show_default=True, help="Initial replication start: now or HH:MM (HH:00/HH:30).")
+@wait_option
+@click.pass_context
+@handle_errors
+def cloud_configure(ctx, cloud_name, target, storage_account, frequency, retention, app_consistent, encrypt, start,
+                    wait):
+    """Set CLOUD's replication policy (a Configure protection job)."""
+    with open_lab(ctx) as lab:
+        _wait(lab, [lab.configure_cloud(cloud_name, target, storage_account, frequency, retention,
+                                        app_consistent, encrypt, start)], wait)
+
+
+@main.group()
+def network():
+    """Network mappings: VM network -> Azure virtual network or recovery VM network."""
+
+
+@network.command("map")
+@click.argument("source")
+@click.argument("target")
+@click.pass_context
+@handle_errors
+def network_map(ctx, source, target):
+    """Map the VM network SOURCE to TARGET."""
+    with open_lab(ctx) as lab:
+        lab.map_network(source, target)
+    click.echo(f"mapped {source} -> {target}")
+
+
+@network.command("unmap")
+@click.argument("source")
+@click.pass_context
+@handle_errors
+def network_unmap(ctx, source):
+    """Remove SOURCE's mapping."""
+    with open_lab(ctx) as lab:
+        lab.unmap_network(source)
+    click.echo(f"unmapped {source}")
+
+
+@main.command()
+@click.argument("vms", nargs=-1, required=True)
+@click.option("--target-size", help="Azure size (XS S M L XL A5 A6 A7); default: picked from CPU and memory.")
+@click.option("--target-name", help="Name of the VM at the target (needed when the VM's name is not valid there).")
+@click.option("--nic", help="With several NICs, the one used at the target (default: the first).")
+@wait_option
+@click.pass_context
+@handle_errors
+def protect(ctx, vms, target_size, target_name, nic, wait):
+    """Enable protection for VMS (an Enable protection job each)."""
+    with open_lab(ctx) as lab:
+        ids = lab.protect(list(vms), target_size, target_name, nic)
+        _wait(lab, ids, wait)
+        for name in vms:
+            st = lab.item_status(lab.vm(name))
+            click.echo(f"{lab.vm(name).name}: {st['protection']}; target {st['target_name']} "
+                       f"size {st['target_size'] or '-'}, NIC {st['nic'] or '-'}")
+
+
+@vm.command("set-target")
+@click.argument("name")
+@click.option("--size", help="Azure size: XS S M L XL A5 A6 A7.")
+@click.option("--name", "target_name", help="Name of the VM at the target.")
+@click.option("--nic", help="The NIC used at the target.")
+@click.pass_context
+@handle_errors
+def vm_set_target(ctx, name, size, target_name, nic):
+    """Change a protected VM's target size, name or NIC."""
+    with open_lab(ctx) as lab:
+        st = lab.set_target(name, size, target_name, nic)
+    click.echo(f"{name}: target {st['target_name']} size {st['target_size'] or '-'}, NIC {st['nic'] or '-'}")
+
+
+@main.group()
+def link():
+    """The replication link: bandwidth and state."""
+
+
+@link.command("set")
+@click.argument("ends", nargs=-1, metavar="[SOURCE TARGET]")
+@click.option("--mbps", type=float, help="Bandwidth in megabits per second.")
+@click.option("--state", type=click.Choice(["up", "down", "lossy"]), help="Link state.")
+@click.pass_context
+@handle_errors
+def link_set(ctx, ends, mbps, state):
+    """Set a link's bandwidth or state (name it when the lab has several)."""
+    if len(ends) not in (0, 2):
+        raise click.UsageError("give both SOURCE and TARGET, or neither")
+    with open_lab(ctx) as lab:
+        row = lab.set_link(*(ends or (None, None)), mbps=mbps, state=state)
+    click.echo(f"link {row['source']} -> {row['target']}: {row['mbps']:g} Mbps, {row['state']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def resources(ctx, as_json):
+    """Servers, agents, clouds and their protection settings, networks and mappings, links."""
+    with open_lab(ctx) as lab:
+        r = lab.resources()
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(f"vault region: {r['vault_region'] or '-'}")
+    for s in r["servers"]:
+        click.echo(f"server  {s['name']:<20} {s['kind']:<22} {'registered' if s['registered'] else 'not registered'}"
+                   + (f"  key {s['key_file']}" if s["key_file"] else ""))
+    for h in r["hosts"]:
+        click.echo(f"host    {h['name']:<20} on {h['server']:<19} agent {'installed' if h['agent_installed'] else 'not installed'}")
+    for c in r["clouds"]:
+        p = c["protection"]
+        desc = "not configured" if p is None else (
+            f"-> {p['target']} ({p['storage_account'] or p['target_kind']}), every {format_duration(p['frequency'])}, "
+            f"retention {p['retention_h']} h, app-consistent {p['app_consistent_h'] or 'none'} h, "
+            f"encryption {'on' if p['encrypt'] else 'off'}, start {p['start']}")
+        click.echo(f"cloud   {c['name']:<20} {desc}")
+    for n in r["networks"]:
+        click.echo(f"network {n['name']:<28} {n['side']:<6} {n['place']}")
+    for m in r["mappings"]:
+        click.echo(f"mapping {m['source']} -> {m['target']}")
+    for a in r["storage_accounts"]:
+        click.echo(f"storage {a['name']:<20} {a['region']:<12} {a['redundancy']}-redundant")
+    for li in r["links"]:
+        click.echo(f"link    {li['source']} -> {li['target']}: {li['mbps']:g} Mbps, {li['state']}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def points(ctx, name, as_json):
+    """A protected VM's recovery points."""
+    with open_lab(ctx) as lab:
+        pts = lab.points(name)
+    if as_json:
+        click.echo(json.dumps(pts, indent=2))
+        return
+    click.echo(f"{'id':>5}  {'lab time':<19}  {'type':<16}  {'size':>10}  last transaction")
+    for p in pts:
+        click.echo(f"{p['id']:>5}  {p['time_text']:<19}  {p['kind']:<16}  {_human_bytes(p['size']):>10}  "
+                   f"{p['last_transaction']}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--point", default="latest", show_default=True, help="A point id, latest or latest-app.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def verify(ctx, name, point, as_json):
+    """Build NAME's disks at a recovery point from the replica and prove them equal to the source then."""
+    with open_lab(ctx) as lab:
+        r = lab.verify(name, point)
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+    else:
+        for d in r["disks"]:
+            click.echo(f"{d['disk']}: {'identical' if d['identical'] else 'DIFFERENT'} ({d['actual']})")
+        click.echo(f"{r['vm']} at point {r['point']} ({format_time(r['time'])}, {r['kind']}): "
+                   f"{'identical' if r['identical'] else 'NOT identical'}; last transaction "
+                   f"{r['last_transaction']} (source had written {r['expected_last_transaction']})")
+    if not r["identical"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--point", default="latest", show_default=True, help="A point id, latest or latest-app.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the disk files.")
+@click.pass_context
+@handle_errors
+def export(ctx, name, point, out_dir):
+    """Write NAME's disks as they were at a recovery point (fixed VHD, source file names)."""
+    with open_lab(ctx) as lab:
+        r = lab.export(name, point, out_dir)
+    click.echo(f"{r['vm']} at point {r['point']} ({format_time(r['time'])}):")
+    for f in r["files"]:
+        click.echo(f"  {f}")
+
+
+@main.command("jobs")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+@handle_errors
+def jobs_cmd(ctx, as_json, limit):
+    """Jobs: name, state, start and duration."""
+    with open_lab(ctx) as lab:
+        js = lab.jobs(limit)
+    if as_json:
+        click.echo(json.dumps(js, indent=2))
+        return
+    click.echo(f"{'id':>4}  {'name':<46} {'state':<18} {'started':<19}  duration")
+    for j in js:
+        click.echo(f"{j['id']:>4}  {j['name']:<46} {j['state']:<18} {format_time(j['started']):<19}  "
+                   f"{format_duration(j['duration'])}")
+
+
+@main.command("job")
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def job_cmd(ctx, job_id, as_json):
+    """One job with its steps."""
+    with open_lab(ctx) as lab:
+        j = lab.job(job_id)
+    if as_json:
+        click.echo(json.dumps(j, indent=2))
+        return
+    click.echo(f"job {j['id']}: {j['name']} — {j['state']}, started {format_time(j['started'])}, "
+               f"{format_duration(j['duration'])}")
+    if j["error"]:
+        click.echo(f"error: {j['error']}")
+    for s in j["steps"]:
+        dur = format_duration(s["duration"]) if s["duration"] is not None else ""
+        click.echo(f"  {s['name']:<48} {s['state']:<14} {format_time(s['started']):<19}  {dur}")
 
 
 @main.command()

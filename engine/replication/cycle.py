@@ -1,0 +1,303 @@
+"""Replication over lab time: initial copy, change tracking, copy cycles, points, retention.
+
+Everything here runs inside Lab.run's transaction for one slice of lab time. Files are written
+durably before the rows that claim them, so a killed process leaves at worst an orphan file,
+never a recovery point without its data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .. import jobs, rules
+from ..disks import allocated_bytes, data_extents, fingerprint
+from . import changelog, replica
+from .link import bytes_per_second
+from .points import PointInfo, points_to_keep
+
+CHUNK = 4 * 1024 * 1024  # initial replication window
+
+
+def log_path(disk: Path) -> Path:
+    """The disk's change log, beside it (the seeds' .hrl)."""
+    return disk.with_suffix(".hrl")
+
+
+class Replication:
+    def __init__(self, lab):
+        self.lab = lab
+        self.db = lab.db
+
+    # ---- helpers ----------------------------------------------------------------------
+
+    def item(self, vm: str) -> dict | None:
+        return next(self.db.query("SELECT * FROM items WHERE vm=?", [vm]), None)
+
+    def items(self, *states: str) -> list[dict]:
+        q = "SELECT * FROM items"
+        if states:
+            q += f" WHERE state IN ({','.join('?' * len(states))})"
+        return list(self.db.query(q + " ORDER BY enabled_at, vm", list(states)))
+
+    def policy(self, vm_name: str) -> dict:
+        vm = self.lab.vm(vm_name)
+        return next(self.db.query("SELECT * FROM cloud_protection WHERE cloud=?", [vm.cloud]))
+
+    def key_for(self, vm_name: str) -> bytes | None:
+        if not self.policy(vm_name)["encrypt"]:
+            return None
+        return self.lab.encryption_key(self.lab.vm(vm_name))
+
+    def store_dir(self, item: dict) -> Path:
+        return self.lab.path / item["store"]
+
+    def base_path(self, item: dict, idx: int) -> Path:
+        return self.store_dir(item) / f"{idx}-{self.lab.vm(item['vm']).disks[idx].name}.vhd"
+
+    def labels(self, vm_name: str) -> list[str]:
+        return [f"{vm_name}/{d.name}" for d in self.lab.vm(vm_name).disks]
+
+    def link_of(self, vm_name: str) -> tuple[str, str]:
+        vm = self.lab.vm(vm_name)
+        return vm.location, self.lab.policy_place(vm.cloud)
+
+    def _stage(self, vm_name: str, transfer_id: int) -> Path:
+        return self.lab.disk_path(vm_name, 0).parent / "outgoing" / f"t{transfer_id}"
+
+    # ---- starting -----------------------------------------------------------------------
+
+    def create_replica(self, item: dict, now: int) -> None:
+        vm = self.lab.vm(item["vm"])
+        for i, d in enumerate(vm.disks):
+            base = self.base_path(item, i)
+            if not base.exists():
+                replica.create_base(base, d.size_bytes, now)
+
+    def start_initial(self, item: dict, now: int) -> None:
+        """Tracking starts, then allocated extents are copied; writes meanwhile land in the logs."""
+        vm = self.lab.vm(item["vm"])
+        total = 0
+        for i, d in enumerate(vm.disks):
+            p = self.lab.disk_path(vm.name, i)
+            log_path(p).write_bytes(b"")
+            total += allocated_bytes(p, d.size_bytes)
+        self.db.execute(
+            "UPDATE items SET state='initial replication in progress', tracking=1, initial_total=?, "
+            "initial_done=0, cursor_disk=0, cursor_offset=0 WHERE vm=?", [total, vm.name])
+        self.lab.event(now, "info", vm.name, f"initial replication started ({total} bytes to copy)")
+
+    # ---- the source side ----------------------------------------------------------------
+
+    def next_chunk(self, item: dict, now: int) -> int | None:
+        """Stage the next initial-replication window of allocated data; None when all is copied."""
+        vm = self.lab.vm(item["vm"])
+        disk, offset = item["cursor_disk"], item["cursor_offset"]
+        while disk < len(vm.disks):
+            size = vm.disks[disk].size_bytes
+            with open(self.lab.disk_path(vm.name, disk), "rb") as f:
+                ext = next(data_extents(f.fileno(), size, offset), None)
+                if ext is None:
+                    disk, offset = disk + 1, 0
+                    continue
+                start = ext[0]
+                end = min(start + CHUNK, size)
+                buf = bytearray()
+                raw = 0
+                for s, n in data_extents(f.fileno(), end, start):
+                    buf += changelog.record(s, os.pread(f.fileno(), n, s))
+                    raw += n
+            self.db.execute("UPDATE items SET cursor_disk=?, cursor_offset=? WHERE vm=?", [disk, end, vm.name])
+            blob = changelog.seal(bytes(buf), self.key_for(vm.name), self.labels(vm.name)[disk])
+            return self._enqueue(vm.name, "initial", now, {0: blob}, raw, disk=disk)
+        self.db.execute("UPDATE items SET cursor_disk=? WHERE vm=?", [disk, vm.name])
+        return None
+
+    def freeze(self, vm_name: str, now: int, app: bool) -> int:
+        """Freeze every disk's log at `now`, start new ones, and queue the frozen logs for shipping."""
+        vm = self.lab.vm(vm_name)
+        key = self.key_for(vm_name)
+        blobs, fps, raw = {}, [], 0
+        for i, d in enumerate(vm.disks):
+            disk = self.lab.disk_path(vm.name, i)
+            log = log_path(disk)
+            buf = log.read_bytes() if log.exists() else b""
+            log.write_bytes(b"")  # writes from now on go to the new log
+            raw += len(buf)
+            blobs[i] = changelog.seal(buf, key, self.labels(vm_name)[i])
+            fps.append(fingerprint(disk, d.size_bytes))
+        last_seq = self.lab.vm_row(vm.name)["writes_done"]
+        return self._enqueue(vm.name, "delta", now, blobs, raw, point_time=now, app=app,
+                             fingerprints=fps, last_seq=last_seq)
+
+    def _enqueue(self, vm_name, kind, now, blobs: dict[int, bytes], raw: int, **extra) -> int:
+        source, target = self.link_of(vm_name)
+        row = {"vm": vm_name, "kind": kind, "source": source, "target": target, "dir": "",
+               "raw_bytes": raw, "wire_bytes": sum(len(b) for b in blobs.values()), "created": now,
+               "disk": extra.get("disk"), "point_time": extra.get("point_time"), "app": int(extra.get("app", False)),
+               "fingerprints": json.dumps(extra.get("fingerprints", [])), "last_seq": extra.get("last_seq", 0)}
+        tid = self.db["transfers"].insert(row).last_pk
+        stage = self._stage(vm_name, tid)
+        encrypted = self.key_for(vm_name) is not None
+        for i, blob in blobs.items():
+            changelog.write_durable(stage / replica.frame_name(i, encrypted), blob)
+        self.db.execute("UPDATE transfers SET dir=? WHERE id=?", [str(stage.relative_to(self.lab.path)), tid])
+        return tid
+
+    # ---- the link -------------------------------------------------------------------------
+
+    def serve_links(self, t0: int, t1: int) -> None:
+        for link in self.db.query("SELECT * FROM links"):
+            self._serve(link, t0, t1)
+
+    def _serve(self, link: dict, t0: int, t1: int) -> None:
+        rate = bytes_per_second(link["mbps"], link["state"])
+        budget = rate * (t1 - t0)
+        clock = float(t0)
+        while budget > 0:
+            head = next(self.db.query(
+                "SELECT * FROM transfers WHERE source=? AND target=? ORDER BY id LIMIT 1",
+                [link["source"], link["target"]]), None)
+            if head is None:
+                if self._feed_initial(link, t1) is None:
+                    return
+                continue
+            need = head["wire_bytes"] - head["sent_bytes"]
+            if need > budget:
+                self.db.execute("UPDATE transfers SET sent_bytes=sent_bytes+? WHERE id=?", [int(budget), head["id"]])
+                return
+            budget -= need
+            clock += need / rate
+            self.arrive(head, min(t1, int(clock + 0.999)))
+
+    def _feed_initial(self, link: dict, now: int) -> int | None:
+        """Queue the next initial chunk of the first item on this link still copying."""
+        for item in self.items("initial replication in progress"):
+            if self.link_of(item["vm"]) != (link["source"], link["target"]) or item["initial_done_at"]:
+                continue
+            tid = self.next_chunk(item, now)
+            if tid is not None:
+                return tid
+            self.initial_copied(item, now)
+        return None
+
+    def initial_copied(self, item: dict, now: int) -> None:
+        """All data copied: the first delta (writes made during the copy) makes the replica consistent."""
+        self.db.execute("UPDATE items SET initial_done_at=? WHERE vm=?", [now, item["vm"]])
+        self.freeze(item["vm"], now, app=False)
+
+    # ---- the recovery side ----------------------------------------------------------------
+
+    def arrive(self, t: dict, at: int) -> None:
+        item = self.item(t["vm"])
+        stage = self.lab.path / t["dir"]
+        self.db.execute("DELETE FROM transfers WHERE id=?", [t["id"]])
+        if item is None:  # protection was disabled while in flight
+            shutil.rmtree(stage, ignore_errors=True)
+            return
+        key = self.key_for(t["vm"])
+        if t["kind"] == "initial":
+            f = replica.frame_path(stage, 0)
+            replica.apply_blob(self.base_path(item, t["disk"]), f.read_bytes(), key, self.labels(t["vm"])[t["disk"]])
+            shutil.rmtree(stage)
+            self.db.execute("UPDATE items SET initial_done=initial_done+? WHERE vm=?", [t["raw_bytes"], t["vm"]])
+            return
+        points = self.store_dir(item) / "points"
+        points.mkdir(parents=True, exist_ok=True)
+        dest = points / f"p{t['id']}"
+        os.replace(stage, dest)
+        _fsync_dir(points)
+        kind = "app-consistent" if t["app"] else "crash-consistent"
+        self.db["points"].insert({
+            "vm": t["vm"], "time": t["point_time"], "kind": kind, "dir": str(dest.relative_to(self.lab.path)),
+            "size": replica.dir_size(dest), "fingerprints": t["fingerprints"], "last_seq": t["last_seq"],
+            "arrived": at,
+        })
+        self.db.execute("UPDATE items SET last_replication=? WHERE vm=?", [at, t["vm"]])
+        if item["state"] == "initial replication in progress":
+            self._finish_initial(item, t["point_time"], at)
+        self.apply_retention(item, at)
+
+    def _finish_initial(self, item: dict, point_time: int, at: int) -> None:
+        freq = self.policy(item["vm"])["frequency"]
+        app_h = self.policy(item["vm"])["app_consistent_h"]
+        self.db.execute(
+            "UPDATE items SET state='finalizing protection', next_cycle=?, next_app=? WHERE vm=?",
+            [point_time + freq, point_time + app_h * 3600 if app_h else None, item["vm"]])
+        self.lab.event(at, "info", item["vm"], "initial replication completed; first recovery point made")
+        jobs.create(self.db, at, "finalize_protection", item["vm"])
+
+    # ---- cycles ---------------------------------------------------------------------------
+
+    def tick(self, now: int) -> None:
+        for item in self.items("initial replication pending"):
+            if item["start_at"] is not None and item["start_at"] <= now:
+                self.start_initial(item, now)
+        for item in self.items("finalizing protection", "protected"):
+            if item["next_cycle"] is None or item["next_cycle"] > now:
+                continue
+            pol = self.policy(item["vm"])
+            freq = pol["frequency"]
+            nxt = item["next_cycle"]
+            while nxt <= now:
+                nxt += freq
+            in_flight = self.db.execute(
+                "SELECT COUNT(*) FROM transfers WHERE vm=? AND kind='delta'", [item["vm"]]).fetchone()[0]
+            if in_flight:
+                # The last log is still on the wire: this cycle is missed and the log grows.
+                self.db.execute("UPDATE items SET next_cycle=? WHERE vm=?", [nxt, item["vm"]])
+                continue
+            app = item["next_app"] is not None and item["next_app"] <= now
+            next_app = item["next_app"]
+            if app:
+                # The guest is quiesced (VSS): its writes are flushed, so this point is app-consistent.
+                while next_app <= now:
+                    next_app += pol["app_consistent_h"] * 3600
+            self.freeze(item["vm"], now, app)
+            self.db.execute("UPDATE items SET next_cycle=?, next_app=? WHERE vm=?", [nxt, next_app, item["vm"]])
+
+    def next_event(self) -> int | None:
+        row = self.db.execute(
+            "SELECT MIN(t) FROM (SELECT MIN(start_at) AS t FROM items WHERE state='initial replication pending' "
+            "UNION ALL SELECT MIN(next_cycle) FROM items WHERE next_cycle IS NOT NULL)").fetchone()
+        return row[0]
+
+    # ---- retention ------------------------------------------------------------------------
+
+    def point_rows(self, vm: str) -> list[dict]:
+        return list(self.db.query("SELECT * FROM points WHERE vm=? ORDER BY time, id", [vm]))
+
+    def apply_retention(self, item: dict, now: int) -> None:
+        rows = self.point_rows(item["vm"])
+        pol = self.policy(item["vm"])
+        keep = points_to_keep([PointInfo(r["id"], r["time"], r["kind"] == "app-consistent") for r in rows],
+                              now, pol["retention_h"])
+        key, labels = self.key_for(item["vm"]), self.labels(item["vm"])
+        disks = len(labels)
+        for i, r in enumerate(rows):
+            if r["id"] in keep:
+                continue
+            older = self.lab.path / r["dir"]
+            if all(x["id"] not in keep for x in rows[:i]):
+                # The oldest point: merge into the replica base.
+                for d in range(disks):
+                    f = replica.frame_path(older, d)
+                    if f is not None:
+                        replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, labels[d])
+                shutil.rmtree(older)
+            else:
+                newer = next(x for x in rows[i + 1 :] if x["id"] in keep)
+                replica.merge_into_next(older, self.lab.path / newer["dir"], disks, key, labels)
+                self.db.execute("UPDATE points SET size=? WHERE id=?",
+                                [replica.dir_size(self.lab.path / newer["dir"]), newer["id"]])
+            self.db.execute("DELETE FROM points WHERE id=?", [r["id"]])
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,226 @@
+"""What is allowed when, and why not. Pure functions over plain values: no I/O, no SQLite.
+
+The CLI's refusals, the TUI's greyed-out actions and their reasons all come from here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .model import GIB, MIB, VM
+
+# ---- replication policy (seed 004, cloud protection settings) ------------------------------
+
+FREQUENCIES = {"30s": 30, "5m": 300, "15m": 900}
+RETENTION_HOURS = range(0, 25)
+APP_CONSISTENT_HOURS = range(0, 13)  # 0 = none
+
+
+def policy_problems(frequency: str, retention_h: int, app_consistent_h: int, start: str) -> list[str]:
+    """Problems with a replication policy's values, each naming the rule."""
+    out = []
+    if frequency not in FREQUENCIES:
+        out.append(f"copy frequency must be one of {', '.join(FREQUENCIES)}, not {frequency!r}")
+    if retention_h not in RETENTION_HOURS:
+        out.append(f"recovery point retention must be 0-24 hours, not {retention_h}")
+    if app_consistent_h not in APP_CONSISTENT_HOURS:
+        out.append(f"app-consistent snapshot frequency must be 0 (none) to 12 hours, not {app_consistent_h}")
+    elif app_consistent_h and app_consistent_h > retention_h:
+        out.append(
+            f"app-consistent snapshot frequency ({app_consistent_h} h) cannot be longer than the "
+            f"recovery point retention ({retention_h} h): no app-consistent point would be kept"
+        )
+    if start != "now":
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", start)
+        if not m or int(m[1]) > 23 or int(m[2]) not in (0, 30):
+            out.append(f"initial replication start must be 'now' or a time on a 30-minute boundary (HH:00 or HH:30), not {start!r}")
+    return out
+
+
+def next_start_time(now: int, start: str) -> int:
+    """Lab time of the next HH:MM (UTC) at or after now; 'now' is now."""
+    if start == "now":
+        return now
+    hh, mm = map(int, start.split(":"))
+    day = now - now % 86400
+    t = day + hh * 3600 + mm * 60
+    return t if t >= now else t + 86400
+
+
+# ---- target sizes (seed 004: XS S M L XL A5 A6 A7) ------------------------------------------
+
+@dataclass(frozen=True)
+class TargetSize:
+    name: str
+    cores: int
+    memory_mb: int
+    max_data_disks: int  # not in the seeds: the classic A-series limits (A0 1, A1 2, ... A7 16)
+
+
+# In order of price, cheapest first: the pick is the first that fits.
+TARGET_SIZES = [
+    TargetSize("XS", 1, 768, 1),
+    TargetSize("S", 1, 1792, 2),
+    TargetSize("M", 2, 3584, 4),
+    TargetSize("L", 4, 7168, 8),
+    TargetSize("A5", 2, 14336, 4),
+    TargetSize("XL", 8, 14336, 16),
+    TargetSize("A6", 4, 28672, 8),
+    TargetSize("A7", 8, 57344, 16),
+]
+SIZE_NAMES = [s.name for s in TARGET_SIZES]
+
+
+def vm_memory_mb(vm: VM) -> int:
+    """The memory a target must hold: the maximum of dynamic memory when it is on (seed 004)."""
+    return max(vm.memory_mb, vm.dynamic_memory_max_mb)
+
+
+def pick_target_size(vm: VM) -> str | None:
+    data_disks = sum(1 for d in vm.disks if d.role == "data")
+    for s in TARGET_SIZES:
+        if s.cores >= vm.cpus and s.memory_mb >= vm_memory_mb(vm) and s.max_data_disks >= data_disks:
+            return s.name
+    return None
+
+
+def target_size_problem(vm: VM, size: str) -> str | None:
+    s = next((x for x in TARGET_SIZES if x.name == size), None)
+    if s is None:
+        return f"unknown target size {size!r}: choose one of {', '.join(SIZE_NAMES)}"
+    data_disks = sum(1 for d in vm.disks if d.role == "data")
+    if s.max_data_disks < data_disks:
+        return f"size {size} takes at most {s.max_data_disks} data disks; {vm.name} has {data_disks}"
+    return None
+
+
+# ---- VM requirements for protection (seed 004, 仮想マシンの構成要件) ---------------------------
+
+SUPPORTED_OS = (
+    "Windows Server 2012 R2", "Windows Server 2012", "Windows Server 2008 R2 SP1",
+    "Windows Server 2008 SP2", "CentOS", "openSUSE", "SUSE Linux Enterprise Server",
+    "Ubuntu Server", "Other Linux (64-bit)",
+)
+_AZURE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def azure_name_ok(name: str) -> bool:
+    return bool(_AZURE_NAME.match(name))
+
+
+@dataclass(frozen=True)
+class Problem:
+    rule: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.rule} — {self.fix}"
+
+
+def protection_problems(vm: VM, to_azure: bool, target_name: str | None = None) -> list[Problem]:
+    """Every requirement the VM fails for protection (seed 004's list), with its fix."""
+    out: list[Problem] = []
+    if to_azure and vm.generation != 1:
+        out.append(Problem(f"{vm.name} is a generation {vm.generation} VM; Azure accepts generation 1 only",
+                           "protect a generation 1 VM, or protect to a recovery cloud"))
+    if vm.bitness != 64:
+        out.append(Problem(f"{vm.name} runs a {vm.bitness}-bit guest OS; only 64-bit guests are supported",
+                           "use a 64-bit guest OS"))
+    if not any(vm.os.startswith(s) for s in SUPPORTED_OS):
+        out.append(Problem(f"guest OS {vm.os!r} is not supported",
+                           "set the OS in VMM to a supported one, or to 'Other Linux (64-bit)' for other Linux/FreeBSD"))
+    os_disks = [d for d in vm.disks if d.role == "os"]
+    data_disks = [d for d in vm.disks if d.role == "data"]
+    if len(os_disks) != 1:
+        out.append(Problem(f"{vm.name} has {len(os_disks)} OS disks; exactly one is required",
+                           "mark exactly one disk as containing the operating system"))
+    for d in os_disks:
+        if to_azure and d.controller != "ide":
+            out.append(Problem(f"OS disk {d.name} is on the {d.controller.upper()} controller; it must be on IDE",
+                               "attach the OS disk to the IDE controller"))
+        if not 20 * MIB <= d.size_bytes <= 127 * GIB:
+            out.append(Problem(f"OS disk {d.name} is {d.size_gb:g} GB; it must be 20 MB to 127 GB",
+                               "shrink or replace the OS disk"))
+    if len(data_disks) > 16:
+        out.append(Problem(f"{vm.name} has {len(data_disks)} data disks; at most 16 are allowed",
+                           "detach data disks"))
+    for d in data_disks:
+        if not 20 * MIB <= d.size_bytes <= 1023 * GIB:
+            out.append(Problem(f"data disk {d.name} is {d.size_gb:g} GB; it must be 20 MB to 1023 GB",
+                               "resize or split the data disk"))
+    for d in vm.disks:
+        if d.attachment != "virtual":
+            out.append(Problem(f"disk {d.name} is a {d.attachment} disk, which cannot be replicated",
+                               "use a virtual hard disk (VHD/VHDX) instead"))
+    if to_azure:
+        for n in vm.nics:
+            if n.addressing == "static":
+                out.append(Problem(f"NIC {n.name} uses a static IP address; Azure assigns addresses by DHCP",
+                                   "switch the NIC to DHCP"))
+        name = target_name or vm.name
+        if not azure_name_ok(name):
+            out.append(Problem(
+                f"{name!r} is not a valid Azure VM name (1-63 letters, digits and hyphens, starting and ending with a letter or digit)",
+                "give a target name: --target-name NAME"))
+    return out
+
+
+def chosen_nic(vm: VM, requested: str | None = None) -> str:
+    """With several NICs one is used at the target: the requested one, else the first."""
+    if requested:
+        return requested
+    return vm.nics[0].name if vm.nics else ""
+
+
+# ---- replication health ---------------------------------------------------------------------
+
+# Not in the seeds beyond "not replicated within the copy interval -> Critical": srlab's
+# thresholds, counted in copy intervals, so they scale with the policy.
+HEALTH_WARNING_INTERVALS = 3
+HEALTH_CRITICAL_INTERVALS = 6
+
+
+def health(rpo: int | None, frequency: int, failed: bool = False) -> str:
+    if failed:
+        return "Critical"
+    if rpo is None:
+        return "OK"
+    if rpo > HEALTH_CRITICAL_INTERVALS * frequency:
+        return "Critical"
+    if rpo > HEALTH_WARNING_INTERVALS * frequency:
+        return "Warning"
+    return "OK"
+
+
+# ---- what is allowed when --------------------------------------------------------------------
+
+# Protection states of an item and what a user may do in each. One table, read by
+# Lab.allowed(), the CLI and the TUI.
+PROTECTION_STATES = (
+    "not protected", "enabling protection", "initial replication pending",
+    "initial replication in progress", "finalizing protection", "protected",
+)
+
+ITEM_ACTIONS: dict[str, dict[str, str | None]] = {
+    # action -> {state: None if allowed else the reason}
+    "protect": {
+        "not protected": None,
+        "*": "{vm} is already {state}",
+    },
+    "set_target": {
+        "not protected": "{vm} is not protected: enable protection first",
+        "*": None,
+    },
+    "verify": {
+        "protected": None,
+        "finalizing protection": None,
+        "*": "{vm} has no recovery points yet ({state})",
+    },
+}
+
+
+def item_action_reason(action: str, vm: str, state: str) -> str | None:
+    table = ITEM_ACTIONS[action]
+    reason = table.get(state, table.get("*"))
+    return reason.format(vm=vm, state=state) if reason else None
