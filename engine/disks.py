@@ -147,29 +147,71 @@ def allocated_bytes(path: Path, size: int) -> int:
 FP_CHUNK = 64 * 1024
 
 
-def fingerprint(path: Path, size: int) -> str:
-    """xxh3-128 of a disk's logical content, independent of how it is allocated.
-
-    Hashes (chunk index, bytes) of every 64 KiB chunk that is not all zeros, in order, so a
-    hole and a run of written zeros give the same fingerprint, and 127 GB of holes cost nothing.
-    """
+def chunk_digests(path: Path, size: int, only: set[int] | None = None) -> dict[int, bytes]:
+    """xxh3-128 digest of every 64 KiB chunk that is not all zeros (or of the `only` chunks)."""
     import xxhash
 
-    h = xxhash.xxh3_128()
     zero = bytes(FP_CHUNK)
-    done = 0  # chunks below this index are hashed already
+    out: dict[int, bytes] = {}
+
+    def take(first: int, buf: bytes) -> None:
+        for i in range(0, len(buf), FP_CHUNK):
+            chunk = buf[i : i + FP_CHUNK]
+            if chunk != zero[: len(chunk)]:
+                out[first + i // FP_CHUNK] = xxhash.xxh3_128_digest(chunk)
+
     with open(path, "rb") as f:
         fd = f.fileno()
+        if only is not None:
+            for idx in sorted(only):
+                take(idx, os.pread(fd, min(FP_CHUNK, size - idx * FP_CHUNK), idx * FP_CHUNK))
+            return out
+        done = 0  # chunks below this index are read already
         for start, length in data_extents(fd, size):
             first = max(start // FP_CHUNK, done)
             last = (start + length - 1) // FP_CHUNK + 1
-            if first >= last:
-                continue
-            buf = os.pread(fd, min(last * FP_CHUNK, size) - first * FP_CHUNK, first * FP_CHUNK)
-            for i in range(0, len(buf), FP_CHUNK):
-                chunk = buf[i : i + FP_CHUNK]
-                if chunk != zero[: len(chunk)]:
-                    h.update(struct.pack(">Q", first + i // FP_CHUNK))
-                    h.update(chunk)
-            done = last
-    return h.hexdigest()
+            if first < last:
+                take(first, os.pread(fd, min(last * FP_CHUNK, size) - first * FP_CHUNK, first * FP_CHUNK))
+                done = last
+    return out
+
+
+def combine_digests(digests: dict[int, bytes]) -> str:
+    import xxhash
+
+    return xxhash.xxh3_128_hexdigest(b"".join(struct.pack(">Q", i) + digests[i] for i in sorted(digests)))
+
+
+def fingerprint(path: Path, size: int) -> str:
+    """A disk's logical content as one xxh3-128, independent of how it is allocated.
+
+    Combines (index, digest) of every 64 KiB chunk that is not all zeros, in order: a hole and a
+    run of written zeros give the same fingerprint, and 127 GB of holes cost nothing.
+    """
+    return combine_digests(chunk_digests(path, size))
+
+
+class SourceFingerprints:
+    """Fingerprints of live source disks, kept current by re-hashing only the chunks written since."""
+
+    def __init__(self):
+        self._digests: dict[Path, dict[int, bytes]] = {}
+        self._dirty: dict[Path, set[int]] = {}
+
+    def written(self, path: Path, offset: int, length: int) -> None:
+        if path in self._digests:
+            self._dirty[path].update(range(offset // FP_CHUNK, (offset + length - 1) // FP_CHUNK + 1))
+
+    def fingerprint(self, path: Path, size: int) -> str:
+        digests = self._digests.get(path)
+        if digests is None:
+            digests = self._digests[path] = chunk_digests(path, size)
+            self._dirty[path] = set()
+        elif self._dirty[path]:
+            dirty = self._dirty[path]
+            fresh = chunk_digests(path, size, dirty)
+            for idx in dirty:
+                digests.pop(idx, None)
+            digests.update(fresh)
+            dirty.clear()
+        return combine_digests(digests)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import jobs, rules, store, workload
 from .clock import format_time, to_epoch
-from .disks import allocated_bytes, create_disk, fingerprint
+from .disks import SourceFingerprints, allocated_bytes, create_disk, fingerprint
 from .errors import InvalidInput, LabError, Refused
 from .model import MIB, VM, Site
 from .replication import changelog, replica
@@ -56,6 +56,7 @@ class Lab:
         self.db = db
         self.site = site
         self.replication = Replication(self)
+        self.source_fingerprints = SourceFingerprints()
         self._ensure_links()
 
     # ---- creating and opening -------------------------------------------------------------
@@ -366,6 +367,7 @@ class Lab:
                 t = lab_offset + int(workload.write_time(n, vm))
                 w = workload.make_write(vm, n, t, sizes)
                 os.pwrite(fds[w.disk], w.data, w.offset)
+                self.source_fingerprints.written(paths[w.disk], w.offset, len(w.data))
                 if tracked:
                     logs[w.disk].write(changelog.record(w.offset, w.data))
         finally:

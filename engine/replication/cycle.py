@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from .. import jobs, rules
-from ..disks import allocated_bytes, data_extents, fingerprint
+from ..disks import allocated_bytes, data_extents
 from . import changelog, replica
 from .link import bytes_per_second
 from .points import PointInfo, points_to_keep
@@ -127,7 +127,7 @@ class Replication:
             log.write_bytes(b"")  # writes from now on go to the new log
             raw += len(buf)
             blobs[i] = changelog.seal(buf, key, self.labels(vm_name)[i])
-            fps.append(fingerprint(disk, d.size_bytes))
+            fps.append(self.lab.source_fingerprints.fingerprint(disk, d.size_bytes))
         last_seq = self.lab.vm_row(vm.name)["writes_done"]
         return self._enqueue(vm.name, "delta", now, blobs, raw, point_time=now, app=app,
                              fingerprints=fps, last_seq=last_seq)

@@ -19,3 +19,19 @@ def test_fingerprint_ignores_allocation_but_sees_every_byte(tmp_path):
     os.pwrite(fd, b"\x01", 50 * 1024 * 1024 + 7)
     os.close(fd)
     assert fingerprint(a, size) != fingerprint(b, size)
+
+
+def test_source_fingerprints_follow_writes(tmp_path):
+    from engine.disks import SourceFingerprints
+
+    p = tmp_path / "d.vhd"
+    size = 16 * 1024 * 1024
+    create_disk(p, size, 0, 2 * 1024 * 1024, seed=3)
+    live = SourceFingerprints()
+    assert live.fingerprint(p, size) == fingerprint(p, size)
+    fd = os.open(p, os.O_RDWR)
+    for off, data in ((9 * 1024 * 1024 + 100, b"x" * 70000), (0, bytes(65536))):
+        os.pwrite(fd, data, off)
+        live.written(p, off, len(data))
+        assert live.fingerprint(p, size) == fingerprint(p, size)
+    os.close(fd)
