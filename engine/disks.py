@@ -88,28 +88,34 @@ _WORDS = (
 
 
 def _text_like(rng: random.Random, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        line = b" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 12)))
-        out += line + b"\n"
-    return bytes(out[:n])
+    lines = [b" ".join(rng.choices(_WORDS, k=rng.randint(4, 12))) + b"\n" for _ in range(256)]
+    return b"".join(rng.choices(lines, k=n // 40 + 1))[:n]
 
 
 def installed_os_extents(size: int, content_bytes: int, rng: random.Random):
-    """Yield (offset, bytes): text-like, zero-filled and random regions, 1 MiB aligned.
+    """Yield (offset, bytes): text-like, zero-filled and random regions, 1 MiB aligned, not overlapping.
 
-    The mix (about 45% text, 20% zeros, 35% random) compresses roughly like a real OS image.
+    The mix (about 45% text, 20% zeros, 35% random) compresses roughly like a real OS image. The
+    extents are spread over the first part of the disk (4x the content), as a fresh install is.
     """
     mib = 1024 * 1024
-    remaining = content_bytes
-    if remaining <= 0:
-        return
-    slots = max(1, (size // mib) - 1)
-    # Extents are spread over the first part of the disk, as a fresh install would be.
-    spread = max(1, min(slots, max(16, content_bytes // mib * 4)))
+    content_bytes = min(content_bytes, size)
+    sizes = []
+    left = content_bytes
+    while left > 0:
+        n = min(left, rng.choice((1, 1, 2, 4)) * mib)
+        sizes.append(n)
+        left -= n
+    area = min(size, max(4 * content_bytes, 16 * mib))
+    # Whole MiB slots each extent takes; what is left over is spread as gaps between them.
+    slots = [-(-n // mib) for n in sizes]
+    spare = max(0, area // mib - sum(slots))
     pos = 0
-    while remaining > 0:
-        n = min(remaining, rng.choice((1, 1, 2, 4)) * mib)
+    for i, n in enumerate(sizes):
+        gap = rng.randint(0, 2 * spare // max(1, len(sizes) - i)) if spare else 0
+        gap = min(gap, spare)
+        spare -= gap
+        pos += gap * mib
         kind = rng.random()
         if kind < 0.45:
             data = _text_like(rng, n)
@@ -117,10 +123,9 @@ def installed_os_extents(size: int, content_bytes: int, rng: random.Random):
             data = bytes(n)
         else:
             data = rng.randbytes(n)
-        offset = min(pos, (size - n) // mib * mib) if size >= n else 0
-        yield offset, data[: max(0, min(n, size - offset))]
-        remaining -= n
-        pos += (n // mib + rng.randint(0, max(1, spread // 8))) * mib
+        offset = min(pos, size - n)
+        yield offset, data
+        pos += slots[i] * mib
 
 
 def data_extents(fd: int, size: int, pos: int = 0):

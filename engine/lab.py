@@ -376,6 +376,23 @@ class Lab:
             for f in logs:
                 f.close()
 
+    def guest_write(self, vm_name: str, disk: int, offset: int, data: bytes) -> None:
+        """One write by a VM's guest outside its workload (benchmarks, drills): tracked like any other."""
+        vm = self.vm(vm_name)
+        path = self.disk_path(vm.name, disk)
+        if offset < 0 or offset + len(data) > vm.disks[disk].size_bytes:
+            raise InvalidInput(f"write at {offset} of {len(data)} bytes is outside disk {vm.disks[disk].name}")
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+        self.source_fingerprints.written(path, offset, len(data))
+        item = self.replication.item(vm.name)
+        if item and item["tracking"]:
+            with open(log_path(path), "ab") as f:
+                f.write(changelog.record(offset, data))
+
     def _sample_rpo(self, t: int) -> None:
         for cloud in {self.vm(i["vm"]).cloud for i in self.replication.items("protected")}:
             rpos = [s["rpo_seconds"] for s in (self.item_status(v) for v in self.site.vms if v.cloud == cloud)

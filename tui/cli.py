@@ -429,6 +429,48 @@ def job_cmd(ctx, job_id, as_json):
 
 
 @main.command()
+@click.option("--size-mb", default=512, show_default=True, help="Logical size of the generated disk.")
+@click.option("--content-mb", default=192, show_default=True, help="Data written into it before replication.")
+@click.option("--change-pct", default=1.0, show_default=True, help="Share of the data changed for the delta.")
+@handle_errors
+def bench(size_mb, content_mb, change_pct):
+    """Time srlab's replication next to lz4 and rsync on the same data, and print the ratios."""
+    from engine.bench import run_bench
+
+    r = run_bench(size_mb, content_mb, change_pct)
+    mib = 1024 * 1024
+    img = r["image"]
+    click.echo(f"image: {img['logical_bytes'] / mib:.0f} MiB logical, {img['allocated_bytes'] / mib:.0f} MiB allocated "
+               f"(fixed VHD, mixed text / zeros / random content)")
+    ini = r["initial"]
+    line = (f"initial replication  srlab {ini['srlab_seconds']:.2f} s "
+            f"({img['logical_bytes'] / mib / ini['srlab_seconds']:.0f} MiB/s of image, "
+            f"{img['allocated_bytes'] / mib / ini['srlab_seconds']:.0f} MiB/s of data)")
+    if "lz4_seconds" in ini:
+        line += (f"\n                     lz4 -1 CLI {ini['lz4_seconds']:.2f} s "
+                 f"({img['logical_bytes'] / mib / ini['lz4_seconds']:.0f} MiB/s of image)"
+                 f"\n                     srlab is {ini['lz4_seconds'] / ini['srlab_seconds']:.2f}x the lz4 CLI's speed")
+    else:
+        line += "\n                     lz4 CLI not installed: no reference (apt-get install lz4)"
+    click.echo(line)
+    d = r["delta"]
+    changed = d["changed_bytes"] / mib
+    click.echo(f"delta replication    {changed:.1f} MiB changed in {d['writes']} scattered 4 KiB writes")
+    click.echo(f"                     srlab {d['srlab_seconds']:.3f} s = {d['srlab_seconds'] * 1000 / changed:.0f} ms per MiB "
+               f"changed, {d['srlab_wire_bytes'] / mib:.1f} MiB on the wire, point verified "
+               f"{'identical' if d['verified'] else 'DIFFERENT'}")
+    if "rsync_seconds" in d:
+        sent = d["rsync_sent_bytes"]
+        click.echo(f"                     rsync --inplace --no-whole-file {d['rsync_seconds']:.3f} s = "
+                   f"{d['rsync_seconds'] * 1000 / changed:.0f} ms per MiB changed, "
+                   f"{(sent or 0) / mib:.1f} MiB sent")
+        click.echo(f"                     srlab is {d['rsync_seconds'] / d['srlab_seconds']:.2f}x rsync's speed, "
+                   f"sending {(sent or 0) / max(1, d['srlab_wire_bytes']):.2f}x fewer bytes")
+    else:
+        click.echo("                     rsync not installed: no reference (apt-get install rsync)")
+
+
+@main.command()
 @click.option("--observer", "--readonly", "observer", is_flag=True, help="Watch only: no action changes the lab.")
 @click.pass_context
 @handle_errors

@@ -18,7 +18,7 @@ from . import changelog, replica
 from .link import bytes_per_second
 from .points import PointInfo, points_to_keep
 
-CHUNK = 4 * 1024 * 1024  # initial replication window
+CHUNK = 16 * 1024 * 1024  # initial replication window
 
 
 def log_path(disk: Path) -> Path:
