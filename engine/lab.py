@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -57,6 +58,7 @@ class Lab:
         self.site = site
         self.replication = Replication(self)
         self.source_fingerprints = SourceFingerprints()
+        self._clock_fd: int | None = None
         self._ensure_links()
 
     # ---- creating and opening -------------------------------------------------------------
@@ -136,7 +138,35 @@ class Lab:
         return cls(path, db, site)
 
     def close(self) -> None:
+        if self._clock_fd is not None:
+            os.close(self._clock_fd)  # releases the clock lock
+            self._clock_fd = None
         self.db.conn.close()
+
+    def acquire_clock(self) -> bool:
+        """Become the one process that advances this lab's clock; False if another one is.
+
+        An exclusive flock on lab/clock.lock, held until close(): a second srlab (TUI or CLI)
+        cannot run time forward at the same time, and the TUI then opens as an observer.
+        """
+        if self._clock_fd is not None:
+            return True
+        fd = os.open(self.path / "clock.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._clock_fd = fd
+        return True
+
+    def clock_holder(self) -> str:
+        try:
+            return (self.path / "clock.lock").read_text().strip() or "?"
+        except OSError:
+            return "?"
 
     def __enter__(self):
         return self
@@ -315,6 +345,9 @@ class Lab:
         """Advance lab time by `seconds`, doing all the work that falls due, as fast as possible."""
         if seconds <= 0:
             raise InvalidInput("run needs a positive duration", "for example: srlab run --for 15m")
+        if not self.acquire_clock():
+            raise Refused(f"another srlab process (pid {self.clock_holder()}) is advancing this lab's clock",
+                          "use that one, close it first, or watch with: srlab tui --observer")
         start = self.now
         end = start + seconds
         writes = 0

@@ -145,3 +145,19 @@ def test_forward_migration_from_an_older_schema(tmp_path):
     store.set_meta(db, "schema_version", store.SCHEMA_VERSION + 1)
     with pytest.raises(Refused, match="newer srlab"):
         store.migrate(db)
+
+
+def test_only_one_process_advances_the_clock(lab):
+    other = Lab.open(lab.path)
+    try:
+        assert lab.acquire_clock()
+        assert not other.acquire_clock()
+        with pytest.raises(Refused, match="is advancing this lab's clock"):
+            other.run(60)
+        assert other.status()["now"] == lab.now  # observers still read everything
+    finally:
+        other.close()
+    lab.close()
+    again = Lab.open(lab.path)
+    assert again.acquire_clock()  # released when the first one closed
+    again.close()
