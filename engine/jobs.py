@@ -42,6 +42,11 @@ JOB_KINDS: dict[str, tuple[str, list[tuple[str, int]]]] = {
         ("Set post-replication settings", 30),
         ("Updating provider state", 10),
     ]),
+    "disable_protection": ("Disable protection", [
+        ("Stop replication", 20),
+        ("Remove the replica and its recovery points", 30),
+        ("Updating provider state", 10),
+    ]),
 }
 
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -737,6 +737,17 @@ class Lab:
                 self.event(self.now, "info", item["vm"], "enable protection started")
         return ids
 
+    def unprotect(self, names: list[str]) -> list[int]:
+        """Disable protection: replication stops, the replica and its points are removed."""
+        vms = [self._check_item_action("unprotect", n) for n in names]
+        ids = []
+        with store.transaction(self.db):
+            for vm in vms:
+                self.db.execute("UPDATE items SET state='disabling protection' WHERE vm=?", [vm.name])
+                ids.append(jobs.create(self.db, self.now, "disable_protection", vm.name))
+                self.event(self.now, "info", vm.name, "disable protection started")
+        return ids
+
     def _check_set_target(self, name: str, size: str | None, target_name: str | None, nic: str | None) -> VM:
         vm = self._check_item_action("set_target", name)
         item = self.replication.item(vm.name)
@@ -772,6 +783,7 @@ class Lab:
             "map_network": lambda s: self._check_map_network(*s),
             "unmap_network": self._check_unmap_network,
             "protect": self._check_protect,
+            "unprotect": lambda s: self._check_item_action("unprotect", s),
             "set_target": lambda s: self._check_item_action("set_target", s),
             "vm_start": lambda s: self._check_power(s, "start"),
             "vm_stop": lambda s: self._check_power(s, "stop"),
@@ -829,9 +841,18 @@ class Lab:
         elif kind == "enable_protection":
             self._enable_step(step, target, t)
         elif kind == "finalize_protection":
-            if step == 2:
+            if step == 2 and self.protection_state(target) == "finalizing protection":
                 self.db.execute("UPDATE items SET state='protected', failover_state='Ready' WHERE vm=?", [target])
                 self.event(t, "info", target, "protected: delta replication running")
+        elif kind == "disable_protection":
+            item = self.replication.item(target)
+            if step == 0:
+                self.replication.stop(target)
+            elif step == 1:
+                self.replication.remove_replica(item)
+            elif step == 2:
+                self.db.execute("DELETE FROM items WHERE vm=?", [target])
+                self.event(t, "info", target, "protection disabled; replica removed")
 
     def _enable_step(self, step: int, vm_name: str, t: int) -> None:
         item = self.replication.item(vm_name)

@@ -199,7 +199,7 @@ def health(rpo: int | None, frequency: int, failed: bool = False) -> str:
 # Lab.allowed(), the CLI and the TUI.
 PROTECTION_STATES = (
     "not protected", "enabling protection", "initial replication pending",
-    "initial replication in progress", "finalizing protection", "protected",
+    "initial replication in progress", "finalizing protection", "protected", "disabling protection",
 )
 
 ITEM_ACTIONS: dict[str, dict[str, str | None]] = {
@@ -212,10 +212,11 @@ ITEM_ACTIONS: dict[str, dict[str, str | None]] = {
         "not protected": "{vm} is not protected: enable protection first",
         "*": None,
     },
-    "verify": {
-        "protected": None,
-        "finalizing protection": None,
-        "*": "{vm} has no recovery points yet ({state})",
+    "unprotect": {
+        "not protected": "{vm} is not protected",
+        "enabling protection": "{vm} is being enabled: wait for its Enable protection job to end",
+        "disabling protection": "{vm} is already being disabled",
+        "*": None,
     },
 }
 

@@ -140,7 +140,10 @@ _power_command("shutdown", "Shut a VM's guest OS down cleanly.")
 
 def _wait(lab: Lab, job_ids: list[int], wait: bool) -> None:
     """Print each job's outcome; with wait, advance lab time until the jobs end."""
-    if wait:
+    if wait and not lab.acquire_clock():
+        click.echo(f"the lab's clock is driven by another srlab process (pid {lab.clock_holder()}): "
+                   "the job advances there")
+    elif wait:
         lab.run_until_done(job_ids)
     failed = False
     for jid in job_ids:
@@ -264,6 +267,17 @@ def protect(ctx, vms, target_size, target_name, nic, wait):
             st = lab.item_status(lab.vm(name))
             click.echo(f"{lab.vm(name).name}: {st['protection']}; target {st['target_name']} "
                        f"size {st['target_size'] or '-'}, NIC {st['nic'] or '-'}")
+
+
+@main.command()
+@click.argument("vms", nargs=-1, required=True)
+@wait_option
+@click.pass_context
+@handle_errors
+def unprotect(ctx, vms, wait):
+    """Disable protection for VMS: replication stops; the replica and its points are deleted."""
+    with open_lab(ctx) as lab:
+        _wait(lab, lab.unprotect(list(vms)), wait)
 
 
 @vm.command("set-target")

@@ -194,7 +194,7 @@ class Replication:
         item = self.item(t["vm"])
         stage = self.lab.path / t["dir"]
         self.db.execute("DELETE FROM transfers WHERE id=?", [t["id"]])
-        if item is None:  # protection was disabled while in flight
+        if item is None or item["state"] == "disabling protection":  # disabled while in flight
             shutil.rmtree(stage, ignore_errors=True)
             return
         key = self.key_for(t["vm"])
@@ -263,6 +263,19 @@ class Replication:
             "SELECT MIN(t) FROM (SELECT MIN(start_at) AS t FROM items WHERE state='initial replication pending' "
             "UNION ALL SELECT MIN(next_cycle) FROM items WHERE next_cycle IS NOT NULL)").fetchone()
         return row[0]
+
+    def stop(self, vm_name: str) -> None:
+        """Stop tracking and drop what is queued or staged for this VM."""
+        self.db.execute("UPDATE items SET tracking=0 WHERE vm=?", [vm_name])
+        for t in self.db.query("SELECT dir FROM transfers WHERE vm=?", [vm_name]):
+            shutil.rmtree(self.lab.path / t["dir"], ignore_errors=True)
+        self.db.execute("DELETE FROM transfers WHERE vm=?", [vm_name])
+        for i in range(len(self.lab.vm(vm_name).disks)):
+            log_path(self.lab.disk_path(vm_name, i)).unlink(missing_ok=True)
+
+    def remove_replica(self, item: dict) -> None:
+        shutil.rmtree(self.store_dir(item), ignore_errors=True)
+        self.db.execute("DELETE FROM points WHERE vm=?", [item["vm"]])
 
     # ---- retention ------------------------------------------------------------------------
 

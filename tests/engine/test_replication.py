@@ -284,3 +284,22 @@ def test_sample_lab_three_hours(tmp_path, need_tool):
         subprocess.run([lz4_cli, "-t", "-m", *map(str, (lab.path / "storage").glob("*/*/points/*/*.lz4"))],
                        check=True, capture_output=True)
         assert json.loads(json.dumps(lab.status()))["vms"][0]["protection"] == "protected"
+
+
+def test_disable_protection_removes_the_replica(lab):
+    protected(lab, "WEB01")
+    lab.run(15 * 60)
+    store = lab.path / lab.replication.item("WEB01")["store"]
+    assert store.is_dir()
+    assert "not protected" in lab.allowed("unprotect", "IDLE01")
+    lab.run_until_done(lab.unprotect(["WEB01"]))
+    assert lab.protection_state("WEB01") == "not protected"
+    assert not store.exists() and lab.points("WEB01") == []
+    assert not any(lab.disk_path("WEB01", 0).parent.glob("*.hrl"))
+    with pytest.raises(Refused, match="cloud OnPremise Cloud is not configured|not protected"):
+        lab.unprotect(["WEB01"])
+    # With no protected VM left the cloud's settings can change, and protection starts over.
+    lab.run_until_done([lab.configure_cloud("OnPremise Cloud", "azure", "mysiterecovery", frequency="15m")])
+    lab.run_until_done(lab.protect(["WEB01"]))
+    lab.run(20 * 60)
+    assert lab.verify("WEB01")["identical"]
