@@ -872,12 +872,10 @@ class Lab:
         elif step == 2:
             self.replication.create_replica(item, t)
         elif step == 3:
+            # Replication.tick starts initial replication at this time ("now" or the policy's HH:MM).
             start = rules.next_start_time(t, self.replication.policy(vm_name)["start"])
             self.db.execute("UPDATE items SET state='initial replication pending', start_at=? WHERE vm=?",
                             [start, vm_name])
-        elif step == 4:
-            if item["start_at"] <= t:
-                self.replication.start_initial(self.replication.item(vm_name), t)
 
     def _job_failed(self, kind: str, target: str, t: int, error: str) -> None:
         self.event(t, "error", target, f"job failed: {error}")

@@ -86,7 +86,7 @@ class Replication:
             total += allocated_bytes(p, d.size_bytes)
         self.db.execute(
             "UPDATE items SET state='initial replication in progress', tracking=1, initial_total=?, "
-            "initial_done=0, cursor_disk=0, cursor_offset=0 WHERE vm=?", [total, vm.name])
+            "initial_done=0, cursor_disk=0, cursor_offset=0, initial_done_at=NULL WHERE vm=?", [total, vm.name])
         self.lab.event(now, "info", vm.name, f"initial replication started ({total} bytes to copy)")
 
     # ---- the source side ----------------------------------------------------------------
