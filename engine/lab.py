@@ -37,14 +37,6 @@ def default_content_bytes(vm: VM, disk_index: int) -> int:
     return min(int(mb * MIB), d.size_bytes)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def is_lab(path: Path) -> bool:
     return (Path(path) / DB_NAME).is_file()
 
@@ -94,7 +86,7 @@ class Lab:
                 old = path.parent / f".{path.name}.old-{os.getpid()}"
                 os.rename(path, old)
             os.rename(tmp, path)
-            _fsync_dir(path.parent)
+            changelog.fsync_dir(path.parent)
             if old:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException:

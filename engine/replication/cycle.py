@@ -208,7 +208,7 @@ class Replication:
         points.mkdir(parents=True, exist_ok=True)
         dest = points / f"p{t['id']}"
         os.replace(stage, dest)
-        _fsync_dir(points)
+        changelog.fsync_dir(points)
         kind = "app-consistent" if t["app"] else "crash-consistent"
         self.db["points"].insert({
             "vm": t["vm"], "time": t["point_time"], "kind": kind, "dir": str(dest.relative_to(self.lab.path)),
@@ -307,10 +307,3 @@ class Replication:
                                 [replica.dir_size(self.lab.path / newer["dir"]), newer["id"]])
             self.db.execute("DELETE FROM points WHERE id=?", [r["id"]])
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
