@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -13,22 +11,19 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import jobs, rules, store, workload
 from .clock import format_time, to_epoch
-from .disks import SourceFingerprints, allocated_bytes, create_disk, fingerprint
+from .disks import SourceFingerprints, allocated_bytes, create_disk
 from .errors import InvalidInput, LabError, Refused
-from .model import MIB, VM, Site
-from .replication import changelog, replica
+from .model import MIB, VM, Site, slug
+from .replication import changelog
 from .replication.cycle import Replication, log_path
-from .replication.link import LINK_STATES
+from .protection import Protection
+from .setup import VaultSetup
 from .sites import load_site, parse_site
 
 DB_NAME = "vault.db"
 # Work is done in slices of at most this much lab time, each its own transaction.
 _SLICE = 60
 _RPO_SAMPLE = 300  # the dashboard's RPO history: one sample per cloud every 5 lab minutes
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
 
 
 def default_content_bytes(vm: VM, disk_index: int) -> int:
@@ -41,7 +36,7 @@ def is_lab(path: Path) -> bool:
     return (Path(path) / DB_NAME).is_file()
 
 
-class Lab:
+class Lab(VaultSetup, Protection):
     """One lab directory: vault.db + sites/ (primary-side disks) + storage/ (replica stores)."""
 
     def __init__(self, path: Path, db, site: Site):
@@ -109,7 +104,7 @@ class Lab:
                 for vm in site.vms:
                     db["vms"].insert({"name": vm.name, "power": vm.power})
                     for i, d in enumerate(vm.disks):
-                        rel = Path("sites") / _slug(vm.location) / _slug(vm.name) / f"{_slug(d.name)}.vhd"
+                        rel = Path("sites") / slug(vm.location) / slug(vm.name) / f"{slug(d.name)}.vhd"
                         seed = vm.workload.seed * 1000 + i
                         create_disk(root / rel, d.size_bytes, start, default_content_bytes(vm, i), seed)
                         db["disks"].insert(
@@ -457,314 +452,7 @@ class Lab:
             self.event(self.now, "info", vm.name, f"VM {word}")
         return new
 
-    # ---- vault setup (seed 004, STEP 2) ---------------------------------------------------
-
-    def _server(self, name: str):
-        s = next((s for s in self.site.vmm_servers if s.name.lower() == name.lower()), None)
-        if s is None:
-            names = ", ".join(x.name for x in self.site.vmm_servers) or "none"
-            raise InvalidInput(f"no VMM server named {name!r} in this lab", f"VMM servers: {names}")
-        return s
-
-    def _registered(self, server: str) -> dict | None:
-        return next(self.db.query("SELECT * FROM servers WHERE name=?", [server]), None)
-
-    def _running_job(self, kind: str, target: str) -> bool:
-        return self.db.execute("SELECT COUNT(*) FROM jobs WHERE kind=? AND target=? AND state='in progress'",
-                               [kind, target]).fetchone()[0] > 0
-
-    def _check_register_server(self, name: str):
-        s = self._server(name)
-        if self._registered(s.name):
-            raise Refused(f"{s.name} is already registered with the vault")
-        if self._running_job("register_server", s.name):
-            raise Refused(f"{s.name} is being registered (a Register server job is running)",
-                          "wait for it: srlab run --for 5m")
-        return s
-
-    def register_server(self, name: str) -> int:
-        """Install the provider on a VMM server and register it (creates the data-encryption key)."""
-        s = self._check_register_server(name)
-        return jobs.create(self.db, self.now, "register_server", s.name)
-
-    def _host(self, name: str):
-        found = self.site.hosts().get(name) or next(
-            (v for k, v in self.site.hosts().items() if k.lower() == name.lower()), None)
-        if found is None:
-            names = ", ".join(self.site.hosts()) or "none"
-            raise InvalidInput(f"no Hyper-V host named {name!r} in this lab", f"hosts: {names}")
-        return found
-
-    def _check_install_agent(self, host: str):
-        server, h = self._host(host)
-        if self.db.execute("SELECT 1 FROM agents WHERE host=?", [h.name]).fetchone():
-            raise Refused(f"the Recovery Services agent is already installed on {h.name}")
-        if not self._registered(server.name):
-            raise Refused(f"{h.name}'s VMM server {server.name} is not registered with the vault",
-                          f"register it first: srlab server register {server.name}")
-        if self._running_job("install_agent", h.name):
-            raise Refused(f"the agent is being installed on {h.name}", "wait for it: srlab run --for 5m")
-        return h
-
-    def install_agent(self, host: str) -> int:
-        h = self._check_install_agent(host)
-        return jobs.create(self.db, self.now, "install_agent", h.name)
-
-    def encryption_key(self, vm: VM) -> bytes:
-        server = self.site.clouds()[vm.cloud][0].name
-        reg = self._registered(server)
-        path = self.path / reg["key_file"] if reg and reg["key_file"] else None
-        if path is None or not path.is_file():
-            raise Refused(f"the data-encryption key of {server} is missing ({path})",
-                          "restore the key file made at server registration")
-        return path.read_bytes()
-
-    def policy_place(self, cloud: str) -> str:
-        """Where a cloud replicates to: its target region or recovery cloud (the link's far end)."""
-        row = self.db.execute("SELECT target FROM cloud_protection WHERE cloud=?", [cloud]).fetchone()
-        return row[0]
-
-    def _cloud(self, name: str):
-        clouds = self.site.clouds()
-        key = name if name in clouds else next((c for c in clouds if c.lower() == name.lower()), None)
-        if key is None:
-            raise InvalidInput(f"no cloud named {name!r} in this lab", f"clouds: {', '.join(clouds) or 'none'}")
-        return clouds[key]
-
-    def _check_configure_cloud(self, cloud: str, target: str, storage_account: str | None, frequency: str,
-                               retention_h: int, app_consistent_h: int, encrypt: bool, start: str) -> dict:
-        server, c = self._cloud(cloud)
-        problems = self._cloud_problems(cloud) + rules.policy_problems(frequency, retention_h, app_consistent_h, start)
-        to_azure = target.lower() == "azure"
-        place = ""
-        if to_azure:
-            missing = [h for h in c.hosts if not self.db.execute("SELECT 1 FROM agents WHERE host=?", [h]).fetchone()]
-            if missing:
-                problems.append(f"the Recovery Services agent is not installed on {', '.join(missing)} "
-                                f"(srlab agent install {missing[0]})")
-            accounts = self.site.storage_accounts()
-            vault_region = self.site.vault_region()
-            if not storage_account:
-                problems.append("a storage account is required for an Azure target (--storage-account NAME)")
-            elif storage_account not in accounts:
-                problems.append(f"no storage account named {storage_account!r} (accounts: {', '.join(accounts) or 'none'})")
-            else:
-                region, acct = accounts[storage_account]
-                place = region.name
-                if region.name != vault_region:
-                    problems.append(f"storage account {acct.name} is in {region.name}; it must be in the vault's region {vault_region}")
-                if acct.redundancy != "geo":
-                    problems.append(f"storage account {acct.name} is {acct.redundancy}ly redundant; it must be geo-redundant")
-        else:
-            if storage_account:
-                problems.append("--storage-account applies to Azure targets only")
-            if encrypt:
-                problems.append("encryption at rest applies to Azure targets only")
-            clouds = self.site.clouds()
-            rc = target if target in clouds else next((k for k in clouds if k.lower() == target.lower()), None)
-            if rc is None:
-                problems.append(f"target must be 'azure' or a recovery cloud; no cloud named {target!r}")
-            elif rc == c.name:
-                problems.append("a cloud cannot be its own recovery cloud")
-            else:
-                place = rc
-                if not self._registered(clouds[rc][0].name):
-                    problems.append(f"the recovery cloud's VMM server {clouds[rc][0].name} is not registered")
-        if encrypt and to_azure and self._registered(server.name) and not self._registered(server.name)["key_file"]:
-            problems.append(f"encryption needs the data-encryption key made when {server.name} was registered")
-        if problems:
-            raise Refused(f"cannot configure protection for cloud {c.name}:\n  - " + "\n  - ".join(problems),
-                          "fix the settings above and try again; nothing was changed")
-        return {"cloud": c.name, "target_kind": "azure" if to_azure else "cloud", "target": place,
-                "storage_account": storage_account or "", "frequency": rules.FREQUENCIES[frequency],
-                "retention_h": retention_h, "app_consistent_h": app_consistent_h, "encrypt": int(encrypt),
-                "start": start}
-
-    def _cloud_problems(self, cloud: str) -> list[str]:
-        """What stops any protection settings being saved for this cloud now."""
-        server, c = self._cloud(cloud)
-        problems = []
-        if not self._registered(server.name):
-            problems.append(f"VMM server {server.name} is not registered with the vault "
-                            f"(srlab server register {server.name})")
-        if "Hyper-V" not in c.capability_profiles:
-            problems.append(f"cloud {c.name} has no Hyper-V capability profile; add it in VMM")
-        members = [v.name for v in self.site.vms if v.cloud == c.name]
-        if any(self.replication.item(m) for m in members):
-            problems.append(f"cloud {c.name} has protected VMs; disable their protection before changing its settings")
-        if self._running_job("configure_cloud", c.name):
-            problems.append(f"cloud {c.name} is already being configured")
-        return problems
-
-    def _check_cloud_basics(self, cloud: str) -> None:
-        problems = self._cloud_problems(cloud)
-        if problems:
-            raise Refused(problems[0])
-
-    def configure_cloud(self, cloud: str, target: str, storage_account: str | None = None, frequency: str = "5m",
-                        retention_h: int = 0, app_consistent_h: int = 0, encrypt: bool = False,
-                        start: str = "now") -> int:
-        """Set a cloud's replication policy (a 'Configure protection' job)."""
-        settings = self._check_configure_cloud(cloud, target, storage_account, frequency, retention_h,
-                                               app_consistent_h, encrypt, start)
-        return jobs.create(self.db, self.now, "configure_cloud", settings["cloud"], settings)
-
-    def _networks(self) -> tuple[set[str], set[str]]:
-        vmm = {n.name for s in self.site.vmm_servers for n in s.vm_networks}
-        azure = {n.name for r in self.site.regions().values() for n in r.virtual_networks}
-        return vmm, azure
-
-    def _check_map_network(self, source: str, target: str) -> None:
-        vmm, azure = self._networks()
-        if source not in vmm:
-            raise InvalidInput(f"no VM network named {source!r}", f"VM networks: {', '.join(sorted(vmm)) or 'none'}")
-        if target not in vmm | azure:
-            raise InvalidInput(f"no network named {target!r} to map to",
-                               f"Azure virtual networks: {', '.join(sorted(azure)) or 'none'}; "
-                               f"VM networks: {', '.join(sorted(vmm))}")
-        if target == source:
-            raise Refused("a network cannot be mapped to itself")
-        row = self.db.execute("SELECT target FROM network_mappings WHERE source=?", [source]).fetchone()
-        if row:
-            raise Refused(f"{source} is already mapped to {row[0]}", f"unmap it first: srlab network unmap {source!r}")
-
-    def map_network(self, source: str, target: str) -> None:
-        self._check_map_network(source, target)
-        with store.transaction(self.db):
-            self.db["network_mappings"].insert({"source": source, "target": target})
-            self.event(self.now, "info", source, f"network mapped to {target}")
-
-    def _check_unmap_network(self, source: str) -> None:
-        if not self.db.execute("SELECT 1 FROM network_mappings WHERE source=?", [source]).fetchone():
-            raise Refused(f"{source!r} is not mapped", "see mappings with: srlab resources")
-
-    def unmap_network(self, source: str) -> None:
-        self._check_unmap_network(source)
-        with store.transaction(self.db):
-            self.db.execute("DELETE FROM network_mappings WHERE source=?", [source])
-            self.event(self.now, "info", source, "network mapping removed")
-
-    # ---- links ----------------------------------------------------------------------------
-
-    def _ensure_links(self) -> None:
-        with store.transaction(self.db):
-            for link in self.site.links:
-                self.db.execute("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)",
-                                [link.source, link.target, link.mbps, link.state])
-
-    def _check_set_link(self, source: str | None, target: str | None, mbps: float | None,
-                        state: str | None) -> list[dict]:
-        links = list(self.db.query("SELECT * FROM links"))
-        if source or target:
-            links = [l for l in links if l["source"] == source and l["target"] == target]
-        if not links:
-            raise InvalidInput(f"no link {source!r} -> {target!r}" if source else "this lab has no links yet",
-                               "links: " + ", ".join(f"{l['source']} -> {l['target']}" for l in self.db.query(
-                                   "SELECT * FROM links")) if source else "a link is made when a cloud is configured")
-        if len(links) > 1:
-            raise InvalidInput("this lab has several links: name one (SOURCE TARGET)")
-        if mbps is not None and not mbps > 0:
-            raise InvalidInput(f"bandwidth must be greater than 0 Mbps, not {mbps}")
-        if state is not None and state not in LINK_STATES:
-            raise InvalidInput(f"link state must be one of {', '.join(LINK_STATES)}, not {state!r}")
-        if mbps is None and state is None:
-            raise InvalidInput("nothing to change", "give --mbps N and/or --state up|down|lossy")
-        return links
-
-    def set_link(self, source: str | None = None, target: str | None = None, mbps: float | None = None,
-                 state: str | None = None) -> dict:
-        (link,) = self._check_set_link(source, target, mbps, state)
-        with store.transaction(self.db):
-            self.db.execute("UPDATE links SET mbps=COALESCE(?, mbps), state=COALESCE(?, state) "
-                            "WHERE source=? AND target=?", [mbps, state, link["source"], link["target"]])
-            self.event(self.now, "info", f"{link['source']} -> {link['target']}",
-                       f"link set to {mbps or link['mbps']:g} Mbps, {state or link['state']}")
-        return next(self.db.query("SELECT * FROM links WHERE source=? AND target=?", [link["source"], link["target"]]))
-
-    # ---- protection -----------------------------------------------------------------------
-
-    def _check_protect(self, name: str, target_size: str | None = None, target_name: str | None = None,
-                       nic: str | None = None) -> dict:
-        vm = self._check_item_action("protect", name)
-        if not vm.cloud:
-            raise Refused(f"{vm.name} is not in a VMM cloud; srlab protects VMs in VMM clouds so far",
-                          "Azure-to-Azure and physical-server protection are not built yet")
-        pol = next(self.db.query("SELECT * FROM cloud_protection WHERE cloud=?", [vm.cloud]), None)
-        if pol is None:
-            raise Refused(f"cloud {vm.cloud} is not configured for protection",
-                          f"configure it first: srlab cloud configure {vm.cloud!r} --target azure ...")
-        to_azure = pol["target_kind"] == "azure"
-        problems = [str(p) for p in rules.protection_problems(vm, to_azure, target_name)]
-        size = target_size or rules.pick_target_size(vm)
-        if to_azure:
-            if size is None:
-                problems.append(f"no target size fits {vm.cpus} CPUs and {rules.vm_memory_mb(vm)} MB — "
-                                f"reduce the VM or pick a size with --target-size")
-            elif msg := rules.target_size_problem(vm, size):
-                problems.append(msg)
-        if nic and nic not in [n.name for n in vm.nics]:
-            problems.append(f"{vm.name} has no NIC named {nic!r} (NICs: {', '.join(n.name for n in vm.nics)})")
-        if self._running_job("enable_protection", vm.name):
-            problems.append(f"protection is already being enabled for {vm.name}")
-        if problems:
-            raise Refused(f"cannot enable protection for {vm.name}:\n  - " + "\n  - ".join(problems),
-                          "fix the VM or the options above; nothing was changed")
-        store_root = pol["storage_account"] if to_azure else pol["target"]
-        return {"vm": vm.name, "state": "enabling protection", "target_kind": pol["target_kind"],
-                "target": pol["target"], "store": str(Path("storage") / _slug(store_root) / _slug(vm.name)),
-                "target_name": target_name or vm.name, "target_size": (size or "") if to_azure else "",
-                "nic": rules.chosen_nic(vm, nic), "enabled_at": self.now}
-
-    def protect(self, names: list[str], target_size: str | None = None, target_name: str | None = None,
-                nic: str | None = None) -> list[int]:
-        """Enable protection: one 'Enable protection' job per VM. All are checked before any starts."""
-        if target_name and len(names) > 1:
-            raise InvalidInput("--target-name applies to one VM at a time")
-        items = [self._check_protect(n, target_size, target_name, nic) for n in names]
-        ids = []
-        with store.transaction(self.db):
-            for item in items:
-                self.db["items"].insert(item)
-                ids.append(jobs.create(self.db, self.now, "enable_protection", item["vm"]))
-                self.event(self.now, "info", item["vm"], "enable protection started")
-        return ids
-
-    def unprotect(self, names: list[str]) -> list[int]:
-        """Disable protection: replication stops, the replica and its points are removed."""
-        vms = [self._check_item_action("unprotect", n) for n in names]
-        ids = []
-        with store.transaction(self.db):
-            for vm in vms:
-                self.db.execute("UPDATE items SET state='disabling protection' WHERE vm=?", [vm.name])
-                ids.append(jobs.create(self.db, self.now, "disable_protection", vm.name))
-                self.event(self.now, "info", vm.name, "disable protection started")
-        return ids
-
-    def _check_set_target(self, name: str, size: str | None, target_name: str | None, nic: str | None) -> VM:
-        vm = self._check_item_action("set_target", name)
-        item = self.replication.item(vm.name)
-        if size and item["target_kind"] != "azure":
-            raise Refused("target sizes apply to Azure targets only")
-        if size and (msg := rules.target_size_problem(vm, size)):
-            raise Refused(msg)
-        if target_name is not None and item["target_kind"] == "azure" and not rules.azure_name_ok(target_name):
-            raise InvalidInput(f"{target_name!r} is not a valid Azure VM name",
-                               "1-63 letters, digits and hyphens, starting and ending with a letter or digit")
-        if nic and nic not in [n.name for n in vm.nics]:
-            raise InvalidInput(f"{vm.name} has no NIC named {nic!r}")
-        if not (size or target_name or nic):
-            raise InvalidInput("nothing to change", "give --size, --name and/or --nic")
-        return vm
-
-    def set_target(self, name: str, size: str | None = None, target_name: str | None = None,
-                   nic: str | None = None) -> dict:
-        vm = self._check_set_target(name, size, target_name, nic)
-        with store.transaction(self.db):
-            self.db.execute("UPDATE items SET target_size=COALESCE(?, target_size), "
-                            "target_name=COALESCE(?, target_name), nic=COALESCE(?, nic) WHERE vm=?",
-                            [size, target_name, nic, vm.name])
-            self.event(self.now, "info", vm.name, "target settings changed")
-        return self.item_status(vm)
+    # ---- what is allowed now --------------------------------------------------------------
 
     def allowed(self, action: str, subject=None) -> str | None:
         """None if `action` on `subject` is allowed now, else why not (the same checks the commands use)."""
@@ -788,13 +476,6 @@ class Lab:
             return e.message
         return None
 
-    def _check_item_action(self, action: str, name: str) -> VM:
-        vm = self.vm(name)
-        reason = rules.item_action_reason(action, vm.name, self.protection_state(vm.name))
-        if reason:
-            raise Refused(reason)
-        return vm
-
     # ---- job steps: what each step does when it completes ----------------------------------
 
     def _perform_step(self, kind: str, step: int, target: str, data: dict, t: int, job_id: int) -> None:
@@ -805,7 +486,7 @@ class Lab:
                 self.db["servers"].insert({"name": target, "kind": "vmm", "registered_at": t, "key_file": ""})
             if step == 2:
                 # The seed's DataEncryptionCertificate: needed to fail over encrypted data.
-                key = Path("keys") / f"{_slug(target)}-DataEncryptionCertificate.key"
+                key = Path("keys") / f"{slug(target)}-DataEncryptionCertificate.key"
                 changelog.write_durable(self.path / key, AESGCM.generate_key(bit_length=256))
                 os.chmod(self.path / key, 0o600)
                 self.db.execute("UPDATE servers SET key_file=? WHERE name=?", [str(key), target])
@@ -877,82 +558,6 @@ class Lab:
             if item:
                 shutil.rmtree(self.path / item["store"], ignore_errors=True)
                 self.db.execute("DELETE FROM items WHERE vm=?", [target])
-
-    # ---- recovery points and proof ----------------------------------------------------------
-
-    def points(self, name: str) -> list[dict]:
-        vm = self.vm(name)
-        return [{"id": r["id"], "time": r["time"], "time_text": format_time(r["time"]), "kind": r["kind"],
-                 "size": r["size"], "last_transaction": r["last_seq"], "arrived": r["arrived"]}
-                for r in self.replication.point_rows(vm.name)]
-
-    def _point(self, vm: VM, point: str | int | None) -> dict:
-        rows = self.replication.point_rows(vm.name)
-        if not rows:
-            raise Refused(f"{vm.name} has no recovery points yet ({self.protection_state(vm.name)})",
-                          "protect it and let lab time pass: srlab run --for 15m")
-        if point in (None, "latest"):
-            return rows[-1]
-        if point == "latest-app":
-            app = [r for r in rows if r["kind"] == "app-consistent"]
-            if not app:
-                raise Refused(f"{vm.name} has no app-consistent recovery point")
-            return app[-1]
-        try:
-            pid = int(point)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"bad recovery point {point!r}", "give a point id, 'latest' or 'latest-app'") from None
-        row = next((r for r in rows if r["id"] == pid), None)
-        if row is None:
-            raise InvalidInput(f"{vm.name} has no recovery point {pid}",
-                               f"retained points: {', '.join(str(r['id']) for r in rows)}")
-        return row
-
-    def build_at_point(self, name: str, point: str | int | None, out_dir: Path) -> tuple[dict, list[Path]]:
-        """Write the VM's disks as they were at a recovery point into out_dir, one file per disk."""
-        vm = self.vm(name)
-        row = self._point(vm, point)
-        item = self.replication.item(vm.name)
-        rows = [r for r in self.replication.point_rows(vm.name) if (r["time"], r["id"]) <= (row["time"], row["id"])]
-        key = self.replication.key_for(vm.name)
-        labels = self.replication.labels(vm.name)
-        out = []
-        for i, d in enumerate(vm.disks):
-            dest = Path(out_dir) / self.disk_path(vm.name, i).name
-            replica.build_disk(self.replication.base_path(item, i), [self.path / r["dir"] for r in rows],
-                               i, dest, d.size_bytes, key, labels[i])
-            out.append(dest)
-        return row, out
-
-    def verify(self, name: str, point: str | int | None = None) -> dict:
-        """Build the disks at a point in a scratch folder and compare with the point's fingerprints."""
-        vm = self.vm(name)
-        scratch = self.path / ".scratch" / f"verify-{os.getpid()}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        try:
-            row, paths = self.build_at_point(vm.name, point, scratch)
-            expected = json.loads(row["fingerprints"])
-            disks = []
-            for i, (p, d) in enumerate(zip(paths, vm.disks)):
-                got = fingerprint(p, d.size_bytes)
-                disks.append({"disk": d.name, "expected": expected[i], "actual": got, "identical": got == expected[i]})
-            scan = self._scan(paths, vm)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return {"vm": vm.name, "point": row["id"], "time": row["time"], "kind": row["kind"],
-                "identical": all(d["identical"] for d in disks), "disks": disks,
-                "last_transaction": scan.last_seq, "expected_last_transaction": row["last_seq"]}
-
-    def export(self, name: str, point: str | int | None, out_dir: str | Path) -> dict:
-        out_dir = Path(out_dir)
-        vm = self.vm(name)
-        clash = [self.disk_path(vm.name, i).name for i in range(len(vm.disks))
-                 if (out_dir / self.disk_path(vm.name, i).name).exists()]
-        if clash:
-            raise Refused(f"{out_dir} already holds {', '.join(clash)}", "choose an empty --out folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        row, paths = self.build_at_point(vm.name, point, out_dir)
-        return {"vm": vm.name, "point": row["id"], "time": row["time"], "files": [str(p) for p in paths]}
 
 
 def _insert_event(db, time: int, level: str, subject: str, message: str) -> None:

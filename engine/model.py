@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 GIB = 1024**3
 MIB = 1024**2
+
+def slug(name: str) -> str:
+    """A name as a safe file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
+
 
 SCENARIOS = ("hyperv-to-azure", "vmm-to-vmm", "azure-to-azure", "physical-to-azure")
 PATTERNS = ("random", "sequential-log", "hot-spot")

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import jobs, rules
+from .. import jobs
 from ..disks import allocated_bytes, data_extents
 from . import changelog, replica
 from .link import bytes_per_second
