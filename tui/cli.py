@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from engine import Lab, LabError
+from engine import Lab, LabError, rules
 from engine.clock import format_duration, format_time, parse_duration
 
 
@@ -99,6 +99,9 @@ def status(ctx, as_json):
         for d in vm["disks"]:
             click.echo(f"    {d['role']:<4} {d['name']:<16} {_human_bytes(d['logical_bytes']):>10} "
                        f"({_human_bytes(d['allocated_bytes'])} used)  {d['path']}")
+    if any(vm["health"] for vm in st["vms"]):
+        click.echo(f"health: Warning when the RPO passes {rules.HEALTH_WARNING_INTERVALS} copy intervals, "
+                   f"Critical past {rules.HEALTH_CRITICAL_INTERVALS}")
 
 
 @main.command()
