@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 from . import store
-from .errors import LabError
+from .errors import InvalidInput, LabError, Refused
 
-# kind -> (job name shown to users, [(step name, lab seconds)])
+# kind -> (job name shown to users, [(step name, lab seconds, or None: waits for a user's action)])
 JOB_KINDS: dict[str, tuple[str, list[tuple[str, int]]]] = {
     "register_server": ("Register server", [
         ("Validate the vault registration key", 20),
@@ -49,7 +49,6 @@ JOB_KINDS: dict[str, tuple[str, list[tuple[str, int]]]] = {
     ]),
 }
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def create(db, now: int, kind: str, target: str, data: dict | None = None) -> int:
@@ -61,11 +60,42 @@ def create(db, now: int, kind: str, target: str, data: dict | None = None) -> in
         }).last_pk
         for i, (step, seconds) in enumerate(steps):
             db["job_steps"].insert({
-                "job": job_id, "idx": i, "name": step, "seconds": seconds,
-                "state": "in progress" if i == 0 else "not started",
-                "started": now if i == 0 else None, "ended": None,
+                "job": job_id, "idx": i, "name": step, "seconds": seconds, "state": "not started",
+                "started": None, "ended": None,
             })
+        _start_step(db, job_id, 0, now)
     return job_id
+
+
+def _start_step(db, job_id: int, idx: int, now: int) -> None:
+    """Start a step; a step without a duration waits for a user's action (Complete)."""
+    manual = db.execute("SELECT seconds IS NULL FROM job_steps WHERE job=? AND idx=?", [job_id, idx]).fetchone()[0]
+    state = "waiting for action" if manual else "in progress"
+    db.execute("UPDATE jobs SET step=?, state=? WHERE id=?", [idx, state, job_id])
+    db.execute("UPDATE job_steps SET state=?, started=? WHERE job=? AND idx=?", [state, now, job_id, idx])
+
+
+def complete(db, job_id: int, now: int, perform, note: str = "") -> None:
+    """The user completes the step a job waits on (e.g. Complete test); the job carries on."""
+    row = db.execute("SELECT kind, target, data, step, state FROM jobs WHERE id=?", [job_id]).fetchone()
+    if row is None:
+        raise InvalidInput(f"no job {job_id}", "list jobs with: srlab jobs")
+    kind, target, data, step, state = row
+    if state != "waiting for action":
+        raise Refused(f"job {job_id} is {state}; only a job waiting for action can be completed")
+    with store.transaction(db):
+        perform(kind, step, target, {**json.loads(data), "note": note}, now, job_id)
+        _finish_step(db, job_id, step, now, "succeeded")
+        _next(db, job_id, kind, step, now)
+
+
+def _next(db, job_id: int, kind: str, step: int, t: int) -> bool:
+    """Start the step after `step`, or end the job; True if the job ended."""
+    if step + 1 < len(JOB_KINDS[kind][1]):
+        _start_step(db, job_id, step + 1, t)
+        return False
+    db.execute("UPDATE jobs SET state='succeeded', ended=? WHERE id=?", [t, job_id])
+    return True
 
 
 def next_due(db) -> int | None:
@@ -89,7 +119,6 @@ def advance(db, now: int, perform, on_fail=None) -> list[int]:
         if row is None:
             return ended
         job_id, kind, target, data, step, due = row
-        steps = JOB_KINDS[kind][1]
         with store.transaction(db):
             db.execute("SAVEPOINT step")
             try:
@@ -105,12 +134,7 @@ def advance(db, now: int, perform, on_fail=None) -> list[int]:
                 ended.append(job_id)
                 continue
             _finish_step(db, job_id, step, due, "succeeded")
-            if step + 1 < len(steps):
-                db.execute("UPDATE jobs SET step=? WHERE id=?", [step + 1, job_id])
-                db.execute("UPDATE job_steps SET state='in progress', started=? WHERE job=? AND idx=?",
-                           [due, job_id, step + 1])
-            else:
-                db.execute("UPDATE jobs SET state='succeeded', ended=? WHERE id=?", [due, job_id])
+            if _next(db, job_id, kind, step, due):
                 ended.append(job_id)
 
 

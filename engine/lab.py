@@ -23,7 +23,7 @@ from .sites import load_site, parse_site
 DB_NAME = "vault.db"
 # Work is done in slices of at most this much lab time, each its own transaction.
 _SLICE = 60
-_RPO_SAMPLE = 300  # the dashboard's RPO history: one sample per cloud every 5 lab minutes
+_RPO_SAMPLE = 60  # the dashboard's RPO history: one sample per cloud every lab minute
 
 
 def default_content_bytes(vm: VM, disk_index: int) -> int:
@@ -199,6 +199,7 @@ class Lab(VaultSetup, Protection):
         if item is None:
             return {"protection": "not protected", "health": "", "active_location": vm.location,
                     "failover_state": "", "target_size": rules.pick_target_size(vm) or "", "target_name": "",
+                    "target_network": "",
                     "nic": "", "rpo_seconds": None, "last_replication": None, "progress": None, "policy": None,
                     "errors": []}
         now = self.now
@@ -213,10 +214,19 @@ class Lab(VaultSetup, Protection):
             text = f"initial replication in progress {progress}%"
         elif item["state"] == "initial replication pending":
             text = f"initial replication pending (starts {format_time(item['start_at'])})"
+        source, target = self.replication.link_of(vm.name)
+        link = next(self.db.query("SELECT state FROM links WHERE source=? AND target=?", [source, target]), None)
+        health = rules.health(rpo if item["state"] == "protected" else None, pol["frequency"],
+                              failed=bool(item["error"]))
+        if health == "OK" and link and link["state"] == "down" and item["state"] != "protected":
+            health = "Warning"  # initial replication cannot progress
+        nic = next((n for n in vm.nics if n.name == item["nic"]), None)
+        mapped = self.db.execute("SELECT target FROM network_mappings WHERE source=?",
+                                 [nic.network if nic else ""]).fetchone()
         return {
             "protection": text,
-            "health": rules.health(rpo if item["state"] == "protected" else None, pol["frequency"],
-                                   failed=bool(item["error"])),
+            "health": health,
+            "target_network": mapped[0] if mapped else "",
             "active_location": vm.location,
             "failover_state": item["failover_state"],
             "target_size": item["target_size"],
@@ -315,6 +325,23 @@ class Lab(VaultSetup, Protection):
         if j is None:
             raise InvalidInput(f"no job {job_id}", "list jobs with: srlab jobs")
         return j
+
+    def _check_complete_job(self, job_id) -> dict:
+        try:
+            job = self.job(int(job_id))
+        except (TypeError, ValueError):
+            raise InvalidInput(f"bad job id {job_id!r}") from None
+        if job["state"] != "waiting for action":
+            raise Refused(f"job {job['id']} is {job['state']}; only a job waiting for action can be completed")
+        return job
+
+    def complete_job(self, job_id: int, note: str = "") -> dict:
+        """Complete the step a job waits on (a manual action, Complete test); the job carries on."""
+        job = self._check_complete_job(job_id)
+        jobs.complete(self.db, job["id"], self.now, self._perform_step, note)
+        if note:
+            self.event(self.now, "info", job["target"], f"{job['name']}: completed with note: {note}")
+        return self.job(job["id"])
 
     def run_until_done(self, job_ids: list[int], limit: int = 6 * 3600) -> None:
         """Advance lab time until the jobs end (as a portal waits on its jobs)."""
@@ -420,7 +447,7 @@ class Lab(VaultSetup, Protection):
             self.db.execute("INSERT OR REPLACE INTO rpo_samples VALUES (?, ?, ?)",
                             [cloud, t, max(rpos) if rpos else None])
 
-    def rpo_history(self, cloud: str, limit: int = 288) -> list[tuple[int, int | None]]:
+    def rpo_history(self, cloud: str, limit: int = 1440) -> list[tuple[int, int | None]]:
         rows = self.db.execute("SELECT time, rpo FROM rpo_samples WHERE place=? ORDER BY time DESC LIMIT ?",
                                [cloud, limit]).fetchall()
         return [(t, r) for t, r in reversed(rows)]
@@ -465,6 +492,7 @@ class Lab(VaultSetup, Protection):
             "protect": self._check_protect,
             "unprotect": lambda s: self._check_item_action("unprotect", s),
             "set_target": lambda s: self._check_item_action("set_target", s),
+            "complete_job": self._check_complete_job,
             "vm_start": lambda s: self._check_power(s, "start"),
             "vm_stop": lambda s: self._check_power(s, "stop"),
             "vm_shutdown": lambda s: self._check_power(s, "shutdown"),

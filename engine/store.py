@@ -119,7 +119,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE job_steps (
         job INTEGER NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL,
-        name TEXT NOT NULL, seconds INTEGER NOT NULL, state TEXT NOT NULL,
+        name TEXT NOT NULL, seconds INTEGER, state TEXT NOT NULL,   -- seconds NULL: waits for action
         started INTEGER, ended INTEGER,
         PRIMARY KEY (job, idx)
     );

@@ -161,3 +161,26 @@ def test_only_one_process_advances_the_clock(lab):
     again = Lab.open(lab.path)
     assert again.acquire_clock()  # released when the first one closed
     again.close()
+
+
+def test_jobs_that_wait_for_a_users_action(lab, monkeypatch):
+    from engine import jobs
+
+    done = []
+    monkeypatch.setitem(jobs.JOB_KINDS, "drill", ("Drill", [("Prepare", 10), ("Complete test", None), ("Clean up", 10)]))
+    monkeypatch.setattr(lab, "_perform_step", lambda kind, step, *a: done.append((kind, step)))
+    job = jobs.create(lab.db, lab.now, "drill", "WEB01")
+    assert "only a job waiting for action" in lab.allowed("complete_job", job)
+    lab.run(60)
+    j = lab.job(job)
+    assert j["state"] == "waiting for action" and j["steps"][1]["state"] == "waiting for action"
+    lab.run(3600)  # it waits however long it takes
+    assert lab.job(job)["state"] == "waiting for action" and done == [("drill", 0)]
+    assert lab.allowed("complete_job", job) is None
+    lab.complete_job(job, note="test VM checked")
+    lab.run(60)
+    j = lab.job(job)
+    assert j["state"] == "succeeded" and [s["state"] for s in j["steps"]] == ["succeeded"] * 3
+    assert done == [("drill", 0), ("drill", 1), ("drill", 2)]
+    with pytest.raises(Refused, match="is succeeded"):
+        lab.complete_job(job)
