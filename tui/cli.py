@@ -8,16 +8,9 @@ import sys
 
 import click
 
-from engine import Lab, LabError, rules
-from engine.clock import format_duration, format_time, parse_duration
+from engine import Lab, LabError, format_duration, format_time, parse_duration, rules
 
-
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n}"
+from .state import fmt_bytes
 
 
 def handle_errors(fn):
@@ -53,14 +46,16 @@ def open_lab(ctx: click.Context) -> Lab:
     type=click.Path(file_okay=False),
     help="The lab directory.",
 )
+@click.option("--readonly", "--observer", "readonly", is_flag=True,
+              help="With no command: open the app as an observer (nothing can change the lab).")
 @click.pass_context
-def main(ctx: click.Context, lab: str) -> None:
+def main(ctx: click.Context, lab: str, readonly: bool) -> None:
     """srlab - Site Recovery Lab: a disaster-recovery lab that moves real bytes.
 
     With no command, opens the terminal app on the lab.
     """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(tui)
+        ctx.invoke(tui, observer=readonly)
 
 
 @main.command()
@@ -97,8 +92,8 @@ def status(ctx, as_json):
                    f"{vm['protection']:<38} {vm['health'] or '-':<8} {vm['failover_state'] or '-':<8} "
                    f"{vm['target_size'] or '-':<4} {rpo:>8}  {format_time(vm['last_replication'])}")
         for d in vm["disks"]:
-            click.echo(f"    {d['role']:<4} {d['name']:<16} {_human_bytes(d['logical_bytes']):>10} "
-                       f"({_human_bytes(d['allocated_bytes'])} used)  {d['path']}")
+            click.echo(f"    {d['role']:<4} {d['name']:<16} {fmt_bytes(d['logical_bytes']):>10} "
+                       f"({fmt_bytes(d['allocated_bytes'])} used)  {d['path']}")
     if any(vm["health"] for vm in st["vms"]):
         click.echo(f"health: Warning when the RPO passes {rules.HEALTH_WARNING_INTERVALS} copy intervals, "
                    f"Critical past {rules.HEALTH_CRITICAL_INTERVALS}")
@@ -364,7 +359,7 @@ def points(ctx, name, as_json):
         return
     click.echo(f"{'id':>5}  {'lab time':<19}  {'type':<16}  {'size':>10}  last transaction")
     for p in pts:
-        click.echo(f"{p['id']:>5}  {p['time_text']:<19}  {p['kind']:<16}  {_human_bytes(p['size']):>10}  "
+        click.echo(f"{p['id']:>5}  {p['time_text']:<19}  {p['kind']:<16}  {fmt_bytes(p['size']):>10}  "
                    f"{p['last_transaction']}")
 
 
@@ -421,6 +416,18 @@ def jobs_cmd(ctx, as_json, limit):
     for j in js:
         click.echo(f"{j['id']:>4}  {j['name']:<46} {j['state']:<18} {format_time(j['started']):<19}  "
                    f"{format_duration(j['duration'])}")
+
+
+@main.command("complete")
+@click.argument("job_id", type=int)
+@click.option("--note", default="", help="A note kept with the job's event.")
+@click.pass_context
+@handle_errors
+def complete_cmd(ctx, job_id, note):
+    """Complete the action a job waits for (a manual action, Complete test)."""
+    with open_lab(ctx) as lab:
+        j = lab.complete_job(job_id, note)
+    click.echo(f"job {j['id']} {j['name']}: {j['state']}")
 
 
 @main.command("job")

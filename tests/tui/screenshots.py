@@ -1,0 +1,72 @@
+"""Make the SVG screenshots in docs/: the sample lab (seed 004) after STEP 2, every main panel.
+
+    .venv/bin/python -m tests.tui.screenshots [OUT_DIR]     (default: docs/)
+
+Not a test: it builds a fresh sample lab in a temporary folder, takes it through STEP 2 with
+the engine (the keyboard path is tests/tui/test_step2.py), and saves what the app shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from engine import Lab
+from tests.conftest import ROOT, SAMPLES
+from tests.tui.helpers import keys, make_app, settle
+
+SHOTS = [
+    # (file name, terminal size, keys pressed after the app settles)
+    ("tui-dashboard.svg", (80, 24), ["1"]),
+    ("tui-protected-items.svg", (80, 24), ["2", "slash", *"MYWSV01", "enter"]),
+    ("tui-protected-items-wide.svg", (120, 40), ["2", "down", "down"]),
+    ("tui-resources.svg", (80, 24), ["3"]),
+    ("tui-cloud-form.svg", (80, 24), ["3", "slash", *"OnPrem", "enter", "c"]),
+    ("tui-jobs.svg", (80, 24), ["4", "slash", *"MYWSV01 (Enable", "enter"]),
+    ("tui-vm-details.svg", (80, 24), ["2", "slash", *"MYWSV01", "enter", "enter"]),
+    ("tui-events.svg", (80, 24), ["6"]),
+    ("tui-help.svg", (80, 24), ["2", "question_mark"]),
+]
+KEY_NAMES = {" ": "space", "(": "left_parenthesis", "/": "slash"}
+
+
+def build_lab(where: Path) -> Lab:
+    lab = Lab.create(where / "lab", SAMPLES / "hyperv-to-azure.toml")
+    lab.run_until_done([lab.register_server("SC01")])
+    lab.run_until_done([lab.install_agent("HV01")])
+    lab.run_until_done([lab.configure_cloud("OnPremise Cloud", "azure", storage_account="mysiterecovery",
+                                            retention_h=2, app_consistent_h=1)])
+    lab.map_network("VirtualSwitch - FrontEnd", "AzureNetwork")
+    lab.run_until_done(lab.protect(["MYWSV01"]))
+    lab.run(3 * 3600)
+    lab.protect(["MYBSD01"])
+    lab.run(150)
+    return lab
+
+
+async def shoot(lab: Lab, out: Path) -> None:
+    for name, size, presses in SHOTS:
+        app = make_app(lab)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await keys(pilot, *[KEY_NAMES.get(k, k) for k in presses])
+            await pilot.pause(0.2)
+            app.save_screenshot(str(out / name))
+        print(out / name)
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = build_lab(Path(tmp))
+        try:
+            asyncio.run(shoot(lab, out))
+        finally:
+            lab.close()
+
+
+if __name__ == "__main__":
+    main()

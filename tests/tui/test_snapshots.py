@@ -1,0 +1,74 @@
+"""SVG snapshots of every panel at 80x24 and 120x40: frozen lab clock, no blinking cursor, no
+animation. Update them after a deliberate change with: pytest tests/tui --snapshot-update"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import Lab
+from tests.conftest import SMALL_SITE
+
+from .helpers import make_app, settle
+
+PANEL_KEYS = {"dashboard": "1", "protected": "2", "resources": "3", "jobs": "4", "plans": "5", "events": "6"}
+SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
+
+
+@pytest.fixture(scope="module")
+def snap_lab(tmp_path_factory):
+    """The small site after STEP 2: WEB01 protected for two hours, IDLE01 being enabled."""
+    d = tmp_path_factory.mktemp("snap")
+    (d / "small.toml").write_text(SMALL_SITE)
+    lab = Lab.create(d / "lab", d / "small.toml")
+    lab.run_until_done([lab.register_server("SC01")])
+    lab.run_until_done([lab.install_agent("HV01")])
+    lab.run_until_done([lab.configure_cloud("OnPremise Cloud", "azure", storage_account="mysiterecovery",
+                                            retention_h=1, app_consistent_h=1)])
+    lab.map_network("VirtualSwitch - FrontEnd", "AzureNetwork")
+    lab.protect(["WEB01"])
+    lab.run(2 * 3600)
+    lab.protect(["IDLE01"])
+    lab.run(30)
+    yield lab
+    lab.close()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("panel", list(PANEL_KEYS))
+def test_panel(snap_compare, snap_lab, panel, size):
+    app = make_app(snap_lab)
+    assert snap_compare(app, press=[PANEL_KEYS[panel]], terminal_size=SIZES[size], run_before=settle)
+
+
+@pytest.mark.parametrize("panel", ["dashboard", "protected"])
+def test_light_theme(snap_compare, snap_lab, panel):
+    app = make_app(snap_lab, theme="textual-light")
+    assert snap_compare(app, press=[PANEL_KEYS[panel]], terminal_size=(80, 24), run_before=settle)
+
+
+def test_cloud_protection_form(snap_compare, tmp_path):
+    (tmp_path / "small.toml").write_text(SMALL_SITE)
+    lab = Lab.create(tmp_path / "lab", tmp_path / "small.toml")
+    lab.run_until_done([lab.register_server("SC01")])
+    lab.run_until_done([lab.install_agent("HV01")])
+    app = make_app(lab)
+    try:
+        assert snap_compare(app, press=["3", "c"], terminal_size=(80, 24), run_before=settle)
+    finally:
+        lab.close()
+
+
+def test_refused_action_says_why(snap_compare, snap_lab):
+    """c on a cloud with protected VMs: the engine's reason, in a notification."""
+    app = make_app(snap_lab)
+    assert snap_compare(app, press=["3", "c"], terminal_size=(80, 24), run_before=settle)
+
+
+def test_help(snap_compare, snap_lab):
+    app = make_app(snap_lab)
+    assert snap_compare(app, press=["2", "question_mark"], terminal_size=(80, 24), run_before=settle)
+
+
+def test_observer(snap_compare, snap_lab):
+    app = make_app(snap_lab, observer=True)
+    assert snap_compare(app, press=["2"], terminal_size=(80, 24), run_before=settle)

@@ -1,0 +1,12 @@
+"""The app's panels, one per key (1-6)."""
+
+from .dashboard import Dashboard
+from .events import Events
+from .jobs import Jobs
+from .plans import RecoveryPlans
+from .protected import ProtectedItems
+from .resources import Resources
+
+PANELS = [Dashboard, ProtectedItems, Resources, Jobs, RecoveryPlans, Events]
+
+__all__ = ["PANELS", "Dashboard", "ProtectedItems", "Resources", "Jobs", "RecoveryPlans", "Events"]

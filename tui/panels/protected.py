@@ -1,0 +1,384 @@
+"""Protected items (key 2): clouds, then their VMs with the seed's columns, plus RPO and a detail pane."""
+
+from __future__ import annotations
+
+import re
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Static
+
+from ..state import LabState, fmt_bytes, fmt_duration, fmt_frequency, fmt_time
+from .base import Column, LabTable, Panel, PanelAction
+
+WIDE = [
+    Column("mark", " ", 1),
+    Column("name", "Name", 18),
+    Column("location", "Active location", 18),
+    Column("health", "Health", 8),
+    Column("status", "Status", 34),
+    Column("size", "Size", 4),
+    Column("failover", "Failover", 9),
+    Column("rpo", "RPO", 8),
+]
+COMPACT = [
+    Column("mark", " ", 1),
+    Column("name", "Name", 12),
+    Column("health", "Health", 8),
+    Column("status", "Status", 22),
+    Column("size", "Size", 4),
+    Column("failover", "Failover", 8),
+    Column("rpo", "RPO", 7),
+]
+WIDE_MIN = 110  # terminal columns from which the wide layout (with active location) is used
+
+_PCT = re.compile(r"\s*\d+(\.\d+)?%$")
+
+
+def status_cell(vm: dict, compact: bool) -> Text:
+    """The engine's protection state; with initial replication, the percentage first when narrow."""
+    text = str(vm.get("protection", ""))
+    progress = vm.get("progress")
+    if compact and progress is not None:
+        text = f"{progress:>3}% {_PCT.sub('', text)}"
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
+def policy_text(p: dict | None) -> Text:
+    if not p:
+        return Text("protection not configured", style="dim")
+    target = str(p.get("target", ""))
+    if p.get("target_kind") == "azure" or target == "azure":
+        where = f"Azure ({target})" if target and target != "azure" else "Azure"
+    else:
+        where = f"cloud {target}"
+    parts = [f"→ {where}"]
+    if p.get("storage_account"):
+        parts.append(str(p["storage_account"]))
+    parts.append(f"every {fmt_frequency(p.get('frequency'))}")
+    parts.append(f"keep {p.get('retention_h', 0)} h")
+    app_h = p.get("app_consistent_h") or 0
+    parts.append(f"app-consistent {'every ' + str(app_h) + ' h' if app_h else 'none'}")
+    parts.append("encrypted" if p.get("encrypt") else "not encrypted")
+    if p.get("start") not in (None, "now"):
+        parts.append(f"start {p['start']}")
+    return Text(" · ".join(parts))
+
+
+class ProtectedItems(Panel):
+    PANEL_ID = "protected"
+    TITLE = "Protected items"
+    KEY = "2"
+    ACTIONS = [
+        PanelAction("mark", "space", "Mark", "Mark / unmark VM",
+                    "mark several VMs for a bulk action (enable protection)", mutates=False, key_display="␣"),
+        PanelAction("protect", "e", "Protect", "Enable protection",
+                    "enable protection on the marked VMs, or on the VM under the cursor"),
+        PanelAction("set_target", "s", "Target", "Set target size / name",
+                    "change the target size, name or NIC used at failover"),
+        PanelAction("unprotect", "ctrl+d", "Disable", "Disable protection",
+                    "stop replicating the VM; its replica and recovery points are removed", key_display="^d"),
+        PanelAction("vm_start", "o", "Start", "Start VM", "power the VM on: its guest writes as lab time passes"),
+        PanelAction("vm_shutdown", "d", "Shutdown", "Shut down VM", "shut the guest OS down cleanly"),
+        PanelAction("vm_stop", "x", "Off", "Turn off VM", "turn the VM off at once (like pulling the plug)"),
+        PanelAction("details", "enter", "Details", "VM details",
+                    "the VM's disks, policy, recovery points and errors", mutates=False, key_display="⏎",
+                    priority=True),
+    ]
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.marked: set[str] = set()
+        self.compact = True
+
+    def compose(self) -> ComposeResult:
+        yield LabTable(COMPACT, id="items", title="Clouds and their VMs")
+        yield Static("", id="item-detail")
+
+    def on_mount(self) -> None:
+        self.query_one("#item-detail").border_title = "Details"
+
+    def on_resize(self) -> None:
+        self._layout(self.app.size.width)
+
+    def _layout(self, width: int) -> None:
+        compact = width < WIDE_MIN
+        table = self.query_one("#items", LabTable)
+        if compact != self.compact or not table.columns:
+            self.compact = compact
+            table.set_columns(COMPACT if compact else WIDE)
+            self.update_state(self.state)
+
+    # ---- rows --------------------------------------------------------------------------------
+
+    @property
+    def table(self) -> LabTable:
+        return self.query_one("#items", LabTable)
+
+    def cursor_vm(self) -> str | None:
+        key = self.table.cursor_key
+        if key and key.startswith("vm:"):
+            return key[3:]
+        return None
+
+    def targets(self) -> list[str]:
+        """VMs a bulk action applies to: the marked ones, else the one under the cursor."""
+        vms = [v["name"] for v in self.state.status.get("vms", [])]
+        marked = [n for n in vms if n in self.marked]
+        if marked:
+            return marked
+        vm = self.cursor_vm()
+        return [vm] if vm else []
+
+    def update_state(self, state: LabState) -> None:
+        colors = self.srlab.status_colors
+        table = self.table
+        vms = state.status.get("vms", [])
+        clouds: list[str] = []
+        for c in (state.resources or {}).get("clouds", []):
+            clouds.append(c["name"])
+        for v in vms:
+            place = v.get("cloud") or v.get("location") or v.get("site") or ""
+            if place not in clouds:
+                clouds.append(place)
+        cloud_policy = {c["name"]: c.get("protection") for c in (state.resources or {}).get("clouds", [])}
+        rows = []
+        sticky = set()
+        for cloud in clouds:
+            members = [v for v in vms if (v.get("cloud") or v.get("location") or v.get("site") or "") == cloud]
+            key = f"cloud:{cloud}"
+            sticky.add(key)
+            n_prot = sum(1 for v in members if v.get("protection", "not protected") != "not protected")
+            head = Text(f"▾ {cloud}", style="bold", no_wrap=True, overflow="ellipsis")
+            summary = Text(f"protection on {n_prot}/{len(members)}", style="dim", no_wrap=True, overflow="ellipsis")
+            pol = cloud_policy.get(cloud)
+            if cloud in cloud_policy:
+                summary.append(" · not configured" if not pol else
+                               f" · {policy_text(pol).plain.split(' · ')[0]} every {fmt_frequency(pol.get('frequency'))}")
+            if self.compact:
+                rows.append((key, ("", head, "", summary, "", "", "")))
+            else:
+                rows.append((key, ("", head, "", "", summary, "", "", "")))
+            for v in members:
+                name = v["name"]
+                health = str(v.get("health") or "")
+                hstyle = {"OK": colors["ok"], "Warning": colors["warning"], "Critical": colors["error"]}.get(health, "")
+                mark = Text("●", style=f"bold {colors['accent']}") if name in self.marked else Text(" ")
+                rpo = v.get("rpo_seconds")
+                cells = [
+                    mark,
+                    Text(f" {name}", no_wrap=True, overflow="ellipsis"),
+                    Text(str(v.get("active_location") or ""), no_wrap=True, overflow="ellipsis"),
+                    Text(health, style=hstyle),
+                    status_cell(v, self.compact),
+                    Text(str(v.get("target_size") or "")),
+                    Text(str(v.get("failover_state") or "")),
+                    Text(fmt_duration(rpo) if rpo is not None else ""),
+                ]
+                if self.compact:
+                    del cells[2]
+                rows.append((f"vm:{name}", tuple(cells)))
+        table.sticky = sticky
+        table.set_rows(rows)
+        self.show_detail()
+
+    # ---- detail pane -------------------------------------------------------------------------
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+        self.srlab.refresh_bindings()
+
+    def show_detail(self) -> None:
+        pane = self.query_one("#item-detail", Static)
+        key = self.table.cursor_key
+        text = Text()
+        if key is None:
+            text.append("no VMs", style="dim")
+            pane.border_title = "Details"
+        elif key.startswith("cloud:"):
+            cloud = key[6:]
+            pane.border_title = f"Cloud {cloud}"
+            res = self.state.resources or {}
+            c = next((c for c in res.get("clouds", []) if c["name"] == cloud), None)
+            text.append("Protection  ", style="bold")
+            text.append_text(policy_text(c.get("protection") if c else None))
+            if c and c.get("server"):
+                text.append("\nServer      ", style="bold")
+                text.append(Text(str(c["server"])))
+            maps = res.get("mappings", [])
+            if maps:
+                text.append("\nNetworks    ", style="bold")
+                text.append(", ".join(f"{m['source']} → {m['target']}" for m in maps))
+        else:
+            name = key[3:]
+            pane.border_title = f"{name}"
+            text = vm_detail_text(self.state, name, self.srlab.status_colors)
+        if getattr(pane, "_last", None) != text:
+            pane._last = text  # type: ignore[attr-defined]
+            pane.update(text)
+
+    # ---- actions -----------------------------------------------------------------------------
+
+    def reason(self, action_id: str) -> str | None:
+        if action_id == "details":
+            return None if self.cursor_vm() else "move the cursor to a VM"
+        if action_id == "mark":
+            return None if self.cursor_vm() else "move the cursor to a VM to mark it"
+        targets = self.targets() if action_id == "protect" else [self.cursor_vm()] if self.cursor_vm() else []
+        if not targets:
+            return "move the cursor to a VM (or mark VMs with space)"
+        reasons = [self.state.reason(action_id, t) for t in targets]
+        if all(reasons):
+            return reasons[0] if len(targets) == 1 else "; ".join(
+                f"{t}: {r}" for t, r in zip(targets, reasons))
+        return None
+
+    def action_mark(self) -> None:
+        vm = self.cursor_vm()
+        if not vm:
+            return
+        if vm in self.marked:
+            self.marked.discard(vm)
+        else:
+            self.marked.add(vm)
+        self.update_state(self.state)
+        table = self.table
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)
+        self.srlab.refresh_bindings()
+
+    def action_protect(self) -> None:
+        from ..dialogs import ProtectDialog
+
+        targets = self.targets()
+        ok = [t for t in targets if not self.state.reason("protect", t)]
+        skipped = [(t, self.state.reason("protect", t)) for t in targets if self.state.reason("protect", t)]
+
+        def done(result) -> None:
+            if result is not None:
+                self.marked.clear()
+                self.update_state(self.state)
+
+        self.app.push_screen(ProtectDialog(ok, skipped, self.state), done)
+
+    def action_set_target(self) -> None:
+        from ..dialogs import TargetDialog
+
+        vm = self.cursor_vm()
+        if vm:
+            self.app.push_screen(TargetDialog(vm, self.state))
+
+    def _power(self, action: str) -> None:
+        from ..dialogs import ConfirmDialog
+
+        vm = self.cursor_vm()
+        if not vm:
+            return
+        verb = {"vm_start": "start", "vm_stop": "stop", "vm_shutdown": "shutdown"}[action]
+        what = {
+            "start": f"Start {vm}. Its guest workload writes to its disks as lab time passes.",
+            "shutdown": f"Shut down the guest OS of {vm} cleanly.",
+            "stop": f"Turn {vm} off at once, like pulling the plug: writes in flight are lost.",
+        }[verb]
+        title = {"start": "Start VM", "shutdown": "Shut down VM", "stop": "Turn off VM"}[verb]
+        self.app.push_screen(
+            ConfirmDialog(title, [Text(what)], lambda lab: lab.vm_power(vm, verb), ok_label=title)
+        )
+
+    def action_unprotect(self) -> None:
+        from ..dialogs import ConfirmDialog
+
+        vm = self.cursor_vm()
+        if not vm:
+            return
+        lines = [
+            Text.assemble("Disable protection of ", (vm, "bold"), "."),
+            Text("Replication stops; the replica in the target storage and every recovery point of "
+                 "this VM are removed. The VM itself keeps running as it is."),
+        ]
+        self.app.push_screen(ConfirmDialog("Disable protection", lines, lambda lab: lab.unprotect([vm]),
+                                           ok_label="Disable"))
+
+    def action_vm_start(self) -> None:
+        self._power("vm_start")
+
+    def action_vm_stop(self) -> None:
+        self._power("vm_stop")
+
+    def action_vm_shutdown(self) -> None:
+        self._power("vm_shutdown")
+
+    def action_details(self) -> None:
+        from ..dialogs import VmDetailScreen
+
+        vm = self.cursor_vm()
+        if vm:
+            self.app.push_screen(VmDetailScreen(vm))
+
+
+def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False) -> Text:
+    """`tables`: the details screen shows disks and points as tables, so leave them out here."""
+    """The detail pane of a VM: target settings, policy, disks, replication, points, errors."""
+    v = state.vm(name)
+    t = Text()
+    if v is None:
+        return Text("gone", style="dim")
+
+    def label(s: str) -> None:
+        if t:
+            t.append("\n")
+        t.append(f"{s:<12}", style="bold")
+
+    label("VM")
+    t.append(Text(f"{v.get('os', '')} · host {v.get('host', '') or '-'} · {v.get('power', '')}"))
+    if v.get("active_location"):
+        t.append(Text(f" · active location {v['active_location']}"))
+    label("Status")
+    t.append(Text(str(v.get("protection", ""))))
+    if v.get("health"):
+        hstyle = {"OK": colors["ok"], "Warning": colors["warning"], "Critical": colors["error"]}.get(v["health"], "")
+        t.append(" · ")
+        t.append(str(v["health"]), style=hstyle)
+    if v.get("failover_state"):
+        t.append(Text(f" · failover {v['failover_state']}"))
+    label("Target")
+    tgt = [f"name {v.get('target_name') or '-'}", f"size {v.get('target_size') or '-'}"]
+    if v.get("target_network"):
+        tgt.append(f"network {v['target_network']}")
+    if v.get("nic"):
+        tgt.append(f"NIC {v['nic']}")
+    t.append(Text(" · ".join(tgt)))
+    label("Policy")
+    t.append_text(policy_text(v.get("policy")))
+    if not tables:
+        label("Disks")
+        t.append(Text(" · ".join(
+            f"{d['name']} {fmt_bytes(d.get('logical_bytes'))} ({fmt_bytes(d.get('allocated_bytes'))} used)"
+            for d in v.get("disks", [])
+        )))
+    label("Replication")
+    rpo = v.get("rpo_seconds")
+    t.append(Text(f"last {fmt_time(v.get('last_replication'))} · RPO {fmt_duration(rpo) if rpo is not None else '-'}"))
+    pts = state.points.get(name, [])
+    label("Points")
+    if tables:
+        t.append(f"{len(pts)} retained" if pts else "none yet", style="" if pts else "dim")
+    elif not pts:
+        t.append("none yet", style="dim")
+    else:
+        latest = sorted(pts, key=lambda p: p["time"], reverse=True)
+        t.append(f"{len(pts)} · ")
+        t.append(Text(" · ".join(
+            f"{fmt_time(p['time'], True)} {'app' if str(p.get('kind', '')).startswith('app') else 'crash'}"
+            for p in latest[:6]
+        ) + (" …" if len(latest) > 6 else "")))
+    label("Errors")
+    errs = v.get("errors") or []
+    if errs:
+        t.append(Text("; ".join(str(e) for e in errs[-3:]), style=colors["error"]))
+    else:
+        t.append("none", style="dim")
+    if not wrap:  # the pane: one line per item, cut at the edge (enter shows it all)
+        t.no_wrap = True
+        t.overflow = "ellipsis"
+    return t

@@ -1,0 +1,257 @@
+"""Resources (key 3): servers and agents, clouds and their protection, networks and mappings,
+storage accounts, links; and the setup actions of seed 004's STEP 2."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Static
+
+from ..state import LabState, fmt_mbps, link_subject
+from .base import Column, LabTable, Panel, PanelAction
+from .protected import policy_text
+
+COLUMNS = [
+    Column("kind", "Kind", 8),
+    Column("name", "Name", 24),
+    Column("state", "State", 21),
+    Column("details", "Details", 0),
+]
+
+# Which row kind each action works on, and the engine action it is judged by.
+ACTION_KIND = {
+    "register_server": "server",
+    "install_agent": "host",
+    "configure_cloud": "cloud",
+    "map_network": "network",
+    "unmap_network": "network",
+    "set_link": "link",
+}
+KIND_LABEL = {
+    "server": "server", "host": "host", "cloud": "cloud", "network": "network",
+    "azurenet": "network", "storage": "storage", "link": "link",
+}
+
+
+class Resources(Panel):
+    PANEL_ID = "resources"
+    TITLE = "Resources"
+    KEY = "3"
+    ACTIONS = [
+        PanelAction("register_server", "r", "Register", "Register server",
+                    "register the VMM server with the vault (installs the provider; makes the data-encryption key)"),
+        PanelAction("install_agent", "i", "Agent", "Install agent",
+                    "install the Recovery Services agent on a Hyper-V host"),
+        PanelAction("configure_cloud", "c", "Configure", "Configure cloud protection",
+                    "the cloud's replication policy: target, storage account, frequency, retention..."),
+        PanelAction("map_network", "m", "Map", "Map network", "map a VM network to a target network"),
+        PanelAction("unmap_network", "u", "Unmap", "Unmap network", "remove a VM network's mapping"),
+        PanelAction("set_link", "l", "Link", "Set link", "change a link's bandwidth or state (up, down, lossy)"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield LabTable(COLUMNS, id="resources-table", title="Vault resources")
+        yield Static("", id="res-detail")
+
+    def on_mount(self) -> None:
+        self.query_one("#res-detail").border_title = "Selected"
+
+    @property
+    def table(self) -> LabTable:
+        return self.query_one("#resources-table", LabTable)
+
+    # ---- rows --------------------------------------------------------------------------------
+
+    def update_state(self, state: LabState) -> None:
+        colors = self.srlab.status_colors
+        res = state.resources or {}
+        rows = []
+        ok, bad, dim = colors["ok"], colors["warning"], "dim"
+
+        def st(text: str, good: bool | None) -> Text:
+            return Text(text, style=ok if good else (bad if good is False else dim), no_wrap=True,
+                        overflow="ellipsis")
+
+        for s in res.get("servers", []):
+            rows.append((f"server:{s['name']}", (
+                "server", s["name"],
+                st("registered" if s.get("registered") else "not registered", bool(s.get("registered"))),
+                Text(f"{s.get('kind', '')}" + (f" · key {s['key_file']}" if s.get("key_file") else "")),
+            )))
+        for h in res.get("hosts", []):
+            rows.append((f"host:{h['name']}", (
+                "host", h["name"],
+                st("agent installed" if h.get("agent_installed") else "no agent", bool(h.get("agent_installed"))),
+                Text(f"Hyper-V host on {h.get('server', '')}"),
+            )))
+        for c in res.get("clouds", []):
+            p = c.get("protection")
+            rows.append((f"cloud:{c['name']}", (
+                "cloud", c["name"],
+                st("protection configured" if p else "not configured", bool(p)),
+                policy_text(p) if p else Text(f"VMM cloud on {c.get('server', '')}", style="dim"),
+            )))
+        maps = {m["source"]: m["target"] for m in res.get("mappings", [])}
+        for n in res.get("networks", []):
+            side = n.get("side", "vmm")
+            if side == "azure":
+                key = f"azurenet:{n['name']}"
+                used = [s for s, t in maps.items() if t == n["name"]]
+                rows.append((key, (
+                    "network", n["name"],
+                    st("mapping target" if used else "not a target yet", True if used else None),
+                    Text(f"Azure virtual network · {n.get('place', '')}"
+                         + (f" · mapped from {', '.join(used)}" if used else "")),
+                )))
+            else:
+                target = maps.get(n["name"])
+                rows.append((f"network:{n['name']}", (
+                    "network", n["name"],
+                    st(f"→ {target}" if target else "not mapped", bool(target)),
+                    Text(f"VM network · {n.get('place', '')}"),
+                )))
+        for a in res.get("storage_accounts", []):
+            rows.append((f"storage:{a['name']}", (
+                "storage", a["name"],
+                Text(str(a.get("redundancy", ""))),
+                Text(f"storage account · {a.get('region', '')}"),
+            )))
+        for link in res.get("links", []):
+            state_txt = str(link.get("state", ""))
+            rows.append((f"link:{link_subject(link)}", (
+                "link", Text(f"{link['source']} → {link['target']}", no_wrap=True, overflow="ellipsis"),
+                st(f"{fmt_mbps(link.get('mbps'))} {state_txt}", state_txt == "up"),
+                Text("replication link"),
+            )))
+        if not rows:
+            rows.append(("none", ("", Text("no resources", style="dim"), "", "")))
+        self.table.set_rows(rows)
+        self.show_detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+        self.srlab.refresh_bindings()
+
+    def show_detail(self) -> None:
+        pane = self.query_one("#res-detail", Static)
+        kind, name = self.cursor_row()
+        res = self.state.resources or {}
+        t = Text()
+        if kind == "cloud":
+            c = next((c for c in res.get("clouds", []) if c["name"] == name), None)
+            t.append("Cloud ", style="bold")
+            t.append(Text(name))
+            t.append("\n")
+            t.append_text(policy_text(c.get("protection") if c else None))
+        elif kind:
+            row = self.table.get_row(f"{kind}:{name}") if self.table.cursor_key else []
+            t.append(Text(" · ".join(c.plain for c in row if c.plain)))
+        hint = self.row_hint(kind)
+        if hint:
+            if t:
+                t.append("\n")
+            t.append(hint, style="dim")
+        if getattr(pane, "_last", None) != t:
+            pane._last = t  # type: ignore[attr-defined]
+            pane.update(t)
+
+    def row_hint(self, kind: str | None) -> str:
+        keys = {a.id: a for a in self.ACTIONS}
+        hints = [f"{keys[a].key} {keys[a].title.lower()}" for a, k in ACTION_KIND.items() if k == kind]
+        return "keys here: " + ", ".join(hints) if hints else ""
+
+    # ---- subjects of actions -----------------------------------------------------------------
+
+    def cursor_row(self) -> tuple[str | None, str]:
+        key = self.table.cursor_key
+        if not key or ":" not in key:
+            return None, ""
+        kind, name = key.split(":", 1)
+        return kind, name
+
+    def candidates(self, kind: str) -> list[str]:
+        res = self.state.resources or {}
+        if kind == "server":
+            return [s["name"] for s in res.get("servers", [])]
+        if kind == "host":
+            return [h["name"] for h in res.get("hosts", [])]
+        if kind == "cloud":
+            return [c["name"] for c in res.get("clouds", [])]
+        if kind == "network":
+            return [n["name"] for n in res.get("networks", []) if n.get("side") != "azure"]
+        if kind == "link":
+            return [link_subject(x) for x in res.get("links", [])]
+        return []
+
+    def subject(self, action_id: str) -> str | None:
+        """The row under the cursor if it is of the action's kind; else the first candidate the
+        engine allows (so `r` on any row registers the one unregistered server), else the first."""
+        kind = ACTION_KIND[action_id]
+        ck, cn = self.cursor_row()
+        if ck == kind:
+            return cn
+        cands = self.candidates(kind)
+        for c in cands:
+            if not self.state.reason(action_id, c):
+                return c
+        return cands[0] if cands else None
+
+    def reason(self, action_id: str) -> str | None:
+        subject = self.subject(action_id)
+        if subject is None:
+            return f"this lab has no {ACTION_KIND[action_id]} for that"
+        return self.state.reason(action_id, subject)
+
+    # ---- actions -----------------------------------------------------------------------------
+
+    def action_register_server(self) -> None:
+        from ..dialogs import ConfirmDialog
+
+        name = self.subject("register_server")
+        lines = [
+            Text.assemble("Register ", (name, "bold"), " with the vault."),
+            Text("Installs the Site Recovery provider on the server and creates the vault's "
+                 "data-encryption key file (the seed's certificate) inside the lab."),
+            Text("Runs as a job: see Jobs (4)."),
+        ]
+        self.app.push_screen(ConfirmDialog("Register server", lines, lambda lab: lab.register_server(name),
+                                           ok_label="Register"))
+
+    def action_install_agent(self) -> None:
+        from ..dialogs import ConfirmDialog
+
+        host = self.subject("install_agent")
+        lines = [
+            Text.assemble("Install the Recovery Services agent on Hyper-V host ", (host, "bold"), "."),
+            Text("Every host of a cloud needs the agent before the cloud can be protected."),
+        ]
+        self.app.push_screen(ConfirmDialog("Install agent", lines, lambda lab: lab.install_agent(host),
+                                           ok_label="Install"))
+
+    def action_configure_cloud(self) -> None:
+        from ..dialogs import CloudProtectionDialog
+
+        cloud = self.subject("configure_cloud")
+        self.app.push_screen(CloudProtectionDialog(cloud, self.state))
+
+    def action_map_network(self) -> None:
+        from ..dialogs import MapNetworkDialog
+
+        source = self.subject("map_network")
+        self.app.push_screen(MapNetworkDialog(source, self.state))
+
+    def action_unmap_network(self) -> None:
+        from ..dialogs import ConfirmDialog
+
+        source = self.subject("unmap_network")
+        lines = [Text.assemble("Remove the mapping of VM network ", (source, "bold"), ".")]
+        self.app.push_screen(ConfirmDialog("Unmap network", lines, lambda lab: lab.unmap_network(source),
+                                           ok_label="Unmap"))
+
+    def action_set_link(self) -> None:
+        from ..dialogs import LinkDialog
+
+        subject = self.subject("set_link")
+        link = next((x for x in (self.state.resources or {}).get("links", []) if link_subject(x) == subject), None)
+        if link is not None:
+            self.app.push_screen(LinkDialog(link))

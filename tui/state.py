@@ -1,0 +1,172 @@
+"""What the app knows about the lab: one plain-data snapshot, read in the engine thread.
+
+The UI thread never calls the lab. Every engine call (commands and these queries) runs in a
+Textual thread worker under one lock (see SrlabApp.engine_call); the worker reads a fresh
+`LabState` with `collect()` and hands it to the UI, which diffs it into its tables. Decisions
+about what is allowed come from `Lab.allowed()` here too, so the footer can grey out an action
+and say why without touching the lab from the UI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from engine import LabError, format_duration
+
+# Actions the engine can judge with Lab.allowed(action, subject), by the kind of subject.
+VM_ACTIONS = ("protect", "unprotect", "set_target", "vm_start", "vm_stop", "vm_shutdown")
+SERVER_ACTIONS = ("register_server",)
+HOST_ACTIONS = ("install_agent",)
+CLOUD_ACTIONS = ("configure_cloud",)
+NETWORK_ACTIONS = ("map_network", "unmap_network")
+LINK_ACTIONS = ("set_link",)
+
+JOB_LIMIT = 100
+EVENT_LIMIT = 300
+
+
+@dataclass
+class LabState:
+    """Everything the panels show, as plain data. Built only in the engine thread."""
+
+    now: int = 0
+    status: dict = field(default_factory=lambda: {"name": "", "scenario": "", "now": 0, "now_text": "", "vms": []})
+    resources: dict = field(default_factory=dict)
+    jobs: list[dict] = field(default_factory=list)
+    job_details: dict[Any, dict] = field(default_factory=dict)
+    points: dict[str, list[dict]] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    rpo_history: dict[str, list] = field(default_factory=dict)
+    # (action, subject) -> None when allowed, else the engine's reason
+    allowed: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
+    # engine queries that failed unexpectedly (shown in the help screen, never a traceback)
+    problems: list[str] = field(default_factory=list)
+    loaded: bool = False
+
+    def vm(self, name: str) -> dict | None:
+        return next((v for v in self.status.get("vms", []) if v["name"] == name), None)
+
+    def reason(self, action: str, subject: str | None) -> str | None:
+        """The engine's reason why `action` on `subject` is not allowed now, or None."""
+        return self.allowed.get((action, subject))
+
+
+def _try(fn, default):
+    try:
+        return fn()
+    except LabError:
+        return default
+
+
+def link_subject(link: dict) -> str:
+    """The subject the engine names a link by in allowed('set_link', ...)."""
+    return f"{link['source']}->{link['target']}"
+
+
+def default_map_target(networks: list[dict], source: str) -> str | None:
+    """The target the map dialog proposes first: an Azure network, else another VM network."""
+    azure = [n["name"] for n in networks if n.get("side") == "azure"]
+    other = [n["name"] for n in networks if n.get("side") != "azure" and n["name"] != source]
+    return (azure + other)[0] if azure + other else None
+
+
+def collect(lab, vm_names_for_points: list[str] | None = None) -> LabState:
+    """Read the whole lab state. Call with the engine lock held, in a worker thread."""
+    st = LabState()
+    st.status = lab.status()
+    st.now = st.status.get("now", lab.now)
+    st.resources = _try(lab.resources, {})
+    st.jobs = _try(lambda: lab.jobs(limit=JOB_LIMIT), [])
+    for j in st.jobs:
+        d = _try(lambda: lab.job(j["id"]), None)
+        if d is not None:
+            st.job_details[j["id"]] = d
+    st.events = lab.events(EVENT_LIMIT)
+    for vm in st.status.get("vms", []):
+        if vm_names_for_points is not None and vm["name"] not in vm_names_for_points:
+            continue
+        if vm.get("protection", "not protected") == "not protected":
+            continue
+        st.points[vm["name"]] = _try(lambda: lab.points(vm["name"]), [])
+    clouds = sorted({v["cloud"] for v in st.status.get("vms", []) if v.get("cloud")})
+    for cloud in clouds:
+        st.rpo_history[cloud] = list(_try(lambda: lab.rpo_history(cloud), []))
+    # (action, key the UI looks it up by, subject as the engine takes it)
+    checks: list[tuple[str, str | None, Any]] = []
+    checks += [("complete_job", str(j["id"]), j["id"]) for j in st.jobs]
+    for vm in st.status.get("vms", []):
+        checks += [(a, vm["name"], vm["name"]) for a in VM_ACTIONS]
+    res = st.resources or {}
+    for s in res.get("servers", []):
+        checks += [(a, s["name"], s["name"]) for a in SERVER_ACTIONS]
+    for h in res.get("hosts", []):
+        checks += [(a, h["name"], h["name"]) for a in HOST_ACTIONS]
+    for c in res.get("clouds", []):
+        checks += [(a, c["name"], c["name"]) for a in CLOUD_ACTIONS]
+    nets = res.get("networks", [])
+    for n in nets:
+        if n.get("side") == "azure":
+            continue
+        # map_network is judged for a (source, target) pair: the map dialog's default target
+        target = default_map_target(nets, n["name"])
+        checks.append(("map_network", n["name"], (n["name"], target)))
+        checks.append(("unmap_network", n["name"], n["name"]))
+    for link in res.get("links", []):
+        checks += [(a, link_subject(link), (link["source"], link["target"])) for a in LINK_ACTIONS]
+    for action, key, subject in checks:
+        try:
+            st.allowed[(action, key)] = lab.allowed(action, subject)
+        except LabError as e:
+            st.allowed[(action, key)] = e.message
+        except Exception as e:  # an engine bug must not take the UI down; the command itself will tell
+            st.allowed[(action, key)] = None
+            st.problems.append(f"allowed({action!r}, {subject!r}): {type(e).__name__}: {e}")
+    st.loaded = True
+    return st
+
+
+# ---- formatting (display only) -------------------------------------------------------------
+
+
+def fmt_time(epoch: int | None, short: bool = False) -> str:
+    if epoch is None:
+        return "-"
+    dt = datetime.fromtimestamp(epoch, timezone.utc)
+    return dt.strftime("%H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
+
+
+def fmt_day_time(epoch: int | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%m-%d %H:%M:%S")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(seconds)
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def fmt_frequency(seconds: Any) -> str:
+    if isinstance(seconds, str):
+        return seconds
+    if seconds is None:
+        return "-"
+    return fmt_duration(seconds).replace(" 00s", "")
+
+
+def fmt_mbps(mbps) -> str:
+    if isinstance(mbps, (int, float)):
+        return f"{mbps:g} Mbps"
+    return "-" if mbps is None else f"{mbps} Mbps"
