@@ -113,7 +113,8 @@ class SrlabApp(App):
             for p in PANELS
         ],
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
-        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
+        # priority: handled as the key arrives, so the keys typed right after it reach the filter
+        Binding("slash", "filter", "Filter", key_display="/", id="filter", priority=True),
         Binding("escape", "back", "Back", show=False, id="back"),
         Binding("p", "pause", "Pause", id="clock.pause"),
         Binding("p", "resume", "Run", id="clock.resume"),
@@ -491,7 +492,9 @@ class SrlabApp(App):
         box = self.query_one("#filter-input", FilterInput)
         box.value = table.filter_text
         box.add_class("-active")
-        box.focus()
+        # Focus now, not after the queued keys: over SSH "/SC01" can arrive in one packet, and
+        # its "1" must be typed into the filter, not switch to the dashboard.
+        self.screen.set_focus(box)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter-input" and self._filter_table is not None:
@@ -512,7 +515,7 @@ class SrlabApp(App):
             self.panel().table_changed()
         box.remove_class("-active")
         if table is not None:
-            table.focus()
+            self.screen.set_focus(table)  # at once, for the keys already queued after enter
         self._filter_table = None
         return True
 
@@ -525,8 +528,8 @@ class SrlabApp(App):
             return (False if self.clock_running else True) if not self.observer else None
         if action in ("advance", "faster", "slower", "set_speed"):
             return None if self.clock_reason() else True
-        if action == "filter" and len(self.screen_stack) > 1:
-            return False  # the / filter works on the panels' tables, not on a drill-down screen
+        if action == "filter" and (len(self.screen_stack) > 1 or self._filter_table is not None):
+            return False  # / filters the panels' tables; in a dialog or the filter box it is typed
         return True
 
     def disabled_reason(self, action: str, parameters: tuple = ()) -> str | None:

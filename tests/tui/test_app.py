@@ -83,6 +83,31 @@ async def test_filter_and_escape(lab):
         assert table.row_count == total and app.focused is table
 
 
+async def test_filter_keys_arriving_in_one_burst(lab):
+    """Over a laggy SSH link (or a paste) "/SC01" arrives in one read: the "1" is typed into the
+    filter, it does not switch to the dashboard."""
+    from textual import events
+
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await keys(pilot, "3")
+        for key, char in [("slash", "/"), ("S", "S"), ("C", "C"), ("0", "0"), ("1", "1")]:
+            event = events.Key(key, char)
+            event.set_sender(app)
+            app._driver.send_message(event)  # as the terminal driver does; nothing awaited between
+        await settle(pilot)
+        table = app.query_one("#resources-table")
+        assert app.query_one("#panels").current == "resources"
+        assert table.filter_text == "SC01"
+        await keys(pilot, "enter")
+        assert app.focused is table and table.cursor_key is not None and "SC01" in table.cursor_key
+        # "/" typed inside the filter box is text, not a new filter
+        await keys(pilot, "slash")
+        await type_text(pilot, "a/b")
+        assert table.filter_text == "a/b"
+
+
 async def test_space_marks_rows_for_bulk_enable_protection(lab):
     configure(lab)
     app = make_app(lab)
