@@ -19,6 +19,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
+from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Input, Static
 
 from engine import Lab, LabError
@@ -29,6 +30,9 @@ from .panels.base import OBSERVER_REASON, FilterInput, KeyBar, LabTable, Panel
 from .state import LabState, collect, fmt_duration, fmt_time
 
 SPEEDS = [1, 10, 60, 600]
+# actions of the global priority bindings (not esc: see BINDINGS)
+_GLOBAL_KEY_ACTIONS = {"show_panel", "help", "filter", "pause", "resume", "advance", "faster", "slower",
+                       "toggle_theme", "quit"}
 DARK, LIGHT = "textual-dark", "textual-light"
 
 # Global actions: (binding id, palette title, help). Keys live in BINDINGS (remappable by id).
@@ -107,23 +111,29 @@ class SrlabApp(App):
     CSS_PATH = "srlab.tcss"
     COMMANDS = App.COMMANDS | {SrlabCommands}
 
+    # The global keys are priority bindings: each acts as it arrives, in order with the keys
+    # around it, even when several arrive in one read (laggy SSH, a paste): "3/SC01" opens
+    # Resources, then the filter, then types "SC01" into it. They step aside (check_action)
+    # in dialogs and while text is typed into a field. esc stays a normal binding: fields,
+    # lists and dialogs use it first.
     BINDINGS = [
         *[
-            Binding(p.KEY, f"show_panel('{p.PANEL_ID}')", p.TITLE, show=False, id=f"panel.{p.PANEL_ID}")
+            Binding(p.KEY, f"show_panel('{p.PANEL_ID}')", p.TITLE, show=False, id=f"panel.{p.PANEL_ID}",
+                    priority=True)
             for p in PANELS
         ],
-        Binding("question_mark", "help", "Help", key_display="?", id="help"),
-        # priority: handled as the key arrives, so the keys typed right after it reach the filter
+        Binding("question_mark", "help", "Help", key_display="?", id="help", priority=True),
         Binding("slash", "filter", "Filter", key_display="/", id="filter", priority=True),
         Binding("escape", "back", "Back", show=False, id="back"),
-        Binding("p", "pause", "Pause", id="clock.pause"),
-        Binding("p", "resume", "Run", id="clock.resume"),
-        Binding("t", "advance(900)", "+15m", id="clock.advance_15m"),
-        Binding("T,shift+t", "advance(3600)", "+1h", key_display="T", id="clock.advance_1h"),
-        Binding("plus,equals_sign", "faster", "Faster", key_display="+", show=False, id="clock.faster"),
-        Binding("minus", "slower", "Slower", key_display="-", show=False, id="clock.slower"),
-        Binding("ctrl+t", "toggle_theme", "Theme", show=False, id="theme"),
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding("p", "pause", "Pause", id="clock.pause", priority=True),
+        Binding("p", "resume", "Run", id="clock.resume", priority=True),
+        Binding("t", "advance(900)", "+15m", id="clock.advance_15m", priority=True),
+        Binding("T,shift+t", "advance(3600)", "+1h", key_display="T", id="clock.advance_1h", priority=True),
+        Binding("plus,equals_sign", "faster", "Faster", key_display="+", show=False, id="clock.faster",
+                priority=True),
+        Binding("minus", "slower", "Slower", key_display="-", show=False, id="clock.slower", priority=True),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False, id="theme", priority=True),
+        Binding("q", "quit", "Quit", id="quit", priority=True),
     ]
 
     def __init__(
@@ -521,15 +531,21 @@ class SrlabApp(App):
 
     # ---- actions: enabled, disabled with a reason --------------------------------------------
 
+    def _typing_or_in_dialog(self) -> bool:
+        """Keys belong to the dialog on top, or to the field being typed into."""
+        return isinstance(self.screen, ModalScreen) or isinstance(self.focused, Input)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _GLOBAL_KEY_ACTIONS and self._typing_or_in_dialog():
+            return False
         if action == "pause":
             return (True if self.clock_running else False) if not self.observer else None
         if action == "resume":
             return (False if self.clock_running else True) if not self.observer else None
         if action in ("advance", "faster", "slower", "set_speed"):
             return None if self.clock_reason() else True
-        if action == "filter" and (len(self.screen_stack) > 1 or self._filter_table is not None):
-            return False  # / filters the panels' tables; in a dialog or the filter box it is typed
+        if action == "filter" and len(self.screen_stack) > 1:
+            return False  # the / filter works on the panels' tables, not on a drill-down screen
         return True
 
     def disabled_reason(self, action: str, parameters: tuple = ()) -> str | None:

@@ -83,29 +83,37 @@ async def test_filter_and_escape(lab):
         assert table.row_count == total and app.focused is table
 
 
-async def test_filter_keys_arriving_in_one_burst(lab):
-    """Over a laggy SSH link (or a paste) "/SC01" arrives in one read: the "1" is typed into the
-    filter, it does not switch to the dashboard."""
+async def burst(app, *keys_: str) -> None:
+    """Keys that arrive in one read, as over a laggy SSH link or from a paste: all queued at once,
+    as the terminal driver does, nothing awaited between them."""
     from textual import events
 
-    app = make_app(lab)
+    for key in keys_:
+        event = events.Key(key, key if len(key) == 1 else {"slash": "/", "enter": "\r"}.get(key))
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+async def test_keys_arriving_in_one_burst_act_in_order(lab):
+    app = make_app(lab, clock_running=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await keys(pilot, "3")
-        for key, char in [("slash", "/"), ("S", "S"), ("C", "C"), ("0", "0"), ("1", "1")]:
-            event = events.Key(key, char)
-            event.set_sender(app)
-            app._driver.send_message(event)  # as the terminal driver does; nothing awaited between
+        await burst(app, "p", "3", "slash", "S", "C", "0", "1")
         await settle(pilot)
         table = app.query_one("#resources-table")
-        assert app.query_one("#panels").current == "resources"
+        assert not app.clock_running
+        assert app.query_one("#panels").current == "resources"  # "1" was typed, not a panel switch
         assert table.filter_text == "SC01"
         await keys(pilot, "enter")
-        assert app.focused is table and table.cursor_key is not None and "SC01" in table.cursor_key
-        # "/" typed inside the filter box is text, not a new filter
+        assert app.focused is table and "SC01" in table.cursor_key
+        # "4" then "2" in one burst: both panel switches happen, in order
+        await burst(app, "4", "2")
+        await settle(pilot)
+        assert app.query_one("#panels").current == "protected" and app.focused is app.query_one("#items")
+        # the global keys are text inside a field: "q" does not quit, "1" does not switch
         await keys(pilot, "slash")
-        await type_text(pilot, "a/b")
-        assert table.filter_text == "a/b"
+        await type_text(pilot, "q1/t")
+        assert app.is_running and app.query_one("#items").filter_text == "q1/t"
 
 
 async def test_space_marks_rows_for_bulk_enable_protection(lab):

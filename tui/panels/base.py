@@ -291,10 +291,8 @@ class Panel(Vertical):
 
     def focus_default(self) -> None:
         table = self.filter_table()
-        if table is not None:
-            table.focus()
-        else:
-            self.focus()
+        # at once, not after the keys already queued (see SrlabApp.BINDINGS)
+        self.screen.set_focus(table if table is not None else self)
 
 
 class KeyBar(Static):

@@ -143,9 +143,6 @@ class Dashboard(Panel):
             v.border_title = "RPO over lab time (worst item per cloud)"
             yield Static(Text("no samples yet", style="dim"), id="dash-rpo-empty")
 
-    def focus_default(self) -> None:
-        self.focus()
-
     def update_state(self, state: LabState) -> None:
         colors = self.srlab.status_colors
         vms = state.status.get("vms", [])

@@ -28,6 +28,3 @@ class RecoveryPlans(Panel):
 
     def compose(self) -> ComposeResult:
         yield Static(EMPTY, id="plans-empty")
-
-    def focus_default(self) -> None:
-        self.focus()
