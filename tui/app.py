@@ -26,7 +26,7 @@ from engine import Lab, LabError
 
 from .dialogs import HelpScreen, VmDetailScreen
 from .panels import PANELS
-from .panels.base import OBSERVER_REASON, FilterInput, KeyBar, LabTable, Panel
+from .panels.base import FilterInput, KeyBar, LabTable, Panel
 from .state import LabState, collect, fmt_duration, fmt_time
 
 SPEEDS = [1, 10, 60, 600]
@@ -309,7 +309,7 @@ class SrlabApp(App):
     ) -> None:
         """Run `fn(lab)` in the engine thread, then re-read the lab; callbacks run in the UI."""
         if mutates and self.observer:
-            err = LabError(OBSERVER_REASON)
+            err = LabError(self.observer_reason())
             if on_error:
                 on_error(err)
             else:
@@ -411,6 +411,11 @@ class SrlabApp(App):
         self._clock_inflight = False
         self.clock_running = False
         self.report_refusal(err, "lab clock paused")
+
+    def observer_reason(self) -> str:
+        how = ("open it without --observer to act" if self.observer_why.startswith("opened with")
+               else "act there, or close it and open this lab again")
+        return f"observer view ({self.observer_why}): this srlab only watches the lab; {how}"
 
     def clock_reason(self) -> str | None:
         if self.observer:

@@ -332,7 +332,8 @@ def resources(ctx, as_json):
         p = c["protection"]
         desc = "not configured" if p is None else (
             f"-> {p['target']} ({p['storage_account'] or p['target_kind']}), every {format_duration(p['frequency'])}, "
-            f"retention {p['retention_h']} h, app-consistent {p['app_consistent_h'] or 'none'} h, "
+            f"retention {p['retention_h']} h, app-consistent "
+            f"{str(p['app_consistent_h']) + ' h' if p['app_consistent_h'] else 'none'}, "
             f"encryption {'on' if p['encrypt'] else 'off'}, start {p['start']}")
         click.echo(f"cloud   {c['name']:<20} {desc}")
     for n in r["networks"]:

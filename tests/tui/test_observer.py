@@ -74,5 +74,9 @@ async def test_a_second_srlab_on_the_same_lab_opens_as_observer(lab):
             now = lab.now
             await keys(pilot, "t", "T")
             assert lab.now == now
+            # an action says why, naming the other process rather than a flag it was not given
+            await keys(pilot, "3", "r")
+            assert "another srlab process" in app.last_refusal and "--observer" not in app.last_refusal
+            assert lab.jobs() == []
     finally:
         first.close()

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from ..app import SrlabApp
     from ..state import LabState
 
-OBSERVER_REASON = "observer view: this srlab only watches the lab (open it without --observer to act)"
 
 
 def as_text(value) -> Text:
@@ -255,7 +254,7 @@ class Panel(Vertical):
         if a is None:
             return None
         if a.mutates and self.srlab.observer:
-            return OBSERVER_REASON
+            return self.srlab.observer_reason()
         if a.mutates and self.srlab.busy_action:
             return f"busy: {self.srlab.busy_action}"
         return self.reason(action_id)

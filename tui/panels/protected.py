@@ -317,8 +317,9 @@ class ProtectedItems(Panel):
 
 
 def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False) -> Text:
-    """`tables`: the details screen shows disks and points as tables, so leave them out here."""
-    """The detail pane of a VM: target settings, policy, disks, replication, points, errors."""
+    """The detail pane of a VM: target settings, policy, disks, replication, points, errors.
+
+    `tables`: the details screen shows disks and points as tables, so leave them out here."""
     v = state.vm(name)
     t = Text()
     if v is None:
@@ -349,7 +350,15 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
         tgt.append(f"NIC {v['nic']}")
     t.append(Text(" · ".join(tgt)))
     label("Policy")
-    t.append_text(policy_text(v.get("policy")))
+    if v.get("policy") is None:  # not protected yet: the cloud's settings, which protection would use
+        cloud = next((c for c in (state.resources or {}).get("clouds", []) if c["name"] == v.get("cloud")), None)
+        if cloud and cloud.get("protection"):
+            t.append_text(policy_text(cloud["protection"]))
+            t.append(" (the cloud's)", style="dim")
+        else:
+            t.append_text(policy_text(None))
+    else:
+        t.append_text(policy_text(v["policy"]))
     if not tables:
         label("Disks")
         t.append(Text(" · ".join(
