@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from . import store
-from .errors import InvalidInput, LabError, Refused
+from .errors import LabError
 
 # kind -> (job name shown to users, [(step name, lab seconds, or None: waits for a user's action)])
 JOB_KINDS: dict[str, tuple[str, list[tuple[str, int]]]] = {
@@ -76,13 +76,10 @@ def _start_step(db, job_id: int, idx: int, now: int) -> None:
 
 
 def complete(db, job_id: int, now: int, perform, note: str = "") -> None:
-    """The user completes the step a job waits on (e.g. Complete test); the job carries on."""
-    row = db.execute("SELECT kind, target, data, step, state FROM jobs WHERE id=?", [job_id]).fetchone()
-    if row is None:
-        raise InvalidInput(f"no job {job_id}", "list jobs with: srlab jobs")
-    kind, target, data, step, state = row
-    if state != "waiting for action":
-        raise Refused(f"job {job_id} is {state}; only a job waiting for action can be completed")
+    """The user completes the step a job waits on (e.g. Complete test); the job carries on.
+    The caller has checked that the job waits for action (Lab.allowed('complete_job'))."""
+    kind, target, data, step = db.execute("SELECT kind, target, data, step FROM jobs WHERE id=?",
+                                          [job_id]).fetchone()
     with store.transaction(db):
         perform(kind, step, target, {**json.loads(data), "note": note}, now, job_id)
         _finish_step(db, job_id, step, now, "succeeded")

@@ -96,6 +96,9 @@ def test_refusals_on_the_command_line(cli, small_site):
     assert "not configured for protection" in cli("protect", "WEB01", code=1)
     assert "no recovery points yet" in cli("verify", "WEB01", code=1)
     assert "no job 99" in cli("job", "99", code=2)
+    assert "no job 99" in cli("complete", "99", code=2)
+    cli("server", "register", "SC01")
+    assert "only a job waiting for action can be completed" in cli("complete", "1", code=1)
     assert "Invalid value for '--state'" in cli("link", "set", "--state", "broken", code=2)
 
 
