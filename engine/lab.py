@@ -371,6 +371,7 @@ class Lab(VaultSetup, Protection):
             for due in (jobs.next_due(self.db), self.replication.next_event()):
                 if due is not None and t < due < nxt:
                     nxt = due
+            self.replication.begin_slice()
             with store.transaction(self.db):
                 writes += self._advance_workloads(t, nxt)
                 self.replication.serve_links(t, nxt)
@@ -379,6 +380,7 @@ class Lab(VaultSetup, Protection):
                 self.replication.tick(nxt)
                 if nxt // _RPO_SAMPLE != t // _RPO_SAMPLE:
                     self._sample_rpo(nxt - nxt % _RPO_SAMPLE)
+            self.replication.after_commit(nxt)
             t = nxt
         return {"from": start, "to": end, "writes": writes}
 

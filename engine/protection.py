@@ -144,17 +144,22 @@ class Protection:
     def build_at_point(self, name: str, point: str | int | None, out_dir: Path) -> tuple[dict, list[Path]]:
         """Write the VM's disks as they were at a recovery point into out_dir, one file per disk."""
         vm = self.vm(name)
-        row = self._point(vm, point)
         item = self.replication.item(vm.name)
-        rows = [r for r in self.replication.point_rows(vm.name) if (r["time"], r["id"]) <= (row["time"], row["id"])]
-        key = self.replication.key_for(vm.name)
-        labels = self.replication.labels(vm.name)
-        out = []
-        for i, d in enumerate(vm.disks):
-            dest = Path(out_dir) / self.disk_path(vm.name, i).name
-            replica.build_disk(self.replication.base_path(item, i), [self.path / r["dir"] for r in rows],
-                               i, dest, d.size_bytes, key, labels[i])
-            out.append(dest)
+        if item is None:
+            self._point(vm, point)  # says why there is nothing to build
+        # shared: the clock's process may be folding expired points into this store right now
+        with replica.store_lock(self.replication.store_dir(item), exclusive=False):
+            row = self._point(vm, point)
+            rows = [r for r in self.replication.point_rows(vm.name)
+                    if (r["time"], r["id"]) <= (row["time"], row["id"])]
+            key = self.replication.key_for(vm.name)
+            labels = self.replication.labels(vm.name)
+            out = []
+            for i, d in enumerate(vm.disks):
+                dest = Path(out_dir) / self.disk_path(vm.name, i).name
+                replica.build_disk(self.replication.base_path(item, i), [self.path / r["dir"] for r in rows],
+                                   i, dest, d.size_bytes, key, labels[i])
+                out.append(dest)
         return row, out
 
     def verify(self, name: str, point: str | int | None = None) -> dict:

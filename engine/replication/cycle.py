@@ -1,8 +1,13 @@
 """Replication over lab time: initial copy, change tracking, copy cycles, points, retention.
 
-Everything here runs inside Lab.run's transaction for one slice of lab time. Files are written
-durably before the rows that claim them, so a killed process leaves at worst an orphan file,
-never a recovery point without its data.
+Most of this runs inside Lab.run's transaction for one slice of lab time; what must not be
+undone by a rollback waits for the commit (`after_commit`). Files are written durably before
+the rows that claim them, and work on files is safe to redo after a rollback, so a killed
+process leaves at worst an orphan file, never a recovery point without its data:
+- a frozen log stays on disk (`.hrl.frozen`) until the slice that shipped it is committed; a
+  later freeze that finds one ships it again first (a replayed log does no harm);
+- an arrival redone after a rollback finds its frames already moved or applied;
+- expired points are folded after the commit, each step committed on its own.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import jobs
+from .. import jobs, store
 from ..disks import allocated_bytes, data_extents
 from . import changelog, replica
 from .link import bytes_per_second
@@ -26,10 +31,31 @@ def log_path(disk: Path) -> Path:
     return disk.with_suffix(".hrl")
 
 
+def frozen_path(disk: Path) -> Path:
+    """A frozen log whose shipping is not committed yet."""
+    return disk.with_suffix(".hrl.frozen")
+
+
 class Replication:
     def __init__(self, lab):
         self.lab = lab
         self.db = lab.db
+        self.begin_slice()
+
+    def begin_slice(self) -> None:
+        """Forget what an interrupted slice left to do after its commit (it was rolled back)."""
+        self._frozen: list[Path] = []
+        self._retention_due: set[str] = set()
+
+    def after_commit(self, now: int) -> None:
+        """The slice is committed: its frozen logs are shipped for good; fold expired points."""
+        for f in self._frozen:
+            f.unlink(missing_ok=True)
+        for vm in sorted(self._retention_due):
+            item = self.item(vm)
+            if item is not None:
+                self.apply_retention(item, now)
+        self.begin_slice()
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -122,9 +148,16 @@ class Replication:
         blobs, fps, raw = {}, [], 0
         for i, d in enumerate(vm.disks):
             disk = self.lab.disk_path(vm.name, i)
-            log = log_path(disk)
-            buf = log.read_bytes() if log.exists() else b""
+            log, frozen = log_path(disk), frozen_path(disk)
+            if frozen.exists():  # left by a killed process: its shipping was never committed
+                changelog.write_durable(frozen, frozen.read_bytes() + (log.read_bytes() if log.exists() else b""))
+            elif log.exists():
+                os.replace(log, frozen)
+            else:
+                frozen.write_bytes(b"")
             log.write_bytes(b"")  # writes from now on go to the new log
+            self._frozen.append(frozen)
+            buf = frozen.read_bytes()
             raw += len(buf)
             blobs[i] = changelog.seal(buf, key, self.labels(vm_name)[i])
             fps.append(self.lab.source_fingerprints.fingerprint(disk, d.size_bytes))
@@ -140,6 +173,7 @@ class Replication:
                "fingerprints": json.dumps(extra.get("fingerprints", [])), "last_seq": extra.get("last_seq", 0)}
         tid = self.db["transfers"].insert(row).last_pk
         stage = self._stage(vm_name, tid)
+        shutil.rmtree(stage, ignore_errors=True)  # an id a rolled-back slice used may be used again
         encrypted = self.key_for(vm_name) is not None
         for i, blob in blobs.items():
             changelog.write_durable(stage / replica.frame_name(i, encrypted), blob)
@@ -200,15 +234,18 @@ class Replication:
         key = self.key_for(t["vm"])
         if t["kind"] == "initial":
             f = replica.frame_path(stage, 0)
-            replica.apply_blob(self.base_path(item, t["disk"]), f.read_bytes(), key, self.labels(t["vm"])[t["disk"]])
-            shutil.rmtree(stage)
+            if f is not None:  # None: applied already, by a slice that was then rolled back
+                replica.apply_blob(self.base_path(item, t["disk"]), f.read_bytes(), key,
+                                   self.labels(t["vm"])[t["disk"]])
+            shutil.rmtree(stage, ignore_errors=True)
             self.db.execute("UPDATE items SET initial_done=initial_done+? WHERE vm=?", [t["raw_bytes"], t["vm"]])
             return
         points = self.store_dir(item) / "points"
         points.mkdir(parents=True, exist_ok=True)
         dest = points / f"p{t['id']}"
-        os.replace(stage, dest)
-        changelog.fsync_dir(points)
+        if stage.exists() or not dest.exists():  # dest alone: moved by a slice that was rolled back
+            os.replace(stage, dest)
+            changelog.fsync_dir(points)
         kind = "app-consistent" if t["app"] else "crash-consistent"
         self.db["points"].insert({
             "vm": t["vm"], "time": t["point_time"], "kind": kind, "dir": str(dest.relative_to(self.lab.path)),
@@ -218,7 +255,7 @@ class Replication:
         self.db.execute("UPDATE items SET last_replication=? WHERE vm=?", [at, t["vm"]])
         if item["state"] == "initial replication in progress":
             self._finish_initial(item, t["point_time"], at)
-        self.apply_retention(item, at)
+        self._retention_due.add(t["vm"])
 
     def _finish_initial(self, item: dict, point_time: int, at: int) -> None:
         freq = self.policy(item["vm"])["frequency"]
@@ -272,6 +309,7 @@ class Replication:
         self.db.execute("DELETE FROM transfers WHERE vm=?", [vm_name])
         for i in range(len(self.lab.vm(vm_name).disks)):
             log_path(self.lab.disk_path(vm_name, i)).unlink(missing_ok=True)
+            frozen_path(self.lab.disk_path(vm_name, i)).unlink(missing_ok=True)
 
     def remove_replica(self, item: dict) -> None:
         shutil.rmtree(self.store_dir(item), ignore_errors=True)
@@ -283,27 +321,41 @@ class Replication:
         return list(self.db.query("SELECT * FROM points WHERE vm=? ORDER BY time, id", [vm]))
 
     def apply_retention(self, item: dict, now: int) -> None:
+        """Fold the points retention lets go, outside any slice: one committed step at a time, the
+        oldest ones into the base one by one, each run of middle ones into the next kept point."""
+        assert not self.db.conn.in_transaction, "each fold commits on its own"
         rows = self.point_rows(item["vm"])
         pol = self.policy(item["vm"])
         keep = points_to_keep([PointInfo(r["id"], r["time"], r["kind"] == "app-consistent") for r in rows],
                               now, pol["retention_h"])
+        if len(keep) == len(rows):
+            return
         key, labels = self.key_for(item["vm"]), self.labels(item["vm"])
-        disks = len(labels)
-        for i, r in enumerate(rows):
-            if r["id"] in keep:
-                continue
-            older = self.lab.path / r["dir"]
-            if all(x["id"] not in keep for x in rows[:i]):
-                # The oldest point: merge into the replica base.
-                for d in range(disks):
-                    f = replica.frame_path(older, d)
-                    if f is not None:
-                        replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, labels[d])
-                shutil.rmtree(older)
-            else:
-                newer = next(x for x in rows[i + 1 :] if x["id"] in keep)
-                replica.merge_into_next(older, self.lab.path / newer["dir"], disks, key, labels)
-                self.db.execute("UPDATE points SET size=? WHERE id=?",
-                                [replica.dir_size(self.lab.path / newer["dir"]), newer["id"]])
-            self.db.execute("DELETE FROM points WHERE id=?", [r["id"]])
+        with replica.store_lock(self.store_dir(item), exclusive=True):
+            expired: list[dict] = []
+            for i, r in enumerate(rows):
+                if r["id"] not in keep:
+                    expired.append(r)
+                    continue
+                if expired and i == len(expired):  # nothing kept before them: into the base
+                    for old in expired:
+                        for d, label in enumerate(labels):
+                            f = replica.frame_path(self.lab.path / old["dir"], d)
+                            if f is not None:
+                                replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, label)
+                        self._forget_points([old])
+                elif expired:
+                    newer = self.lab.path / r["dir"]
+                    replica.merge_into_next([self.lab.path / x["dir"] for x in expired], newer, len(labels),
+                                            key, labels)
+                    self._forget_points(expired, resized=(r["id"], replica.dir_size(newer)))
+                expired = []
 
+    def _forget_points(self, rows: list[dict], resized: tuple[int, int] | None = None) -> None:
+        """Commit that folded points are gone, then remove their folders (an orphan at worst)."""
+        with store.transaction(self.db):
+            self.db.execute(f"DELETE FROM points WHERE id IN ({','.join('?' * len(rows))})", [r["id"] for r in rows])
+            if resized:
+                self.db.execute("UPDATE points SET size=? WHERE id=?", [resized[1], resized[0]])
+        for r in rows:
+            shutil.rmtree(self.lab.path / r["dir"], ignore_errors=True)

@@ -6,16 +6,33 @@
 
 A disk at a point = the base + every retained point's log up to it, applied in order. Expired
 points are merged: the oldest into the base, a middle one into the next retained point.
+
+Replaying a log is idempotent when the logs after it are replayed too, in order (each record is
+an absolute write): a fold interrupted between its file work and its commit leaves a store that
+still builds every claimed point exactly.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..disks import FOOTER, data_extents, vhd_footer
+from ..errors import Refused
 from . import changelog
+
+
+@contextmanager
+def store_lock(store: Path, exclusive: bool):
+    """Folding expired points rewrites the base and frames in place: it holds this lock
+    exclusively, and builders (verify, export) hold it shared, so no build reads a half fold."""
+    store.mkdir(parents=True, exist_ok=True)
+    with open(store / ".lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 def frame_name(disk_index: int, encrypted: bool) -> str:
@@ -76,27 +93,22 @@ def build_disk(base: Path, point_dirs: list[Path], disk_index: int, out: Path, s
     try:
         for d in point_dirs:
             p = frame_path(d, disk_index)
-            if p is not None:
-                changelog.apply_records(fd, changelog.unseal(p.read_bytes(), key, label))
+            if p is None:  # every point holds a frame per disk (an empty log too)
+                raise Refused(f"the replica is in an invalid state: recovery point data {d.name} of {label} "
+                              "is missing", "disable and re-enable protection to rebuild the replica")
+            changelog.apply_records(fd, changelog.unseal(p.read_bytes(), key, label))
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def merge_into_next(older: Path, newer: Path, disk_count: int, key: bytes | None, labels: list[str]) -> None:
-    """Fold an expired middle point into the next retained one: newer := older's log + newer's."""
+def merge_into_next(olders: list[Path], newer: Path, disk_count: int, key: bytes | None, labels: list[str]) -> None:
+    """Fold expired points (oldest first) into the next retained one: newer := their logs + its
+    own, in time order. The expired folders stay: the caller removes them once the fold is committed."""
     for i in range(disk_count):
-        a, b = frame_path(older, i), frame_path(newer, i)
-        if a is None:
-            continue
-        buf = changelog.unseal(a.read_bytes(), key, labels[i])
-        if b is not None:
-            buf += changelog.unseal(b.read_bytes(), key, labels[i])
-        target = newer / frame_name(i, key is not None)
-        changelog.write_durable(target, changelog.seal(buf, key, labels[i]))
-        if b is not None and b != target:
-            b.unlink()
-    shutil.rmtree(older)
+        parts = [f for f in (frame_path(d, i) for d in [*olders, newer]) if f is not None]
+        buf = b"".join(changelog.unseal(f.read_bytes(), key, labels[i]) for f in parts)
+        changelog.write_durable(newer / frame_name(i, key is not None), changelog.seal(buf, key, labels[i]))
 
 
 def dir_size(path: Path) -> int:

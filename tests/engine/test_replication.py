@@ -303,3 +303,79 @@ def test_disable_protection_removes_the_replica(lab):
     lab.run_until_done(lab.protect(["WEB01"]))
     lab.run(20 * 60)
     assert lab.verify("WEB01")["identical"]
+
+
+def test_killed_after_a_log_is_frozen_loses_no_write(lab, monkeypatch):
+    """Ctrl-C (or kill) after a copy cycle froze the logs but before its slice committed: the
+    frozen writes must still reach the replica, so every later point verifies."""
+    protected(lab, "WEB01")  # 5 minutes: a frozen log holds writes of several committed slices
+    lab.run(5 * 60)
+
+    class Killed(BaseException):
+        pass
+
+    import engine.replication.cycle as cycle
+
+    real = cycle.Replication._enqueue
+
+    def die(self, vm, kind, *a, **k):
+        if kind == "delta":
+            raise Killed()
+        return real(self, vm, kind, *a, **k)
+
+    monkeypatch.setattr(cycle.Replication, "_enqueue", die)
+    with pytest.raises(Killed):
+        lab.run(5 * 60)
+    monkeypatch.setattr(cycle.Replication, "_enqueue", real)
+    path = lab.path
+    lab.close()
+    with Lab.open(path) as again:
+        again.run(15 * 60)
+        for p in again.points("WEB01"):
+            assert again.verify("WEB01", p["id"])["identical"], p
+
+
+def test_several_expired_points_merge_in_order(lab):
+    """Points that expire together are folded in time order, however many at once: here the
+    retention is applied 90 minutes ahead, so all but one point of each clock hour expire."""
+    protected(lab, "WEB01", retention_h=3, app_consistent_h=0)
+    lab.run(115 * 60)
+    before = lab.points("WEB01")
+    item = lab.replication.item("WEB01")
+    lab.replication.apply_retention(item, lab.now + 90 * 60)
+    kept = lab.points("WEB01")
+    assert len(before) - len(kept) >= 3
+    for p in kept:
+        assert lab.verify("WEB01", p["id"])["identical"], p
+
+
+def test_killed_after_an_arrival_moved_its_frames(lab, monkeypatch):
+    """The frames of an arriving point were moved into the store, then the slice was rolled
+    back: the redone arrival finds them there and the point is claimed once, with its data."""
+    protected(lab, "WEB01")
+    lab.run(10 * 60)
+
+    class Killed(BaseException):
+        pass
+
+    import engine.replication.cycle as cycle
+
+    real_replace = cycle.os.replace
+
+    def move_then_die(src, dst):
+        real_replace(src, dst)
+        if "/points/" in str(dst):
+            raise Killed()
+
+    monkeypatch.setattr(cycle.os, "replace", move_then_die)
+    with pytest.raises(Killed):
+        lab.run(10 * 60)
+    monkeypatch.undo()
+    path = lab.path
+    lab.close()
+    with Lab.open(path) as again:
+        again.run(10 * 60)
+        pts = again.points("WEB01")
+        assert len({p["time"] for p in pts}) == len(pts)
+        for p in pts:
+            assert again.verify("WEB01", p["id"])["identical"], p
