@@ -13,7 +13,7 @@ from . import store
 from .errors import LabError
 
 # kind -> (job name shown to users, [(step name, lab seconds, or None: waits for a user's action)])
-JOB_KINDS: dict[str, tuple[str, list[tuple[str, int]]]] = {
+JOB_KINDS: dict[str, tuple[str, list[tuple[str, int | None]]]] = {
     "register_server": ("Register server", [
         ("Validate the vault registration key", 20),
         ("Register the server with the vault", 40),
@@ -48,7 +48,6 @@ JOB_KINDS: dict[str, tuple[str, list[tuple[str, int]]]] = {
         ("Updating provider state", 10),
     ]),
 }
-
 
 
 def create(db, now: int, kind: str, target: str, data: dict | None = None) -> int:
