@@ -147,6 +147,7 @@ class Lab(VaultSetup, Protection):
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._clock_fd = fd
+        self.replication.sweep()  # what a killed holder left behind
         return True
 
     def clock_holder(self) -> str:

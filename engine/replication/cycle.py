@@ -311,6 +311,24 @@ class Replication:
             log_path(self.lab.disk_path(vm_name, i)).unlink(missing_ok=True)
             frozen_path(self.lab.disk_path(vm_name, i)).unlink(missing_ok=True)
 
+    def sweep(self) -> list[Path]:
+        """Remove folders a killed process left that nothing claims: staged transfers whose row
+        was rolled back, and folded points whose folder outlived the commit. Only the clock's
+        holder may call this (it alone stages and folds). Frozen logs are never swept: they
+        hold writes not yet shipped."""
+        transfers = {r[0] for r in self.db.execute("SELECT id FROM transfers")}
+        claimed = {self.lab.path / r[0] for r in self.db.execute("SELECT dir FROM points")}
+        gone = []
+        for vm in self.lab.site.vms:
+            outgoing = self.lab.disk_path(vm.name, 0).parent / "outgoing"
+            gone += [d for d in outgoing.glob("t*") if d.name[1:].isdigit() and int(d.name[1:]) not in transfers]
+        for d in (self.lab.path / "storage").glob("*/*/points/p*"):
+            if d.name[1:].isdigit() and d not in claimed and int(d.name[1:]) not in transfers:
+                gone.append(d)
+        for d in gone:
+            shutil.rmtree(d, ignore_errors=True)
+        return gone
+
     def remove_replica(self, item: dict) -> None:
         shutil.rmtree(self.store_dir(item), ignore_errors=True)
         self.db.execute("DELETE FROM points WHERE vm=?", [item["vm"]])

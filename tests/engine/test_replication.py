@@ -379,3 +379,25 @@ def test_killed_after_an_arrival_moved_its_frames(lab, monkeypatch):
         assert len({p["time"] for p in pts}) == len(pts)
         for p in pts:
             assert again.verify("WEB01", p["id"])["identical"], p
+
+
+def test_the_clock_holder_sweeps_what_killed_processes_left(lab):
+    protected(lab, "WEB01")
+    lab.run(12 * 60)
+    pts = lab.replication.point_rows("WEB01")
+    store = (lab.path / pts[0]["dir"]).parent
+    outgoing = lab.disk_path("WEB01", 0).parent / "outgoing"
+    orphans = [outgoing / "t9999", store / "p9998"]
+    for d in orphans:
+        d.mkdir(parents=True)
+        (d / "0.hrl.lz4").write_bytes(b"left over")
+    path = lab.path
+    lab.close()
+    with Lab.open(path) as again:
+        assert all(d.exists() for d in orphans)  # opening (e.g. srlab status) touches nothing
+        assert again.acquire_clock()
+        assert not any(d.exists() for d in orphans)
+        assert all((again.path / r["dir"]).is_dir() for r in again.replication.point_rows("WEB01"))
+        again.run(10 * 60)
+        for p in again.points("WEB01"):
+            assert again.verify("WEB01", p["id"])["identical"]
