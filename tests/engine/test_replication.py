@@ -33,6 +33,10 @@ def protected(lab, *vms, **policy):
     return lab
 
 
+class Killed(BaseException):
+    """The process dies here (not an Exception: nothing may catch it)."""
+
+
 def point_frames(lab, vm):
     return sorted((lab.path / "storage").glob(f"*/{vm}/points/*/*.hrl.lz4*"))
 
@@ -238,9 +242,6 @@ def test_killed_mid_arrival_claims_no_point(lab, monkeypatch):
     lab.run(10 * 60)
     before = [p["id"] for p in lab.points("WEB01")]
 
-    class Killed(BaseException):
-        pass
-
     import engine.replication.cycle as cycle
 
     real_replace = cycle.os.replace
@@ -311,9 +312,6 @@ def test_killed_after_a_log_is_frozen_loses_no_write(lab, monkeypatch):
     protected(lab, "WEB01")  # 5 minutes: a frozen log holds writes of several committed slices
     lab.run(5 * 60)
 
-    class Killed(BaseException):
-        pass
-
     import engine.replication.cycle as cycle
 
     real = cycle.Replication._enqueue
@@ -354,9 +352,6 @@ def test_killed_after_an_arrival_moved_its_frames(lab, monkeypatch):
     back: the redone arrival finds them there and the point is claimed once, with its data."""
     protected(lab, "WEB01")
     lab.run(10 * 60)
-
-    class Killed(BaseException):
-        pass
 
     import engine.replication.cycle as cycle
 
