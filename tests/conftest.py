@@ -12,6 +12,20 @@ from engine import Lab
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_sites"
 
+
+def step2(lab, map_network: bool = True, **policy) -> None:
+    """STEP 2 of seed 004 through the engine, up to (not including) enable protection:
+    register SC01, the agent on HV01, the cloud's policy (to Azure unless `target` says), and
+    the network mapping."""
+    lab.run_until_done([lab.register_server("SC01")])
+    lab.run_until_done([lab.install_agent("HV01")])
+    args = {"target": "azure", "storage_account": "mysiterecovery", **policy}
+    job = lab.configure_cloud("OnPremise Cloud", **args)
+    lab.run_until_done([job])
+    assert lab.job(job)["state"] == "succeeded", lab.job(job)
+    if map_network:
+        lab.map_network("VirtualSwitch - FrontEnd", "AzureNetwork")
+
 # A tiny site for fast tests: one cloud to Azure, small disks, little content.
 SMALL_SITE = """
 [lab]

@@ -9,22 +9,14 @@ import pytest
 
 from engine import InvalidInput, Lab, Refused
 from engine.replication import changelog
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, step2
 
 H = 3600
 
 
 def setup_vault(lab, **policy):
-    """STEP 2 of seed 004 up to (not including) enable protection."""
-    lab.run_until_done([lab.register_server("SC01")])
-    lab.run_until_done([lab.install_agent("HV01")])
-    args = dict(target="azure", storage_account="mysiterecovery", frequency="5m", retention_h=2,
-                app_consistent_h=1, encrypt=False, start="now")
-    args.update(policy)
-    job = lab.configure_cloud("OnPremise Cloud", **args)
-    lab.run_until_done([job])
-    assert lab.job(job)["state"] == "succeeded", lab.job(job)
-    lab.map_network("VirtualSwitch - FrontEnd", "AzureNetwork")
+    """STEP 2 of seed 004 up to (not including) enable protection: 5 minutes, 2 h, app 1 h."""
+    step2(lab, **{"retention_h": 2, "app_consistent_h": 1, **policy})
 
 
 def protected(lab, *vms, **policy):

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from engine import Lab
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ROOT, SAMPLES, step2
 from tests.tui.helpers import keys, make_app, settle
 
 SHOTS = [
@@ -34,11 +34,7 @@ KEY_NAMES = {" ": "space", "(": "left_parenthesis", "/": "slash"}
 
 def build_lab(where: Path) -> Lab:
     lab = Lab.create(where / "lab", SAMPLES / "hyperv-to-azure.toml")
-    lab.run_until_done([lab.register_server("SC01")])
-    lab.run_until_done([lab.install_agent("HV01")])
-    lab.run_until_done([lab.configure_cloud("OnPremise Cloud", "azure", storage_account="mysiterecovery",
-                                            retention_h=2, app_consistent_h=1)])
-    lab.map_network("VirtualSwitch - FrontEnd", "AzureNetwork")
+    step2(lab, retention_h=2, app_consistent_h=1)
     lab.run_until_done(lab.protect(["MYWSV01"]))
     lab.run(3 * 3600)
     lab.protect(["MYBSD01"])

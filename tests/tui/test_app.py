@@ -8,15 +8,13 @@ from textual.command import CommandPalette
 from tui.app import SPEEDS
 from tui.dialogs import ConfirmDialog, HelpScreen, ProtectDialog
 
+from tests.conftest import step2
+
 from .helpers import filter_to, keys, make_app, settle, type_text
 
 
 def configure(lab) -> None:
-    lab.run_until_done([lab.register_server("SC01")])
-    lab.run_until_done([lab.install_agent("HV01")])
-    lab.run_until_done([lab.configure_cloud("OnPremise Cloud", "azure", storage_account="mysiterecovery",
-                                            retention_h=1, app_consistent_h=1)])
-    lab.map_network("VirtualSwitch - FrontEnd", "AzureNetwork")
+    step2(lab, retention_h=1, app_consistent_h=1)
 
 
 async def test_panels_by_key_and_esc_goes_back(lab):

@@ -7,17 +7,14 @@ from textual.command import CommandPalette
 
 from tui.dialogs import HelpScreen, ProtectDialog
 
+from tests.conftest import step2
+
 from .helpers import filter_to, keys, make_app, settle, type_text
 
 
 def setup_cloud(lab) -> None:
     """STEP 2 up to the cloud's protection, through the engine (the keyboard path is test_step2)."""
-    jobs = [lab.register_server("SC01")]
-    lab.run_until_done(jobs)
-    jobs = [lab.install_agent("HV01")]
-    lab.run_until_done(jobs)
-    jobs = [lab.configure_cloud("OnPremise Cloud", "azure", storage_account="mysiterecovery")]
-    lab.run_until_done(jobs)
+    step2(lab, map_network=False)
 
 
 async def test_generation2_vm_cannot_be_protected_and_the_ui_says_why(sample_lab):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine import Lab
-from tests.conftest import SMALL_SITE
+from tests.conftest import SMALL_SITE, step2
 
 from .helpers import make_app, settle
 
@@ -20,11 +20,7 @@ def snap_lab(tmp_path_factory):
     d = tmp_path_factory.mktemp("snap")
     (d / "small.toml").write_text(SMALL_SITE)
     lab = Lab.create(d / "lab", d / "small.toml")
-    lab.run_until_done([lab.register_server("SC01")])
-    lab.run_until_done([lab.install_agent("HV01")])
-    lab.run_until_done([lab.configure_cloud("OnPremise Cloud", "azure", storage_account="mysiterecovery",
-                                            retention_h=1, app_consistent_h=1)])
-    lab.map_network("VirtualSwitch - FrontEnd", "AzureNetwork")
+    step2(lab, retention_h=1, app_consistent_h=1)
     lab.protect(["WEB01"])
     lab.run(2 * 3600)
     lab.protect(["IDLE01"])
