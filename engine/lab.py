@@ -26,6 +26,18 @@ _SLICE = 60
 _RPO_SAMPLE = 60  # the dashboard's RPO history: one sample per cloud every lab minute
 
 
+# Which actions apply to which kind of subject (the UIs ask Lab.actions()).
+ACTIONS_BY_SUBJECT = {
+    "vm": ("protect", "unprotect", "set_target", "vm_start", "vm_stop", "vm_shutdown"),
+    "server": ("register_server",),
+    "host": ("install_agent",),
+    "cloud": ("configure_cloud",),
+    "network": ("map_network", "unmap_network"),
+    "link": ("set_link",),
+    "job": ("complete_job",),
+}
+
+
 def default_content_bytes(vm: VM, disk_index: int) -> int:
     d = vm.disks[disk_index]
     mb = d.content_mb if d.content_mb is not None else (24 if d.role == "os" else 4)
@@ -125,10 +137,14 @@ class Lab(VaultSetup, Protection):
         return cls(path, db, site)
 
     def close(self) -> None:
-        if self._clock_fd is not None:
-            os.close(self._clock_fd)  # releases the clock lock
-            self._clock_fd = None
+        self.release_clock()
         self.db.conn.close()
+
+    def release_clock(self) -> None:
+        """Let another process drive this lab's clock (close() does this too)."""
+        if self._clock_fd is not None:
+            os.close(self._clock_fd)  # releases the flock
+            self._clock_fd = None
 
     def acquire_clock(self) -> bool:
         """Become the one process that advances this lab's clock; False if another one is.
@@ -483,6 +499,12 @@ class Lab(VaultSetup, Protection):
         return new
 
     # ---- what is allowed now --------------------------------------------------------------
+
+    @staticmethod
+    def actions(subject: str) -> tuple[str, ...]:
+        """The actions Lab.allowed() judges for a kind of subject: vm, server, host, cloud,
+        network, link or job (what a UI offers on a row of that kind)."""
+        return ACTIONS_BY_SUBJECT.get(subject, ())
 
     def allowed(self, action: str, subject=None) -> str | None:
         """None if `action` on `subject` is allowed now, else why not (the same checks the commands use)."""
