@@ -1,11 +1,13 @@
 """srlab's embedded disaster-recovery engine. It never imports the UI.
 
-Its public face is `Lab`, its errors, and the plain formatting of lab times and durations.
+Its public face is `Lab`, its errors, the names of the states things move through, and the
+plain formatting of lab times and durations.
 """
 
 from .clock import format_duration, format_time, parse_duration
 from .errors import InvalidInput, LabError, Refused, SiteFileError
 from .lab import Lab
+from .states import Failover, JobState, Protection
 
-__all__ = ["Lab", "LabError", "InvalidInput", "Refused", "SiteFileError",
+__all__ = ["Lab", "LabError", "InvalidInput", "Refused", "SiteFileError", "Protection", "Failover", "JobState",
            "format_duration", "format_time", "parse_duration"]

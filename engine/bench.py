@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .lab import Lab
+from .states import JobState, Protection
 
 _SITE = """
 [lab]
@@ -88,7 +89,7 @@ def _bench(work: Path, size_mb: int, content_mb: int, change_pct: float, seed: i
         # first point) runs inside it on this fast link. The job steps themselves cost nothing.
         t = time.perf_counter()
         lab.run_until_done(lab.protect(["BENCH01"]))
-        while lab.protection_state("BENCH01") == "initial replication in progress":
+        while lab.protection_state("BENCH01") == Protection.INITIAL:
             lab.run(60)
         srlab_initial = time.perf_counter() - t
         out["initial"] = {"srlab_seconds": srlab_initial}
@@ -96,7 +97,7 @@ def _bench(work: Path, size_mb: int, content_mb: int, change_pct: float, seed: i
             secs, _ = _timed(["lz4", "-1", "-f", "-q", str(image), str(work / "image.lz4")])
             out["initial"]["lz4_seconds"] = secs
             out["initial"]["lz4_bytes"] = (work / "image.lz4").stat().st_size
-        lab.run_until_done([j["id"] for j in lab.jobs() if j["state"] == "in progress"])
+        lab.run_until_done([j["id"] for j in lab.jobs() if j["state"] == JobState.IN_PROGRESS])
         lab.run(300)
         # A copy of the image for rsync to bring up to date, taken while the two sides agree.
         replica = work / "replica.vhd"

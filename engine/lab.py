@@ -5,37 +5,24 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from . import jobs, rules, store, workload
-from .clock import format_time, to_epoch
-from .disks import SourceFingerprints, allocated_bytes, create_disk
+from . import guests, jobs, protection, scenarios, setup, states, status, store, workload
+from .clock import to_epoch
+from .disks import SourceFingerprints, create_disk
 from .errors import InvalidInput, LabError, Refused
 from .model import MIB, VM, Site, slug
 from .replication import changelog
-from .replication.cycle import Replication, log_path
-from .protection import Protection
-from .setup import VaultSetup
+from .replication.cycle import Replication
 from .sites import load_site, parse_site
 
 DB_NAME = "vault.db"
 # Work is done in slices of at most this much lab time, each its own transaction.
 _SLICE = 60
 _RPO_SAMPLE = 60  # the dashboard's RPO history: one sample per cloud every lab minute
-
-
-# Which actions apply to which kind of subject (the UIs ask Lab.actions()).
-ACTIONS_BY_SUBJECT = {
-    "vm": ("protect", "unprotect", "set_target", "vm_start", "vm_stop", "vm_shutdown"),
-    "server": ("register_server",),
-    "host": ("install_agent",),
-    "cloud": ("configure_cloud",),
-    "network": ("map_network", "unmap_network"),
-    "link": ("set_link",),
-    "job": ("complete_job",),
-}
 
 
 def default_content_bytes(vm: VM, disk_index: int) -> int:
@@ -48,17 +35,21 @@ def is_lab(path: Path) -> bool:
     return (Path(path) / DB_NAME).is_file()
 
 
-class Lab(VaultSetup, Protection):
-    """One lab directory: vault.db + sites/ (primary-side disks) + storage/ (replica stores)."""
+class Lab:
+    """One lab directory: vault.db + sites/ (primary-side disks) + storage/ (replica stores).
+
+    The engine's one public face. Each command is a short delegation to the module of its family
+    (setup, protection, guests, ...), and every "is this allowed now?" is a lookup in COMMANDS.
+    """
 
     def __init__(self, path: Path, db, site: Site):
         self.path = Path(path)
         self.db = db
         self.site = site
-        self.replication = Replication(self)
+        self.replication = Replication(_Surroundings(self))
         self.source_fingerprints = SourceFingerprints()
         self._clock_fd: int | None = None
-        self._ensure_links()
+        setup.ensure_links(self)
 
     # ---- creating and opening -------------------------------------------------------------
 
@@ -204,133 +195,103 @@ class Lab(VaultSetup, Protection):
     def events(self, limit: int = 100) -> list[dict]:
         return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", [limit]))
 
-    # ---- status ---------------------------------------------------------------------------
-
     def protection_state(self, vm_name: str) -> str:
-        item = self.replication.item(vm_name)
-        return item["state"] if item else "not protected"
+        return states.current(self.db, vm_name).value
 
     def item_status(self, vm: VM) -> dict:
-        """Protection columns of one VM, as the seed's protected-items list shows them."""
-        item = self.replication.item(vm.name)
-        if item is None:
-            return {"protection": "not protected", "health": "", "active_location": vm.location,
-                    "failover_state": "", "target_size": rules.pick_target_size(vm) or "", "target_name": "",
-                    "target_network": "",
-                    "nic": "", "rpo_seconds": None, "last_replication": None, "progress": None, "policy": None,
-                    "errors": []}
-        now = self.now
-        pol = self.replication.policy(vm.name)
-        latest = self.db.execute("SELECT MAX(time) FROM points WHERE vm=?", [vm.name]).fetchone()[0]
-        rpo = now - latest if latest is not None else None
-        progress = None
-        text = item["state"]
-        if item["state"] == "initial replication in progress":
-            total = max(1, item["initial_total"])
-            progress = 100 if item["initial_done_at"] else min(99, item["initial_done"] * 100 // total)
-            text = f"initial replication in progress {progress}%"
-        elif item["state"] == "initial replication pending":
-            text = f"initial replication pending (starts {format_time(item['start_at'])})"
-        source, target = self.replication.link_of(vm.name)
-        link = next(self.db.query("SELECT state FROM links WHERE source=? AND target=?", [source, target]), None)
-        health = rules.health(rpo if item["state"] == "protected" else None, pol["frequency"],
-                              failed=bool(item["error"]))
-        if health == "OK" and link and link["state"] == "down" and item["state"] != "protected":
-            health = "Warning"  # initial replication cannot progress
-        nic = next((n for n in vm.nics if n.name == item["nic"]), None)
-        mapped = self.db.execute("SELECT target FROM network_mappings WHERE source=?",
-                                 [nic.network if nic else ""]).fetchone()
-        return {
-            "protection": text,
-            "health": health,
-            "target_network": mapped[0] if mapped else "",
-            "active_location": vm.location,
-            "failover_state": item["failover_state"],
-            "target_size": item["target_size"],
-            "target_name": item["target_name"],
-            "nic": item["nic"],
-            "rpo_seconds": rpo,
-            "last_replication": item["last_replication"],
-            "progress": progress,
-            "policy": self._policy_public(pol),
-            "errors": [item["error"]] if item["error"] else [],
-        }
+        return status.item_status(self, vm)
 
     def status(self) -> dict:
         """Everything `srlab status` shows, as plain data (JSON-ready)."""
-        vms = []
-        for vm in self.site.vms:
-            row = self.vm_row(vm.name)
-            disks = []
-            for i, d in enumerate(vm.disks):
-                p = self.disk_path(vm.name, i)
-                disks.append({
-                    "name": d.name, "role": d.role, "path": str(p), "format": "vhd-fixed",
-                    "declared": f"{d.format} {d.type}", "logical_bytes": d.size_bytes,
-                    "allocated_bytes": allocated_bytes(p, d.size_bytes),
-                })
-            vms.append({
-                "name": vm.name, "site": self._site_of(vm), "cloud": vm.cloud, "location": vm.location,
-                "host": vm.host, "os": vm.os, "generation": vm.generation, "cpus": vm.cpus,
-                "memory_mb": vm.memory_mb, "power": row["power"], "writes": row["writes_done"],
-                "disks": disks, **self.item_status(vm),
-            })
-        return {"lab": str(self.path), "name": self.site.lab.name, "scenario": self.site.lab.scenario,
-                "now": self.now, "now_text": format_time(self.now), "vms": vms}
-
-    def _site_of(self, vm: VM) -> str:
-        if vm.cloud:
-            return self.site.clouds()[vm.cloud][0].name
-        return vm.region or vm.physical_site
-
-    def _policy_public(self, pol: dict) -> dict:
-        return {"target": pol["target"], "target_kind": pol["target_kind"],
-                "storage_account": pol["storage_account"], "frequency": pol["frequency"],
-                "retention_h": pol["retention_h"], "app_consistent_h": pol["app_consistent_h"],
-                "encrypt": bool(pol["encrypt"]), "start": pol["start"]}
+        return status.status(self)
 
     def resources(self) -> dict:
         """The vault's setup: servers, agents, clouds and their protection, networks, links."""
-        servers = {r["name"]: r for r in self.db.query("SELECT * FROM servers")}
-        agents = {r["host"] for r in self.db.query("SELECT host FROM agents")}
-        prot = {r["cloud"]: r for r in self.db.query("SELECT * FROM cloud_protection")}
-        out = {"vault_region": self.site.vault_region(), "servers": [], "hosts": [], "clouds": [],
-               "networks": [], "mappings": [], "storage_accounts": [], "links": []}
-        for s in self.site.vmm_servers:
-            reg = servers.get(s.name)
-            out["servers"].append({"name": s.name, "kind": "VMM server", "registered": reg is not None,
-                                   "key_file": reg["key_file"] if reg else ""})
-            out["hosts"] += [{"name": h.name, "server": s.name, "agent_installed": h.name in agents}
-                             for h in s.hosts]
-            out["clouds"] += [{"name": c.name, "server": s.name, "hosts": c.hosts,
-                               "protection": self._policy_public(prot[c.name]) if c.name in prot else None}
-                              for c in s.clouds]
-            out["networks"] += [{"name": n.name, "side": "vmm", "place": s.name} for n in s.vm_networks]
-        for p in self.site.physical_sites:
-            out["servers"].append({"name": p.configuration_server, "kind": "configuration server",
-                                   "registered": p.configuration_server in servers, "key_file": ""})
-        for r in self.site.regions().values():
-            out["networks"] += [{"name": n.name, "side": "azure", "place": r.name} for n in r.virtual_networks]
-            out["storage_accounts"] += [{"name": a.name, "region": r.name, "redundancy": a.redundancy}
-                                        for a in r.storage_accounts]
-        out["mappings"] = list(self.db.query("SELECT source, target FROM network_mappings ORDER BY source"))
-        out["links"] = list(self.db.query("SELECT source, target, mbps, state FROM links ORDER BY source, target"))
-        return out
+        return status.resources(self)
+
+    def rpo_history(self, place: str, limit: int = 1440) -> list[tuple[int, int | None]]:
+        return status.rpo_history(self, place, limit)
 
     def last_transaction(self, name: str) -> workload.TxScan:
         """Scan a VM's source disks for the last application transaction they hold."""
         vm = self.vm(name)
-        return self._scan([self.disk_path(vm.name, i) for i in range(len(vm.disks))], vm)
+        return self.scan_disks([self.disk_path(vm.name, i) for i in range(len(vm.disks))], vm)
+
+    scan_disks = staticmethod(guests.scan_disks)
+
+    # ---- what is allowed now --------------------------------------------------------------
 
     @staticmethod
-    def _scan(paths: list[Path], vm: VM) -> workload.TxScan:
-        scan = workload.TxScan()
-        for p, d in zip(paths, vm.disks):
-            s = workload.scan_file(p, d.size_bytes, workload.vm_tag(vm.name))
-            scan.count += s.count
-            if s.last_seq > scan.last_seq:
-                scan.last_seq, scan.last_time = s.last_seq, s.last_time
-        return scan
+    def actions(subject: str) -> tuple[str, ...]:
+        """The actions allowed() judges for a kind of subject: vm, server, host, cloud, network,
+        link or job (what a UI offers on a row of that kind)."""
+        return tuple(name for name, c in COMMANDS.items() if c.subject == subject)
+
+    def allowed(self, action: str, subject=None) -> str | None:
+        """None if `action` on `subject` is allowed now, else why not (the same checks the commands use)."""
+        try:
+            COMMANDS[action].check(self, subject)
+        except LabError as e:
+            return e.message
+        return None
+
+    # ---- commands: vault setup (engine.setup) ---------------------------------------------
+
+    def register_server(self, name: str) -> int:
+        return setup.register_server(self, name)
+
+    def install_agent(self, host: str) -> int:
+        return setup.install_agent(self, host)
+
+    def configure_cloud(self, cloud: str, target: str, storage_account: str | None = None, frequency: str = "5m",
+                        retention_h: int = 0, app_consistent_h: int = 0, encrypt: bool = False,
+                        start: str = "now") -> int:
+        """Set a cloud's replication policy (a 'Configure protection' job)."""
+        return setup.configure_cloud(self, cloud, target, storage_account, frequency, retention_h,
+                                     app_consistent_h, encrypt, start)
+
+    def map_network(self, source: str, target: str) -> None:
+        setup.map_network(self, source, target)
+
+    def unmap_network(self, source: str) -> None:
+        setup.unmap_network(self, source)
+
+    def set_link(self, source: str | None = None, target: str | None = None, mbps: float | None = None,
+                 state: str | None = None) -> dict:
+        return setup.set_link(self, source, target, mbps, state)
+
+    # ---- commands: protection (engine.protection) ------------------------------------------
+
+    def protect(self, names: list[str], target_size: str | None = None, target_name: str | None = None,
+                nic: str | None = None) -> list[int]:
+        return protection.protect(self, names, target_size, target_name, nic)
+
+    def unprotect(self, names: list[str]) -> list[int]:
+        return protection.unprotect(self, names)
+
+    def set_target(self, name: str, size: str | None = None, target_name: str | None = None,
+                   nic: str | None = None) -> dict:
+        return self.item_status(protection.set_target(self, name, size, target_name, nic))
+
+    def points(self, name: str) -> list[dict]:
+        return protection.points(self, name)
+
+    def build_at_point(self, name: str, point: str | int | None, out_dir: Path) -> tuple[dict, list[Path]]:
+        return protection.build_at_point(self, name, point, out_dir)
+
+    def verify(self, name: str, point: str | int | None = None) -> dict:
+        return protection.verify(self, name, point)
+
+    def export(self, name: str, point: str | int | None, out_dir: str | Path) -> dict:
+        return protection.export(self, name, point, out_dir)
+
+    # ---- commands: the VMs (engine.guests) ------------------------------------------------
+
+    def vm_power(self, name: str, action: str) -> str:
+        return guests.vm_power(self, name, action)
+
+    def guest_write(self, vm_name: str, disk: int, offset: int, data: bytes) -> None:
+        guests.guest_write(self, vm_name, disk, offset, data)
 
     # ---- jobs -----------------------------------------------------------------------------
 
@@ -343,19 +304,10 @@ class Lab(VaultSetup, Protection):
             raise InvalidInput(f"no job {job_id}", "list jobs with: srlab jobs")
         return j
 
-    def _check_complete_job(self, job_id) -> dict:
-        try:
-            job = self.job(int(job_id))
-        except (TypeError, ValueError):
-            raise InvalidInput(f"bad job id {job_id!r}") from None
-        if job["state"] != "waiting for action":
-            raise Refused(f"job {job['id']} is {job['state']}; only a job waiting for action can be completed")
-        return job
-
     def complete_job(self, job_id: int, note: str = "") -> dict:
         """Complete the step a job waits on (a manual action, Complete test); the job carries on."""
-        job = self._check_complete_job(job_id)
-        jobs.complete(self.db, job["id"], self.now, self._perform_step, note)
+        job = _check_complete_job(self, job_id)
+        jobs.complete(self, job["id"], self.now, note)
         if note:
             self.event(self.now, "info", job["target"], f"{job['name']}: completed with note: {note}")
         return self.job(job["id"])
@@ -364,7 +316,7 @@ class Lab(VaultSetup, Protection):
         """Advance lab time until the jobs end (as a portal waits on its jobs)."""
         deadline = self.now + limit
         while self.now < deadline:
-            running = [j for j in job_ids if self.job(j)["state"] == "in progress"]
+            running = [j for j in job_ids if self.job(j)["state"] == states.JobState.IN_PROGRESS]
             if not running:
                 return
             due = jobs.next_due(self.db) or self.now + 1
@@ -390,227 +342,88 @@ class Lab(VaultSetup, Protection):
                     nxt = due
             self.replication.begin_slice()
             with store.transaction(self.db):
-                writes += self._advance_workloads(t, nxt)
+                writes += guests.advance_workloads(self, t, nxt)
                 self.replication.serve_links(t, nxt)
                 store.set_meta(self.db, "now", nxt)
-                jobs.advance(self.db, nxt, self._perform_step, self._job_failed)
+                jobs.advance(self, nxt)
                 self.replication.tick(nxt)
                 if nxt // _RPO_SAMPLE != t // _RPO_SAMPLE:
-                    self._sample_rpo(nxt - nxt % _RPO_SAMPLE)
+                    status.sample_rpo(self, nxt - nxt % _RPO_SAMPLE)
             self.replication.after_commit(nxt)
             t = nxt
         return {"from": start, "to": end, "writes": writes}
 
-    def _advance_workloads(self, t0: int, t1: int) -> int:
-        """Apply every running VM's guest writes for lab time [t0, t1)."""
-        total = 0
-        for vm in self.site.vms:
-            row = self.vm_row(vm.name)
-            if row["power"] != "running":
-                continue
-            active0 = row["run_seconds"]
-            active1 = active0 + (t1 - t0)
-            due = workload.writes_due(active1, vm)
-            done = row["writes_done"]
-            if due > done:
-                self._write(vm, done, due, t0 - active0)
-                total += due - done
-            self.db.execute(
-                "UPDATE vms SET run_seconds=?, writes_done=? WHERE name=?", [active1, max(due, done), vm.name]
-            )
-        return total
 
-    def _write(self, vm: VM, first: int, last: int, lab_offset: int) -> None:
-        """Guest writes first..last-1, each also appended to its disk's change log when tracked."""
-        sizes = [d.size_bytes for d in vm.disks]
-        paths = [self.disk_path(vm.name, i) for i in range(len(vm.disks))]
-        item = self.replication.item(vm.name)
-        tracked = bool(item and item["tracking"])
-        fds = [os.open(p, os.O_RDWR) for p in paths]
-        logs = [open(log_path(p), "ab") for p in paths] if tracked else []
-        try:
-            for n in range(first, last):
-                t = lab_offset + int(workload.write_time(n, vm))
-                w = workload.make_write(vm, n, t, sizes)
-                os.pwrite(fds[w.disk], w.data, w.offset)
-                self.source_fingerprints.written(paths[w.disk], w.offset, len(w.data))
-                if tracked:
-                    logs[w.disk].write(changelog.record(w.offset, w.data))
-        finally:
-            for fd in fds:
-                os.close(fd)
-            for f in logs:
-                f.close()
+def _check_complete_job(lab: Lab, job_id) -> dict:
+    try:
+        job = lab.job(int(job_id))
+    except (TypeError, ValueError):
+        raise InvalidInput(f"bad job id {job_id!r}") from None
+    if job["state"] != states.JobState.WAITING:
+        raise Refused(f"job {job['id']} is {job['state']}; only a job waiting for action can be completed")
+    return job
 
-    def guest_write(self, vm_name: str, disk: int, offset: int, data: bytes) -> None:
-        """One write by a VM's guest outside its workload (benchmarks, drills): tracked like any other."""
-        vm = self.vm(vm_name)
-        path = self.disk_path(vm.name, disk)
-        if offset < 0 or offset + len(data) > vm.disks[disk].size_bytes:
-            raise InvalidInput(f"write at {offset} of {len(data)} bytes is outside disk {vm.disks[disk].name}")
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.pwrite(fd, data, offset)
-        finally:
-            os.close(fd)
-        self.source_fingerprints.written(path, offset, len(data))
-        item = self.replication.item(vm.name)
-        if item and item["tracking"]:
-            with open(log_path(path), "ab") as f:
-                f.write(changelog.record(offset, data))
 
-    def _sample_rpo(self, t: int) -> None:
-        for cloud in {self.vm(i["vm"]).cloud for i in self.replication.items("protected")}:
-            rpos = [s["rpo_seconds"] for s in (self.item_status(v) for v in self.site.vms if v.cloud == cloud)
-                    if s["rpo_seconds"] is not None]
-            self.db.execute("INSERT OR REPLACE INTO rpo_samples VALUES (?, ?, ?)",
-                            [cloud, t, max(rpos) if rpos else None])
+# ---- the command registry: every operation's subject and check -------------------------------
 
-    def rpo_history(self, cloud: str, limit: int = 1440) -> list[tuple[int, int | None]]:
-        rows = self.db.execute("SELECT time, rpo FROM rpo_samples WHERE place=? ORDER BY time DESC LIMIT ?",
-                               [cloud, limit]).fetchall()
-        return [(t, r) for t, r in reversed(rows)]
 
-    # ---- power ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Command:
+    subject: str  # what it acts on: vm | server | host | cloud | network | link | job
+    check: Callable[[Lab, Any], Any]  # (lab, subject): raises a LabError saying why not
 
-    def _check_power(self, name: str, action: str) -> VM:
-        vm = self.vm(name)
-        power = self.vm_row(vm.name)["power"]
-        if action not in ("start", "stop", "shutdown"):
-            raise InvalidInput(f"unknown power action {action!r}", "use start, stop or shutdown")
-        if action == "start" and power == "running":
-            raise Refused(f"{vm.name} is already running")
-        if action != "start" and power == "off":
-            raise Refused(f"{vm.name} is already off", f"start it with: srlab vm start {vm.name}")
-        return vm
 
-    def vm_power(self, name: str, action: str) -> str:
-        """start | stop (turn off) | shutdown (guest shutdown). Returns the new power state."""
-        vm = self._check_power(name, action)
-        new = "running" if action == "start" else "off"
-        how = {"start": "", "stop": "hard", "shutdown": "clean"}[action]
-        with store.transaction(self.db):
-            self.db.execute(
-                "UPDATE vms SET power=?, last_shutdown=CASE WHEN ?='' THEN last_shutdown ELSE ? END WHERE name=?",
-                [new, how, how, vm.name],
-            )
-            word = {"start": "started", "stop": "turned off", "shutdown": "shut down"}[action]
-            self.event(self.now, "info", vm.name, f"VM {word}")
-        return new
+def _pair(check):
+    """For subjects that are pairs: (source, target) of a network mapping or a link."""
+    return lambda lab, s: check(lab, *(s or (None, None)))
 
-    # ---- what is allowed now --------------------------------------------------------------
 
-    @staticmethod
-    def actions(subject: str) -> tuple[str, ...]:
-        """The actions Lab.allowed() judges for a kind of subject: vm, server, host, cloud,
-        network, link or job (what a UI offers on a row of that kind)."""
-        return ACTIONS_BY_SUBJECT.get(subject, ())
+COMMANDS: dict[str, Command] = {
+    "register_server": Command("server", setup.check_register_server),
+    "install_agent": Command("host", setup.check_install_agent),
+    "configure_cloud": Command("cloud", setup.check_cloud_basics),
+    "map_network": Command("network", _pair(setup.check_map_network)),
+    "unmap_network": Command("network", setup.check_unmap_network),
+    "set_link": Command("link", _pair(setup.find_link)),
+    "protect": Command("vm", protection.check_protect),
+    "unprotect": Command("vm", protection.check_unprotect),
+    "set_target": Command("vm", protection.check_set_target),
+    "vm_start": Command("vm", partial(guests.check_power, action="start")),
+    "vm_stop": Command("vm", partial(guests.check_power, action="stop")),
+    "vm_shutdown": Command("vm", partial(guests.check_power, action="shutdown")),
+    "complete_job": Command("job", _check_complete_job),
+}
 
-    def allowed(self, action: str, subject=None) -> str | None:
-        """None if `action` on `subject` is allowed now, else why not (the same checks the commands use)."""
-        checks = {
-            "register_server": self._check_register_server,
-            "install_agent": self._check_install_agent,
-            "configure_cloud": self._check_cloud_basics,
-            "map_network": lambda s: self._check_map_network(*s),
-            "unmap_network": self._check_unmap_network,
-            "protect": self._check_protect,
-            "unprotect": lambda s: self._check_item_action("unprotect", s),
-            "set_target": lambda s: self._check_item_action("set_target", s),
-            "complete_job": self._check_complete_job,
-            "vm_start": lambda s: self._check_power(s, "start"),
-            "vm_stop": lambda s: self._check_power(s, "stop"),
-            "vm_shutdown": lambda s: self._check_power(s, "shutdown"),
-            "set_link": lambda s: self._check_set_link(*(s or (None, None)), mbps=1, state=None),
-        }
-        try:
-            checks[action](subject)
-        except LabError as e:
-            return e.message
-        return None
 
-    # ---- job steps: what each step does when it completes ----------------------------------
+class _Surroundings:
+    """What replication sees of the lab (engine.replication.cycle.Surroundings)."""
 
-    def _perform_step(self, kind: str, step: int, target: str, data: dict, t: int, job_id: int) -> None:
-        if kind == "register_server":
-            if step == 0 and self._registered(target):
-                raise Refused(f"{target} is already registered")
-            if step == 1:
-                self.db["servers"].insert({"name": target, "kind": "vmm", "registered_at": t, "key_file": ""})
-            if step == 2:
-                # The seed's DataEncryptionCertificate: needed to fail over encrypted data.
-                key = Path("keys") / f"{slug(target)}-DataEncryptionCertificate.key"
-                changelog.write_durable(self.path / key, AESGCM.generate_key(bit_length=256))
-                os.chmod(self.path / key, 0o600)
-                self.db.execute("UPDATE servers SET key_file=? WHERE name=?", [str(key), target])
-            if step == 3:
-                self.event(t, "info", target, "server registered with the vault")
-        elif kind == "install_agent":
-            if step == 2:
-                self.db["agents"].insert({"host": target, "installed_at": t})
-                self.event(t, "info", target, "Recovery Services agent installed")
-        elif kind == "configure_cloud":
-            if step == 0:
-                problems = self._cloud_problems(target)
-                problems = [p for p in problems if "already being configured" not in p]
-                if problems:
-                    raise Refused(problems[0])
-            if step == 2:
-                data = {**data, "configured_at": t}
-                self.db["cloud_protection"].insert(data, replace=True)
-                vm = next((v for v in self.site.vms if v.cloud == target), None)
-                source = vm.location if vm else target
-                # A link the site file did not describe gets a default 100 Mbps.
-                self.db.execute("INSERT OR IGNORE INTO links VALUES (?, ?, 100, 'up')", [source, data["target"]])
-                self.event(t, "info", target, f"protection configured: replicate to {data['target']} "
-                                              f"every {data['frequency']}s, keep {data['retention_h']} h")
-        elif kind == "enable_protection":
-            self._enable_step(step, target, t)
-        elif kind == "finalize_protection":
-            if step == 2 and self.protection_state(target) == "finalizing protection":
-                self.db.execute("UPDATE items SET state='protected', failover_state='Ready' WHERE vm=?", [target])
-                self.event(t, "info", target, "protected: delta replication running")
-        elif kind == "disable_protection":
-            item = self.replication.item(target)
-            if step == 0:
-                self.replication.stop(target)
-            elif step == 1:
-                self.replication.remove_replica(item)
-            elif step == 2:
-                self.db.execute("DELETE FROM items WHERE vm=?", [target])
-                self.event(t, "info", target, "protection disabled; replica removed")
+    def __init__(self, lab: Lab):
+        self._lab = lab
+        self.path, self.db = lab.path, lab.db
+        self.vm, self.disk_path, self.event = lab.vm, lab.disk_path, lab.event
 
-    def _enable_step(self, step: int, vm_name: str, t: int) -> None:
-        item = self.replication.item(vm_name)
-        if item is None:
-            raise Refused(f"{vm_name} is no longer being protected")
-        if step == 0:
-            problems = rules.protection_problems(self.vm(vm_name), item["target_kind"] == "azure",
-                                                 item["target_name"])
-            if problems:
-                raise Refused(str(problems[0]))
-        elif step == 1:
-            if item["target_kind"] == "azure":
-                pol = self.replication.policy(vm_name)
-                if pol["storage_account"] not in self.site.storage_accounts():
-                    raise Refused(f"storage account {pol['storage_account']} is not reachable")
-            (self.path / item["store"]).mkdir(parents=True, exist_ok=True)
-        elif step == 2:
-            self.replication.create_replica(item, t)
-        elif step == 3:
-            # Replication.tick starts initial replication at this time ("now" or the policy's HH:MM).
-            start = rules.next_start_time(t, self.replication.policy(vm_name)["start"])
-            self.db.execute("UPDATE items SET state='initial replication pending', start_at=? WHERE vm=?",
-                            [start, vm_name])
+    def vm_names(self) -> list[str]:
+        return [v.name for v in self._lab.site.vms]
 
-    def _job_failed(self, kind: str, target: str, t: int, error: str) -> None:
-        self.event(t, "error", target, f"job failed: {error}")
-        if kind == "enable_protection":
-            # The VM goes back to not protected; nothing half-made stays behind.
-            item = self.replication.item(target)
-            if item:
-                shutil.rmtree(self.path / item["store"], ignore_errors=True)
-                self.db.execute("DELETE FROM items WHERE vm=?", [target])
+    def policy(self, vm: str) -> dict:
+        return protection.policy_of(self._lab, self._lab.vm(vm))
+
+    def link_of(self, vm: str) -> tuple[str, str]:
+        v = self._lab.vm(vm)
+        return v.location, self.policy(vm)["target"]
+
+    def encryption_key(self, vm: str) -> bytes:
+        return setup.encryption_key(self._lab, self._lab.vm(vm))
+
+    def writes_done(self, vm: str) -> int:
+        return self._lab.vm_row(vm)["writes_done"]
+
+    def source_fingerprint(self, disk: Path, size: int):
+        return self._lab.source_fingerprints.fingerprint(disk, size)
+
+    def initial_replication_done(self, vm: str, at: int) -> None:
+        protection.initial_replication_done(self._lab, vm, at)
 
 
 def _insert_event(db, time: int, level: str, subject: str, message: str) -> None:

@@ -1,6 +1,7 @@
 """Protected items: enable and disable protection, target settings, recovery points, proof.
 
-A mixin of engine.Lab (see engine.setup for the pattern).
+Commands have a `check_` that Lab.allowed() asks too. The job kinds of this family (Enable,
+Finalize and Disable protection) are declared at the end, each step beside what it does.
 """
 
 from __future__ import annotations
@@ -10,184 +11,297 @@ import os
 import shutil
 from pathlib import Path
 
-from . import jobs, rules, store
+from . import jobs, rules, scenarios, setup, states, store
+from .clock import format_time
 from .disks import fingerprint
 from .errors import InvalidInput, Refused
-from .clock import format_time
-from .model import VM, slug
+from .jobs import Run, Step
+from .model import VM
 from .replication import replica
+from .states import Protection
 
 
-class Protection:
-    # ---- protection -----------------------------------------------------------------------
+def check_item_action(lab, action: str, name: str) -> VM:
+    vm = lab.vm(name)
+    reason = rules.item_action_reason(action, vm.name, states.current(lab.db, vm.name))
+    if reason:
+        raise Refused(reason)
+    return vm
 
-    def _check_protect(self, name: str, target_size: str | None = None, target_name: str | None = None,
-                       nic: str | None = None) -> dict:
-        vm = self._check_item_action("protect", name)
-        if not vm.cloud:
-            raise Refused(f"{vm.name} is not in a VMM cloud; srlab protects VMs in VMM clouds so far",
-                          "Azure-to-Azure and physical-server protection are not built yet")
-        pol = next(self.db.query("SELECT * FROM cloud_protection WHERE cloud=?", [vm.cloud]), None)
-        if pol is None:
-            raise Refused(f"cloud {vm.cloud} is not configured for protection",
-                          f"configure it first: srlab cloud configure {vm.cloud!r} --target azure ...")
-        to_azure = pol["target_kind"] == "azure"
-        problems = [str(p) for p in rules.protection_problems(vm, to_azure, target_name)]
-        size = target_size or rules.pick_target_size(vm)
-        if to_azure:
-            if size is None:
-                problems.append(f"no target size fits {vm.cpus} CPUs and {rules.vm_memory_mb(vm)} MB — "
-                                f"reduce the VM or pick a size with --target-size")
-            elif msg := rules.target_size_problem(vm, size):
-                problems.append(msg)
-        if nic and nic not in [n.name for n in vm.nics]:
-            problems.append(f"{vm.name} has no NIC named {nic!r} (NICs: {', '.join(n.name for n in vm.nics)})")
-        if self._running_job("enable_protection", vm.name):
-            problems.append(f"protection is already being enabled for {vm.name}")
-        if problems:
-            raise Refused(f"cannot enable protection for {vm.name}:\n  - " + "\n  - ".join(problems),
-                          "fix the VM or the options above; nothing was changed")
-        store_root = pol["storage_account"] if to_azure else pol["target"]
-        return {"vm": vm.name, "state": "enabling protection", "target_kind": pol["target_kind"],
-                "target": pol["target"], "store": str(Path("storage") / slug(store_root) / slug(vm.name)),
-                "target_name": target_name or vm.name, "target_size": (size or "") if to_azure else "",
-                "nic": rules.chosen_nic(vm, nic), "enabled_at": self.now}
 
-    def protect(self, names: list[str], target_size: str | None = None, target_name: str | None = None,
-                nic: str | None = None) -> list[int]:
-        """Enable protection: one 'Enable protection' job per VM. All are checked before any starts."""
-        if target_name and len(names) > 1:
-            raise InvalidInput("--target-name applies to one VM at a time")
-        items = [self._check_protect(n, target_size, target_name, nic) for n in names]
-        ids = []
-        with store.transaction(self.db):
-            for item in items:
-                self.db["items"].insert(item)
-                ids.append(jobs.create(self.db, self.now, "enable_protection", item["vm"]))
-                self.event(self.now, "info", item["vm"], "enable protection started")
-        return ids
+def policy_of(lab, vm: VM) -> dict | None:
+    """The replication policy of the VM's container (None until it is configured)."""
+    return setup.policy(lab, scenarios.container_of(vm).name)
 
-    def unprotect(self, names: list[str]) -> list[int]:
-        """Disable protection: replication stops, the replica and its points are removed."""
-        vms = [self._check_item_action("unprotect", n) for n in names]
-        ids = []
-        with store.transaction(self.db):
-            for vm in vms:
-                self.db.execute("UPDATE items SET state='disabling protection' WHERE vm=?", [vm.name])
-                ids.append(jobs.create(self.db, self.now, "disable_protection", vm.name))
-                self.event(self.now, "info", vm.name, "disable protection started")
-        return ids
 
-    def _check_set_target(self, name: str, size: str | None, target_name: str | None, nic: str | None) -> VM:
-        vm = self._check_item_action("set_target", name)
-        item = self.replication.item(vm.name)
-        if size and item["target_kind"] != "azure":
-            raise Refused("target sizes apply to Azure targets only")
-        if size and (msg := rules.target_size_problem(vm, size)):
-            raise Refused(msg)
-        if target_name is not None and item["target_kind"] == "azure" and not rules.azure_name_ok(target_name):
-            raise InvalidInput(f"{target_name!r} is not a valid Azure VM name",
-                               "1-63 letters, digits and hyphens, starting and ending with a letter or digit")
-        if nic and nic not in [n.name for n in vm.nics]:
-            raise InvalidInput(f"{vm.name} has no NIC named {nic!r}")
-        if not (size or target_name or nic):
-            raise InvalidInput("nothing to change", "give --size, --name and/or --nic")
-        return vm
+# ---- enable and disable -------------------------------------------------------------------
 
-    def set_target(self, name: str, size: str | None = None, target_name: str | None = None,
-                   nic: str | None = None) -> dict:
-        vm = self._check_set_target(name, size, target_name, nic)
-        with store.transaction(self.db):
-            self.db.execute("UPDATE items SET target_size=COALESCE(?, target_size), "
-                            "target_name=COALESCE(?, target_name), nic=COALESCE(?, nic) WHERE vm=?",
-                            [size, target_name, nic, vm.name])
-            self.event(self.now, "info", vm.name, "target settings changed")
-        return self.item_status(vm)
 
-    def _check_item_action(self, action: str, name: str) -> VM:
-        vm = self.vm(name)
-        reason = rules.item_action_reason(action, vm.name, self.protection_state(vm.name))
-        if reason:
-            raise Refused(reason)
-        return vm
+def check_protect(lab, name: str, target_size: str | None = None, target_name: str | None = None,
+                  nic: str | None = None) -> dict:
+    """The item row protection would create; raises with every problem found."""
+    vm = check_item_action(lab, "protect", name)
+    if reason := scenarios.unprotectable_reason(vm):
+        raise Refused(reason)
+    pol = policy_of(lab, vm)
+    if pol is None:
+        raise Refused(f"cloud {vm.cloud} is not configured for protection",
+                      f"configure it first: srlab cloud configure {vm.cloud!r} --target azure ...")
+    target = scenarios.target_of(pol)
+    problems = [str(p) for p in target.vm_problems(vm, target_name)]
+    size = target_size or rules.pick_target_size(vm)
+    if target.picks_size:
+        if size is None:
+            problems.append(f"no target size fits {vm.cpus} CPUs and {rules.vm_memory_mb(vm)} MB — "
+                            f"reduce the VM or pick a size with --target-size")
+        elif msg := rules.target_size_problem(vm, size):
+            problems.append(msg)
+    if nic and nic not in [n.name for n in vm.nics]:
+        problems.append(f"{vm.name} has no NIC named {nic!r} (NICs: {', '.join(n.name for n in vm.nics)})")
+    if jobs.running(lab.db, "enable_protection", vm.name):
+        problems.append(f"protection is already being enabled for {vm.name}")
+    if problems:
+        raise Refused(f"cannot enable protection for {vm.name}:\n  - " + "\n  - ".join(problems),
+                      "fix the VM or the options above; nothing was changed")
+    return {"vm": vm.name, "target_kind": target.kind, "target": pol["target"],
+            "store": str(target.store_dir(pol, vm)),
+            "target_name": target_name or vm.name, "target_size": (size or "") if target.picks_size else "",
+            "nic": rules.chosen_nic(vm, nic), "enabled_at": lab.now}
 
-    # ---- recovery points and proof ----------------------------------------------------------
 
-    def points(self, name: str) -> list[dict]:
-        vm = self.vm(name)
-        return [{"id": r["id"], "time": r["time"], "time_text": format_time(r["time"]), "kind": r["kind"],
-                 "size": r["size"], "last_transaction": r["last_seq"], "arrived": r["arrived"]}
-                for r in self.replication.point_rows(vm.name)]
+def protect(lab, names: list[str], target_size: str | None = None, target_name: str | None = None,
+            nic: str | None = None) -> list[int]:
+    """Enable protection: one 'Enable protection' job per VM. All are checked before any starts."""
+    if target_name and len(names) > 1:
+        raise InvalidInput("--target-name applies to one VM at a time")
+    items = [check_protect(lab, n, target_size, target_name, nic) for n in names]
+    ids = []
+    with store.transaction(lab.db):
+        for item in items:
+            states.enter(lab.db, item)
+            ids.append(jobs.create(lab.db, lab.now, "enable_protection", item["vm"]))
+            lab.event(lab.now, "info", item["vm"], "enable protection started")
+    return ids
 
-    def _point(self, vm: VM, point: str | int | None) -> dict:
-        rows = self.replication.point_rows(vm.name)
-        if not rows:
-            raise Refused(f"{vm.name} has no recovery points yet ({self.protection_state(vm.name)})",
-                          "protect it and let lab time pass: srlab run --for 15m")
-        if point in (None, "latest"):
-            return rows[-1]
-        if point == "latest-app":
-            app = [r for r in rows if r["kind"] == "app-consistent"]
-            if not app:
-                raise Refused(f"{vm.name} has no app-consistent recovery point")
-            return app[-1]
-        try:
-            pid = int(point)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"bad recovery point {point!r}", "give a point id, 'latest' or 'latest-app'") from None
-        row = next((r for r in rows if r["id"] == pid), None)
-        if row is None:
-            raise InvalidInput(f"{vm.name} has no recovery point {pid}",
-                               f"retained points: {', '.join(str(r['id']) for r in rows)}")
-        return row
 
-    def build_at_point(self, name: str, point: str | int | None, out_dir: Path) -> tuple[dict, list[Path]]:
-        """Write the VM's disks as they were at a recovery point into out_dir, one file per disk."""
-        vm = self.vm(name)
-        item = self.replication.item(vm.name)
-        if item is None:
-            self._point(vm, point)  # says why there is nothing to build
-        # shared: the clock's process may be folding expired points into this store right now
-        with replica.store_lock(self.replication.store_dir(item), exclusive=False):
-            row = self._point(vm, point)
-            rows = [r for r in self.replication.point_rows(vm.name)
-                    if (r["time"], r["id"]) <= (row["time"], row["id"])]
-            key = self.replication.key_for(vm.name)
-            labels = self.replication.labels(vm.name)
-            out = []
-            for i, d in enumerate(vm.disks):
-                dest = Path(out_dir) / self.disk_path(vm.name, i).name
-                replica.build_disk(self.replication.base_path(item, i), [self.path / r["dir"] for r in rows],
-                                   i, dest, d.size_bytes, key, labels[i])
-                out.append(dest)
-        return row, out
+def check_unprotect(lab, name: str) -> VM:
+    return check_item_action(lab, "unprotect", name)
 
-    def verify(self, name: str, point: str | int | None = None) -> dict:
-        """Build the disks at a point in a scratch folder and compare with the point's fingerprints."""
-        vm = self.vm(name)
-        scratch = self.path / ".scratch" / f"verify-{os.getpid()}"
+
+def unprotect(lab, names: list[str]) -> list[int]:
+    """Disable protection: replication stops, the replica and its points are removed."""
+    vms = [check_unprotect(lab, n) for n in names]
+    ids = []
+    with store.transaction(lab.db):
+        for vm in vms:
+            states.move(lab.db, vm.name, Protection.DISABLING)
+            ids.append(jobs.create(lab.db, lab.now, "disable_protection", vm.name))
+            lab.event(lab.now, "info", vm.name, "disable protection started")
+    return ids
+
+
+def check_set_target(lab, name: str, size: str | None = None, target_name: str | None = None,
+                     nic: str | None = None) -> VM:
+    vm = check_item_action(lab, "set_target", name)
+    item = states.item(lab.db, vm.name)
+    target = scenarios.TARGETS[item["target_kind"]]
+    if size and not target.picks_size:
+        raise Refused("target sizes apply to Azure targets only")
+    if size and (msg := rules.target_size_problem(vm, size)):
+        raise Refused(msg)
+    if target_name is not None and target.picks_size and not rules.azure_name_ok(target_name):
+        raise InvalidInput(f"{target_name!r} is not a valid Azure VM name",
+                           "1-63 letters, digits and hyphens, starting and ending with a letter or digit")
+    if nic and nic not in [n.name for n in vm.nics]:
+        raise InvalidInput(f"{vm.name} has no NIC named {nic!r}")
+    return vm
+
+
+def set_target(lab, name: str, size: str | None = None, target_name: str | None = None,
+               nic: str | None = None) -> VM:
+    vm = check_set_target(lab, name, size, target_name, nic)
+    if not (size or target_name or nic):
+        raise InvalidInput("nothing to change", "give --size, --name and/or --nic")
+    with store.transaction(lab.db):
+        lab.db.execute("UPDATE items SET target_size=COALESCE(?, target_size), "
+                       "target_name=COALESCE(?, target_name), nic=COALESCE(?, nic) WHERE vm=?",
+                       [size, target_name, nic, vm.name])
+        lab.event(lab.now, "info", vm.name, "target settings changed")
+    return vm
+
+
+# ---- recovery points and proof ------------------------------------------------------------
+
+
+def points(lab, name: str) -> list[dict]:
+    vm = lab.vm(name)
+    return [{"id": r["id"], "time": r["time"], "time_text": format_time(r["time"]), "kind": r["kind"],
+             "size": r["size"], "last_transaction": r["last_seq"], "arrived": r["arrived"]}
+            for r in lab.replication.point_rows(vm.name)]
+
+
+def _point(lab, vm: VM, point: str | int | None) -> dict:
+    rows = lab.replication.point_rows(vm.name)
+    if not rows:
+        raise Refused(f"{vm.name} has no recovery points yet ({states.current(lab.db, vm.name)})",
+                      "protect it and let lab time pass: srlab run --for 15m")
+    if point in (None, "latest"):
+        return rows[-1]
+    if point == "latest-app":
+        app = [r for r in rows if r["kind"] == "app-consistent"]
+        if not app:
+            raise Refused(f"{vm.name} has no app-consistent recovery point")
+        return app[-1]
+    try:
+        pid = int(point)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"bad recovery point {point!r}", "give a point id, 'latest' or 'latest-app'") from None
+    row = next((r for r in rows if r["id"] == pid), None)
+    if row is None:
+        raise InvalidInput(f"{vm.name} has no recovery point {pid}",
+                           f"retained points: {', '.join(str(r['id']) for r in rows)}")
+    return row
+
+
+def build_at_point(lab, name: str, point: str | int | None, out_dir: Path) -> tuple[dict, list[Path]]:
+    """Write the VM's disks as they were at a recovery point into out_dir, one file per disk."""
+    vm = lab.vm(name)
+    rep = lab.replication
+    item = states.item(lab.db, vm.name)
+    if item is None:
+        _point(lab, vm, point)  # says why there is nothing to build
+    # shared: the clock's process may be folding expired points into this store right now
+    with replica.store_lock(rep.store_dir(item), exclusive=False):
+        row = _point(lab, vm, point)
+        rows = [r for r in rep.point_rows(vm.name) if (r["time"], r["id"]) <= (row["time"], row["id"])]
+        key = rep.key_for(vm.name)
+        labels = rep.labels(vm.name)
+        out = []
+        for i, d in enumerate(vm.disks):
+            dest = Path(out_dir) / lab.disk_path(vm.name, i).name
+            replica.build_disk(rep.base_path(item, i), [lab.path / r["dir"] for r in rows],
+                               i, dest, d.size_bytes, key, labels[i])
+            out.append(dest)
+    return row, out
+
+
+def verify(lab, name: str, point: str | int | None = None) -> dict:
+    """Build the disks at a point in a scratch folder and compare with the point's fingerprints."""
+    vm = lab.vm(name)
+    scratch = lab.path / ".scratch" / f"verify-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        row, paths = build_at_point(lab, vm.name, point, scratch)
+        expected = json.loads(row["fingerprints"])
+        disks = []
+        for i, (p, d) in enumerate(zip(paths, vm.disks)):
+            got = fingerprint(p, d.size_bytes)
+            disks.append({"disk": d.name, "expected": expected[i], "actual": got, "identical": got == expected[i]})
+        scan = lab.scan_disks(paths, vm)
+    finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        try:
-            row, paths = self.build_at_point(vm.name, point, scratch)
-            expected = json.loads(row["fingerprints"])
-            disks = []
-            for i, (p, d) in enumerate(zip(paths, vm.disks)):
-                got = fingerprint(p, d.size_bytes)
-                disks.append({"disk": d.name, "expected": expected[i], "actual": got, "identical": got == expected[i]})
-            scan = self._scan(paths, vm)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        return {"vm": vm.name, "point": row["id"], "time": row["time"], "kind": row["kind"],
-                "identical": all(d["identical"] for d in disks), "disks": disks,
-                "last_transaction": scan.last_seq, "expected_last_transaction": row["last_seq"]}
+    return {"vm": vm.name, "point": row["id"], "time": row["time"], "kind": row["kind"],
+            "identical": all(d["identical"] for d in disks), "disks": disks,
+            "last_transaction": scan.last_seq, "expected_last_transaction": row["last_seq"]}
 
-    def export(self, name: str, point: str | int | None, out_dir: str | Path) -> dict:
-        out_dir = Path(out_dir)
-        vm = self.vm(name)
-        clash = [self.disk_path(vm.name, i).name for i in range(len(vm.disks))
-                 if (out_dir / self.disk_path(vm.name, i).name).exists()]
-        if clash:
-            raise Refused(f"{out_dir} already holds {', '.join(clash)}", "choose an empty --out folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        row, paths = self.build_at_point(vm.name, point, out_dir)
-        return {"vm": vm.name, "point": row["id"], "time": row["time"], "files": [str(p) for p in paths]}
+
+def export(lab, name: str, point: str | int | None, out_dir: str | Path) -> dict:
+    out_dir = Path(out_dir)
+    vm = lab.vm(name)
+    clash = [lab.disk_path(vm.name, i).name for i in range(len(vm.disks))
+             if (out_dir / lab.disk_path(vm.name, i).name).exists()]
+    if clash:
+        raise Refused(f"{out_dir} already holds {', '.join(clash)}", "choose an empty --out folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    row, paths = build_at_point(lab, vm.name, point, out_dir)
+    return {"vm": vm.name, "point": row["id"], "time": row["time"], "files": [str(p) for p in paths]}
+
+
+# ---- job kinds ------------------------------------------------------------------------------
+
+
+def _enabling(lab, run: Run) -> dict:
+    item = states.item(lab.db, run.target)
+    if item is None:
+        raise Refused(f"{run.target} is no longer being protected")
+    return item
+
+
+def _check_requirements(lab, run: Run) -> None:
+    item = _enabling(lab, run)
+    problems = scenarios.TARGETS[item["target_kind"]].vm_problems(lab.vm(run.target), item["target_name"])
+    if problems:
+        raise Refused(str(problems[0]))
+
+
+def _validate_target(lab, run: Run) -> None:
+    item = _enabling(lab, run)
+    scenarios.TARGETS[item["target_kind"]].check_reachable(lab.site, lab.replication.policy(run.target))
+    (lab.path / item["store"]).mkdir(parents=True, exist_ok=True)
+
+
+def _create_replica(lab, run: Run) -> None:
+    lab.replication.create_replica(_enabling(lab, run), run.t)
+
+
+def _schedule_initial(lab, run: Run) -> None:
+    _enabling(lab, run)
+    # Replication.tick starts initial replication at this time ("now" or the policy's HH:MM).
+    start = rules.next_start_time(run.t, lab.replication.policy(run.target)["start"])
+    states.move(lab.db, run.target, Protection.INITIAL_PENDING, start_at=start)
+
+
+def _enable_failed(lab, run: Run) -> None:
+    # The VM goes back to not protected; nothing half-made stays behind.
+    item = states.item(lab.db, run.target)
+    if item:
+        shutil.rmtree(lab.path / item["store"], ignore_errors=True)
+        states.move(lab.db, run.target, Protection.NOT_PROTECTED)
+
+
+jobs.define("enable_protection", "Enable protection", [
+    Step("Enable protection operations", 20, _check_requirements),
+    Step("Validating replication target", 30, _validate_target),
+    Step("Enable replication", 60, _create_replica),
+    Step("Starting initial replication", 30, _schedule_initial),
+    Step("Updating provider state", 20),
+], on_fail=_enable_failed)
+
+
+def initial_replication_done(lab, vm: str, at: int) -> None:
+    """Replication reports the first recovery point: the Finalize protection job starts."""
+    lab.event(at, "info", vm, "initial replication completed; first recovery point made")
+    jobs.create(lab.db, at, "finalize_protection", vm)
+
+
+def _protected(lab, run: Run) -> None:
+    if states.current(lab.db, run.target) == Protection.FINALIZING:
+        states.move(lab.db, run.target, Protection.PROTECTED)
+        lab.event(run.t, "info", run.target, "protected: delta replication running")
+
+
+jobs.define("finalize_protection", "Finalize protection", [
+    Step("Apply the first delta replication", 20),
+    Step("Set post-replication settings", 30),
+    Step("Updating provider state", 10, _protected),
+])
+
+
+def _stop_replication(lab, run: Run) -> None:
+    lab.replication.stop(run.target)
+
+
+def _remove_replica(lab, run: Run) -> None:
+    lab.replication.remove_replica(states.item(lab.db, run.target))
+
+
+def _forget_item(lab, run: Run) -> None:
+    states.move(lab.db, run.target, Protection.NOT_PROTECTED)
+    lab.event(run.t, "info", run.target, "protection disabled; replica removed")
+
+
+jobs.define("disable_protection", "Disable protection", [
+    Step("Stop replication", 20, _stop_replication),
+    Step("Remove the replica and its recovery points", 30, _remove_replica),
+    Step("Updating provider state", 10, _forget_item),
+])

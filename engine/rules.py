@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from .model import GIB, MIB, VM
+from .states import Protection
 
 # ---- replication policy (seed 004, cloud protection settings) ------------------------------
 
@@ -195,27 +196,21 @@ def health(rpo: int | None, frequency: int, failed: bool = False) -> str:
 
 # ---- what is allowed when --------------------------------------------------------------------
 
-# Protection states of an item and what a user may do in each. One table, read by
-# Lab.allowed(), the CLI and the TUI.
-PROTECTION_STATES = (
-    "not protected", "enabling protection", "initial replication pending",
-    "initial replication in progress", "finalizing protection", "protected", "disabling protection",
-)
-
-ITEM_ACTIONS: dict[str, dict[str, str | None]] = {
-    # action -> {state: None if allowed else the reason}
+# What a user may do with an item in each protection state (engine.states names them).
+ITEM_ACTIONS: dict[str, dict[Protection | str, str | None]] = {
+    # action -> {state: None if allowed else the reason; "*": any other state}
     "protect": {
-        "not protected": None,
+        Protection.NOT_PROTECTED: None,
         "*": "{vm} is already {state}",
     },
     "set_target": {
-        "not protected": "{vm} is not protected: enable protection first",
+        Protection.NOT_PROTECTED: "{vm} is not protected: enable protection first",
         "*": None,
     },
     "unprotect": {
-        "not protected": "{vm} is not protected",
-        "enabling protection": "{vm} is being enabled: wait for its Enable protection job to end",
-        "disabling protection": "{vm} is already being disabled",
+        Protection.NOT_PROTECTED: "{vm} is not protected",
+        Protection.ENABLING: "{vm} is being enabled: wait for its Enable protection job to end",
+        Protection.DISABLING: "{vm} is already being disabled",
         "*": None,
     },
 }
@@ -224,4 +219,4 @@ ITEM_ACTIONS: dict[str, dict[str, str | None]] = {
 def item_action_reason(action: str, vm: str, state: str) -> str | None:
     table = ITEM_ACTIONS[action]
     reason = table.get(state, table.get("*"))
-    return reason.format(vm=vm, state=state) if reason else None
+    return reason.format(vm=vm, state=str(state)) if reason else None

@@ -125,6 +125,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE rpo_samples (place TEXT NOT NULL, time INTEGER NOT NULL, rpo INTEGER, PRIMARY KEY (place, time));
     """,
+    # 3: a job may wait on child jobs (a recovery plan's failover runs one job per VM).
+    """
+    ALTER TABLE jobs ADD COLUMN parent INTEGER REFERENCES jobs(id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

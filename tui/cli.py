@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from engine import Lab, LabError, format_duration, format_time, parse_duration, rules
+from engine import JobState, Lab, LabError, format_duration, format_time, parse_duration, rules
 
 from .state import fmt_bytes
 
@@ -145,12 +145,12 @@ def _wait(lab: Lab, job_ids: list[int], wait: bool) -> None:
     failed = False
     for jid in job_ids:
         j = lab.job(jid)
-        if j["state"] == "in progress":
+        if j["state"] == JobState.IN_PROGRESS:
             click.echo(f"job {jid} {j['name']}: in progress (advance lab time: srlab run --for 5m)")
             continue
         click.echo(f"job {jid} {j['name']}: {j['state']} at {format_time(j['ended'])} "
                    f"after {format_duration(j['duration'])}")
-        if j["state"] == "failed":
+        if j["state"] == JobState.FAILED:
             click.echo(f"  error: {j['error']}", err=True)
             failed = True
     if failed:

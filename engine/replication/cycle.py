@@ -17,7 +17,11 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import jobs, store
+from typing import Protocol
+
+from .. import states, store
+from ..model import VM
+from ..states import Protection
 from ..disks import allocated_bytes, data_extents
 from . import changelog, replica
 from .link import bytes_per_second
@@ -36,10 +40,28 @@ def frozen_path(disk: Path) -> Path:
     return disk.with_suffix(".hrl.frozen")
 
 
+class Surroundings(Protocol):
+    """What replication needs from the lab, and nothing more."""
+
+    path: Path  # the lab directory
+    db: object  # the vault (the caller holds the slice's transaction)
+
+    def vm(self, name: str) -> VM: ...
+    def vm_names(self) -> list[str]: ...
+    def disk_path(self, vm: str, idx: int) -> Path: ...
+    def policy(self, vm: str) -> dict: ...  # the replication policy of the VM's container
+    def link_of(self, vm: str) -> tuple[str, str]: ...  # (source place, target place)
+    def encryption_key(self, vm: str) -> bytes: ...
+    def writes_done(self, vm: str) -> int: ...  # the guest's last transaction so far
+    def source_fingerprint(self, disk: Path, size: int) -> list: ...
+    def event(self, time: int, level: str, subject: str, message: str) -> None: ...
+    def initial_replication_done(self, vm: str, at: int) -> None: ...  # the first point arrived
+
+
 class Replication:
-    def __init__(self, lab):
-        self.lab = lab
-        self.db = lab.db
+    def __init__(self, env: Surroundings):
+        self.env = env
+        self.db = env.db
         self.begin_slice()
 
     def begin_slice(self) -> None:
@@ -60,43 +82,38 @@ class Replication:
     # ---- helpers ----------------------------------------------------------------------
 
     def item(self, vm: str) -> dict | None:
-        return next(self.db.query("SELECT * FROM items WHERE vm=?", [vm]), None)
+        return states.item(self.db, vm)
 
-    def items(self, *states: str) -> list[dict]:
-        q = "SELECT * FROM items"
-        if states:
-            q += f" WHERE state IN ({','.join('?' * len(states))})"
-        return list(self.db.query(q + " ORDER BY enabled_at, vm", list(states)))
+    def items(self, *which: Protection) -> list[dict]:
+        return states.items(self.db, *which)
 
     def policy(self, vm_name: str) -> dict:
-        vm = self.lab.vm(vm_name)
-        return next(self.db.query("SELECT * FROM cloud_protection WHERE cloud=?", [vm.cloud]))
+        return self.env.policy(vm_name)
 
     def key_for(self, vm_name: str) -> bytes | None:
         if not self.policy(vm_name)["encrypt"]:
             return None
-        return self.lab.encryption_key(self.lab.vm(vm_name))
+        return self.env.encryption_key(vm_name)
 
     def store_dir(self, item: dict) -> Path:
-        return self.lab.path / item["store"]
+        return self.env.path / item["store"]
 
     def base_path(self, item: dict, idx: int) -> Path:
-        return self.store_dir(item) / f"{idx}-{self.lab.vm(item['vm']).disks[idx].name}.vhd"
+        return self.store_dir(item) / f"{idx}-{self.env.vm(item['vm']).disks[idx].name}.vhd"
 
     def labels(self, vm_name: str) -> list[str]:
-        return [f"{vm_name}/{d.name}" for d in self.lab.vm(vm_name).disks]
+        return [f"{vm_name}/{d.name}" for d in self.env.vm(vm_name).disks]
 
     def link_of(self, vm_name: str) -> tuple[str, str]:
-        vm = self.lab.vm(vm_name)
-        return vm.location, self.lab.policy_place(vm.cloud)
+        return self.env.link_of(vm_name)
 
     def _stage(self, vm_name: str, transfer_id: int) -> Path:
-        return self.lab.disk_path(vm_name, 0).parent / "outgoing" / f"t{transfer_id}"
+        return self.env.disk_path(vm_name, 0).parent / "outgoing" / f"t{transfer_id}"
 
     # ---- starting -----------------------------------------------------------------------
 
     def create_replica(self, item: dict, now: int) -> None:
-        vm = self.lab.vm(item["vm"])
+        vm = self.env.vm(item["vm"])
         for i, d in enumerate(vm.disks):
             base = self.base_path(item, i)
             if not base.exists():
@@ -104,26 +121,25 @@ class Replication:
 
     def start_initial(self, item: dict, now: int) -> None:
         """Tracking starts, then allocated extents are copied; writes meanwhile land in the logs."""
-        vm = self.lab.vm(item["vm"])
+        vm = self.env.vm(item["vm"])
         total = 0
         for i, d in enumerate(vm.disks):
-            p = self.lab.disk_path(vm.name, i)
+            p = self.env.disk_path(vm.name, i)
             log_path(p).write_bytes(b"")
             total += allocated_bytes(p, d.size_bytes)
-        self.db.execute(
-            "UPDATE items SET state='initial replication in progress', tracking=1, initial_total=?, "
-            "initial_done=0, cursor_disk=0, cursor_offset=0, initial_done_at=NULL WHERE vm=?", [total, vm.name])
-        self.lab.event(now, "info", vm.name, f"initial replication started ({total} bytes to copy)")
+        states.move(self.db, vm.name, Protection.INITIAL, tracking=1, initial_total=total, initial_done=0,
+                    cursor_disk=0, cursor_offset=0, initial_done_at=None)
+        self.env.event(now, "info", vm.name, f"initial replication started ({total} bytes to copy)")
 
     # ---- the source side ----------------------------------------------------------------
 
     def next_chunk(self, item: dict, now: int) -> int | None:
         """Stage the next initial-replication window of allocated data; None when all is copied."""
-        vm = self.lab.vm(item["vm"])
+        vm = self.env.vm(item["vm"])
         disk, offset = item["cursor_disk"], item["cursor_offset"]
         while disk < len(vm.disks):
             size = vm.disks[disk].size_bytes
-            with open(self.lab.disk_path(vm.name, disk), "rb") as f:
+            with open(self.env.disk_path(vm.name, disk), "rb") as f:
                 ext = next(data_extents(f.fileno(), size, offset), None)
                 if ext is None:
                     disk, offset = disk + 1, 0
@@ -143,11 +159,11 @@ class Replication:
 
     def freeze(self, vm_name: str, now: int, app: bool) -> int:
         """Freeze every disk's log at `now`, start new ones, and queue the frozen logs for shipping."""
-        vm = self.lab.vm(vm_name)
+        vm = self.env.vm(vm_name)
         key = self.key_for(vm_name)
         blobs, fps, raw = {}, [], 0
         for i, d in enumerate(vm.disks):
-            disk = self.lab.disk_path(vm.name, i)
+            disk = self.env.disk_path(vm.name, i)
             log, frozen = log_path(disk), frozen_path(disk)
             if frozen.exists():  # left by a killed process: its shipping was never committed
                 changelog.write_durable(frozen, frozen.read_bytes() + (log.read_bytes() if log.exists() else b""))
@@ -160,8 +176,8 @@ class Replication:
             buf = frozen.read_bytes()
             raw += len(buf)
             blobs[i] = changelog.seal(buf, key, self.labels(vm_name)[i])
-            fps.append(self.lab.source_fingerprints.fingerprint(disk, d.size_bytes))
-        last_seq = self.lab.vm_row(vm.name)["writes_done"]
+            fps.append(self.env.source_fingerprint(disk, d.size_bytes))
+        last_seq = self.env.writes_done(vm.name)
         return self._enqueue(vm.name, "delta", now, blobs, raw, point_time=now, app=app,
                              fingerprints=fps, last_seq=last_seq)
 
@@ -177,7 +193,7 @@ class Replication:
         encrypted = self.key_for(vm_name) is not None
         for i, blob in blobs.items():
             changelog.write_durable(stage / replica.frame_name(i, encrypted), blob)
-        self.db.execute("UPDATE transfers SET dir=? WHERE id=?", [str(stage.relative_to(self.lab.path)), tid])
+        self.db.execute("UPDATE transfers SET dir=? WHERE id=?", [str(stage.relative_to(self.env.path)), tid])
         return tid
 
     # ---- the link -------------------------------------------------------------------------
@@ -208,7 +224,7 @@ class Replication:
 
     def _feed_initial(self, link: dict, now: int) -> int | None:
         """Queue the next initial chunk of the first item on this link still copying."""
-        for item in self.items("initial replication in progress"):
+        for item in self.items(Protection.INITIAL):
             if self.link_of(item["vm"]) != (link["source"], link["target"]) or item["initial_done_at"]:
                 continue
             tid = self.next_chunk(item, now)
@@ -226,9 +242,9 @@ class Replication:
 
     def arrive(self, t: dict, at: int) -> None:
         item = self.item(t["vm"])
-        stage = self.lab.path / t["dir"]
+        stage = self.env.path / t["dir"]
         self.db.execute("DELETE FROM transfers WHERE id=?", [t["id"]])
-        if item is None or item["state"] == "disabling protection":  # disabled while in flight
+        if item is None or item["state"] == Protection.DISABLING:  # disabled while in flight
             shutil.rmtree(stage, ignore_errors=True)
             return
         key = self.key_for(t["vm"])
@@ -248,31 +264,29 @@ class Replication:
             changelog.fsync_dir(points)
         kind = "app-consistent" if t["app"] else "crash-consistent"
         self.db["points"].insert({
-            "vm": t["vm"], "time": t["point_time"], "kind": kind, "dir": str(dest.relative_to(self.lab.path)),
+            "vm": t["vm"], "time": t["point_time"], "kind": kind, "dir": str(dest.relative_to(self.env.path)),
             "size": replica.dir_size(dest), "fingerprints": t["fingerprints"], "last_seq": t["last_seq"],
             "arrived": at,
         })
         self.db.execute("UPDATE items SET last_replication=? WHERE vm=?", [at, t["vm"]])
-        if item["state"] == "initial replication in progress":
+        if item["state"] == Protection.INITIAL:
             self._finish_initial(item, t["point_time"], at)
         self._retention_due.add(t["vm"])
 
     def _finish_initial(self, item: dict, point_time: int, at: int) -> None:
         freq = self.policy(item["vm"])["frequency"]
         app_h = self.policy(item["vm"])["app_consistent_h"]
-        self.db.execute(
-            "UPDATE items SET state='finalizing protection', next_cycle=?, next_app=? WHERE vm=?",
-            [point_time + freq, point_time + app_h * 3600 if app_h else None, item["vm"]])
-        self.lab.event(at, "info", item["vm"], "initial replication completed; first recovery point made")
-        jobs.create(self.db, at, "finalize_protection", item["vm"])
+        states.move(self.db, item["vm"], Protection.FINALIZING, next_cycle=point_time + freq,
+                    next_app=point_time + app_h * 3600 if app_h else None)
+        self.env.initial_replication_done(item["vm"], at)
 
     # ---- cycles ---------------------------------------------------------------------------
 
     def tick(self, now: int) -> None:
-        for item in self.items("initial replication pending"):
+        for item in self.items(Protection.INITIAL_PENDING):
             if item["start_at"] is not None and item["start_at"] <= now:
                 self.start_initial(item, now)
-        for item in self.items("finalizing protection", "protected"):
+        for item in self.items(Protection.FINALIZING, Protection.PROTECTED):
             if item["next_cycle"] is None or item["next_cycle"] > now:
                 continue
             pol = self.policy(item["vm"])
@@ -297,19 +311,20 @@ class Replication:
 
     def next_event(self) -> int | None:
         row = self.db.execute(
-            "SELECT MIN(t) FROM (SELECT MIN(start_at) AS t FROM items WHERE state='initial replication pending' "
-            "UNION ALL SELECT MIN(next_cycle) FROM items WHERE next_cycle IS NOT NULL)").fetchone()
+            "SELECT MIN(t) FROM (SELECT MIN(start_at) AS t FROM items WHERE state=? "
+            "UNION ALL SELECT MIN(next_cycle) FROM items WHERE next_cycle IS NOT NULL)",
+            [Protection.INITIAL_PENDING.value]).fetchone()
         return row[0]
 
     def stop(self, vm_name: str) -> None:
         """Stop tracking and drop what is queued or staged for this VM."""
         self.db.execute("UPDATE items SET tracking=0 WHERE vm=?", [vm_name])
         for t in self.db.query("SELECT dir FROM transfers WHERE vm=?", [vm_name]):
-            shutil.rmtree(self.lab.path / t["dir"], ignore_errors=True)
+            shutil.rmtree(self.env.path / t["dir"], ignore_errors=True)
         self.db.execute("DELETE FROM transfers WHERE vm=?", [vm_name])
-        for i in range(len(self.lab.vm(vm_name).disks)):
-            log_path(self.lab.disk_path(vm_name, i)).unlink(missing_ok=True)
-            frozen_path(self.lab.disk_path(vm_name, i)).unlink(missing_ok=True)
+        for i in range(len(self.env.vm(vm_name).disks)):
+            log_path(self.env.disk_path(vm_name, i)).unlink(missing_ok=True)
+            frozen_path(self.env.disk_path(vm_name, i)).unlink(missing_ok=True)
 
     def sweep(self) -> list[Path]:
         """Remove folders a killed process left that nothing claims: staged transfers whose row
@@ -317,12 +332,12 @@ class Replication:
         holder may call this (it alone stages and folds). Frozen logs are never swept: they
         hold writes not yet shipped."""
         transfers = {r[0] for r in self.db.execute("SELECT id FROM transfers")}
-        claimed = {self.lab.path / r[0] for r in self.db.execute("SELECT dir FROM points")}
+        claimed = {self.env.path / r[0] for r in self.db.execute("SELECT dir FROM points")}
         gone = []
-        for vm in self.lab.site.vms:
-            outgoing = self.lab.disk_path(vm.name, 0).parent / "outgoing"
+        for vm in self.env.vm_names():
+            outgoing = self.env.disk_path(vm, 0).parent / "outgoing"
             gone += [d for d in outgoing.glob("t*") if d.name[1:].isdigit() and int(d.name[1:]) not in transfers]
-        for d in (self.lab.path / "storage").glob("*/*/points/p*"):
+        for d in (self.env.path / "storage").glob("*/*/points/p*"):
             if d.name[1:].isdigit() and d not in claimed and int(d.name[1:]) not in transfers:
                 gone.append(d)
         for d in gone:
@@ -358,13 +373,13 @@ class Replication:
                 if expired and i == len(expired):  # nothing kept before them: into the base
                     for old in expired:
                         for d, label in enumerate(labels):
-                            f = replica.frame_path(self.lab.path / old["dir"], d)
+                            f = replica.frame_path(self.env.path / old["dir"], d)
                             if f is not None:
                                 replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, label)
                         self._forget_points([old])
                 elif expired:
-                    newer = self.lab.path / r["dir"]
-                    replica.merge_into_next([self.lab.path / x["dir"] for x in expired], newer, len(labels),
+                    newer = self.env.path / r["dir"]
+                    replica.merge_into_next([self.env.path / x["dir"] for x in expired], newer, len(labels),
                                             key, labels)
                     self._forget_points(expired, resized=(r["id"], replica.dir_size(newer)))
                 expired = []
@@ -376,4 +391,4 @@ class Replication:
             if resized:
                 self.db.execute("UPDATE points SET size=? WHERE id=?", [resized[1], resized[0]])
         for r in rows:
-            shutil.rmtree(self.lab.path / r["dir"], ignore_errors=True)
+            shutil.rmtree(self.env.path / r["dir"], ignore_errors=True)

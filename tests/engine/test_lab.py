@@ -167,20 +167,25 @@ def test_jobs_that_wait_for_a_users_action(lab, monkeypatch):
     from engine import jobs
 
     done = []
-    monkeypatch.setitem(jobs.JOB_KINDS, "drill", ("Drill", [("Prepare", 10), ("Complete test", None), ("Clean up", 10)]))
-    monkeypatch.setattr(lab, "_perform_step", lambda kind, step, *a: done.append((kind, step)))
+
+    def step(i):
+        return lambda lab, run: done.append((run.kind, i, run.data.get("note")))
+
+    drill = jobs.Kind("drill", "Drill", [jobs.Step("Prepare", 10, step(0)), jobs.Step("Complete test", None, step(1)),
+                                         jobs.Step("Clean up", 10, step(2))])
+    monkeypatch.setitem(jobs.KINDS, "drill", drill)
     job = jobs.create(lab.db, lab.now, "drill", "WEB01")
     assert "only a job waiting for action" in lab.allowed("complete_job", job)
     lab.run(60)
     j = lab.job(job)
     assert j["state"] == "waiting for action" and j["steps"][1]["state"] == "waiting for action"
     lab.run(3600)  # it waits however long it takes
-    assert lab.job(job)["state"] == "waiting for action" and done == [("drill", 0)]
+    assert lab.job(job)["state"] == "waiting for action" and done == [("drill", 0, None)]
     assert lab.allowed("complete_job", job) is None
     lab.complete_job(job, note="test VM checked")
     lab.run(60)
     j = lab.job(job)
     assert j["state"] == "succeeded" and [s["state"] for s in j["steps"]] == ["succeeded"] * 3
-    assert done == [("drill", 0), ("drill", 1), ("drill", 2)]
+    assert done == [("drill", 0, None), ("drill", 1, "test VM checked"), ("drill", 2, None)]
     with pytest.raises(Refused, match="is succeeded"):
         lab.complete_job(job)

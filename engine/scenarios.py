@@ -1,0 +1,142 @@
+"""Where a VM's protection lives and where its replica goes, per scenario, behind one interface.
+
+- A **container** holds the protection settings of the VMs in it (seed 004's "protection
+  settings of a cloud"): a VMM cloud for the Hyper-V scenarios; an Azure region (seed 002) and a
+  configuration server (seed 003) come next. Policies, links and items hang off it.
+- A **target** is the kind of place a container replicates to: Azure (a storage account in the
+  vault's region) or a recovery cloud. Each one knows its own rules, so nothing else in the
+  engine asks "is this Azure?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import rules
+from .errors import Refused
+from .model import VM, Site, slug
+
+
+@dataclass(frozen=True)
+class Container:
+    kind: str  # "VMM cloud" | "Azure region" | "configuration server"
+    name: str
+
+
+def container_of(vm: VM) -> Container:
+    if vm.cloud:
+        return Container("VMM cloud", vm.cloud)
+    if vm.region:
+        return Container("Azure region", vm.region)
+    return Container("configuration server", vm.physical_site)
+
+
+# The containers srlab can protect from so far (Azure -> Azure and physical -> Azure are next).
+PROTECTABLE = {"VMM cloud"}
+
+
+def unprotectable_reason(vm: VM) -> str | None:
+    c = container_of(vm)
+    if c.kind in PROTECTABLE:
+        return None
+    return (f"{vm.name} runs in {c.kind} {c.name}; srlab protects VMs in VMM clouds so far "
+            "(Azure-to-Azure and physical-server protection are not built yet)")
+
+
+class Target:
+    kind: str = ""
+    picks_size = False  # does the target need a VM size (Azure does)
+    encrypts = False  # can the policy encrypt replicas at rest (Azure storage can)
+    vm_rules = "recovery cloud"  # whose VM requirements apply (rules.protection_problems)
+
+    def settings_problems(self, site: Site, cloud: str, target: str, storage_account: str | None,
+                          encrypt: bool, has_agent, registered) -> tuple[str, list[str]]:
+        """(the place replicas go, problems with these settings). has_agent(host) and
+        registered(server) answer from the vault."""
+        raise NotImplementedError
+
+    def vm_problems(self, vm: VM, target_name: str | None) -> list[rules.Problem]:
+        return rules.protection_problems(vm, self.vm_rules == "azure", target_name)
+
+    def store_dir(self, policy: dict, vm: VM) -> Path:
+        """The replica store of a VM, relative to the lab."""
+        raise NotImplementedError
+
+    def check_reachable(self, site: Site, policy: dict) -> None:
+        """Raise if the replica's place cannot be reached now (Enable protection's validation)."""
+
+
+class AzureTarget(Target):
+    kind = "azure"
+    picks_size = True
+    encrypts = True
+    vm_rules = "azure"
+
+    def settings_problems(self, site, cloud, target, storage_account, encrypt, has_agent, registered):
+        _, c = site.clouds()[cloud]
+        problems = []
+        missing = [h for h in c.hosts if not has_agent(h)]
+        if missing:
+            problems.append(f"the Recovery Services agent is not installed on {', '.join(missing)} "
+                            f"(srlab agent install {missing[0]})")
+        accounts = site.storage_accounts()
+        place = ""
+        if not storage_account:
+            problems.append("a storage account is required for an Azure target (--storage-account NAME)")
+        elif storage_account not in accounts:
+            problems.append(f"no storage account named {storage_account!r} (accounts: {', '.join(accounts) or 'none'})")
+        else:
+            region, acct = accounts[storage_account]
+            place = region.name
+            if region.name != site.vault_region():
+                problems.append(f"storage account {acct.name} is in {region.name}; it must be in the vault's "
+                                f"region {site.vault_region()}")
+            if acct.redundancy != "geo":
+                problems.append(f"storage account {acct.name} is {acct.redundancy}ly redundant; it must be geo-redundant")
+        return place, problems
+
+    def store_dir(self, policy, vm):
+        return Path("storage") / slug(policy["storage_account"]) / slug(vm.name)
+
+    def check_reachable(self, site, policy):
+        if policy["storage_account"] not in site.storage_accounts():
+            raise Refused(f"storage account {policy['storage_account']} is not reachable")
+
+
+class RecoveryCloud(Target):
+    kind = "cloud"
+
+    def settings_problems(self, site, cloud, target, storage_account, encrypt, has_agent, registered):
+        problems = []
+        if storage_account:
+            problems.append("--storage-account applies to Azure targets only")
+        if encrypt:
+            problems.append("encryption at rest applies to Azure targets only")
+        clouds = site.clouds()
+        rc = target if target in clouds else next((k for k in clouds if k.lower() == target.lower()), None)
+        place = ""
+        if rc is None:
+            problems.append(f"target must be 'azure' or a recovery cloud; no cloud named {target!r}")
+        elif rc == cloud:
+            problems.append("a cloud cannot be its own recovery cloud")
+        else:
+            place = rc
+            if not registered(clouds[rc][0].name):
+                problems.append(f"the recovery cloud's VMM server {clouds[rc][0].name} is not registered")
+        return place, problems
+
+    def store_dir(self, policy, vm):
+        return Path("storage") / slug(policy["target"]) / slug(vm.name)
+
+
+TARGETS: dict[str, Target] = {"azure": AzureTarget(), "cloud": RecoveryCloud()}
+
+
+def target_named(target: str) -> Target:
+    """The target a `cloud configure --target` value means: 'azure', else a recovery cloud."""
+    return TARGETS["azure" if target.lower() == "azure" else "cloud"]
+
+
+def target_of(policy: dict) -> Target:
+    return TARGETS[policy["target_kind"]]

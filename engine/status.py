@@ -1,0 +1,142 @@
+"""What the lab looks like now, as plain data (JSON-ready): items, VMs, the vault's resources, RPO.
+
+Read-only queries; `srlab status`, `srlab resources` and the app's panels show these.
+"""
+
+from __future__ import annotations
+
+from . import rules, scenarios, setup, states
+from .clock import format_time
+from .disks import allocated_bytes
+from .model import VM
+from .states import Protection
+
+
+def policy_public(pol: dict) -> dict:
+    return {"target": pol["target"], "target_kind": pol["target_kind"],
+            "storage_account": pol["storage_account"], "frequency": pol["frequency"],
+            "retention_h": pol["retention_h"], "app_consistent_h": pol["app_consistent_h"],
+            "encrypt": bool(pol["encrypt"]), "start": pol["start"]}
+
+
+def item_status(lab, vm: VM) -> dict:
+    """Protection columns of one VM, as the seed's protected-items list shows them."""
+    item = states.item(lab.db, vm.name)
+    if item is None:
+        return {"protection": Protection.NOT_PROTECTED.value, "health": "", "active_location": vm.location,
+                "failover_state": "", "target_size": rules.pick_target_size(vm) or "", "target_name": "",
+                "target_network": "",
+                "nic": "", "rpo_seconds": None, "last_replication": None, "progress": None, "policy": None,
+                "errors": []}
+    now = lab.now
+    pol = lab.replication.policy(vm.name)
+    latest = lab.db.execute("SELECT MAX(time) FROM points WHERE vm=?", [vm.name]).fetchone()[0]
+    rpo = now - latest if latest is not None else None
+    progress = None
+    state = Protection(item["state"])
+    text = state.value
+    if state == Protection.INITIAL:
+        total = max(1, item["initial_total"])
+        progress = 100 if item["initial_done_at"] else min(99, item["initial_done"] * 100 // total)
+        text = f"{state} {progress}%"
+    elif state == Protection.INITIAL_PENDING:
+        text = f"{state} (starts {format_time(item['start_at'])})"
+    source, target = lab.replication.link_of(vm.name)
+    link = next(lab.db.query("SELECT state FROM links WHERE source=? AND target=?", [source, target]), None)
+    health = rules.health(rpo if state == Protection.PROTECTED else None, pol["frequency"],
+                          failed=bool(item["error"]))
+    if health == "OK" and link and link["state"] == "down" and state != Protection.PROTECTED:
+        health = "Warning"  # initial replication cannot progress
+    nic = next((n for n in vm.nics if n.name == item["nic"]), None)
+    mapped = lab.db.execute("SELECT target FROM network_mappings WHERE source=?",
+                            [nic.network if nic else ""]).fetchone()
+    return {
+        "protection": text,
+        "health": health,
+        "target_network": mapped[0] if mapped else "",
+        "active_location": vm.location,
+        "failover_state": item["failover_state"],
+        "target_size": item["target_size"],
+        "target_name": item["target_name"],
+        "nic": item["nic"],
+        "rpo_seconds": rpo,
+        "last_replication": item["last_replication"],
+        "progress": progress,
+        "policy": policy_public(pol),
+        "errors": [item["error"]] if item["error"] else [],
+    }
+
+
+def _site_of(lab, vm: VM) -> str:
+    if vm.cloud:
+        return lab.site.clouds()[vm.cloud][0].name
+    return vm.region or vm.physical_site
+
+
+def status(lab) -> dict:
+    """Everything `srlab status` shows."""
+    vms = []
+    for vm in lab.site.vms:
+        row = lab.vm_row(vm.name)
+        disks = []
+        for i, d in enumerate(vm.disks):
+            p = lab.disk_path(vm.name, i)
+            disks.append({
+                "name": d.name, "role": d.role, "path": str(p), "format": "vhd-fixed",
+                "declared": f"{d.format} {d.type}", "logical_bytes": d.size_bytes,
+                "allocated_bytes": allocated_bytes(p, d.size_bytes),
+            })
+        vms.append({
+            "name": vm.name, "site": _site_of(lab, vm), "cloud": vm.cloud, "location": vm.location,
+            "host": vm.host, "os": vm.os, "generation": vm.generation, "cpus": vm.cpus,
+            "memory_mb": vm.memory_mb, "power": row["power"], "writes": row["writes_done"],
+            "disks": disks, **item_status(lab, vm),
+        })
+    return {"lab": str(lab.path), "name": lab.site.lab.name, "scenario": lab.site.lab.scenario,
+            "now": lab.now, "now_text": format_time(lab.now), "vms": vms}
+
+
+def resources(lab) -> dict:
+    """The vault's setup: servers, agents, clouds and their protection, networks, links."""
+    db, site = lab.db, lab.site
+    servers = {r["name"]: r for r in db.query("SELECT * FROM servers")}
+    out = {"vault_region": site.vault_region(), "servers": [], "hosts": [], "clouds": [],
+           "networks": [], "mappings": [], "storage_accounts": [], "links": []}
+    for s in site.vmm_servers:
+        reg = servers.get(s.name)
+        out["servers"].append({"name": s.name, "kind": "VMM server", "registered": reg is not None,
+                               "key_file": reg["key_file"] if reg else ""})
+        out["hosts"] += [{"name": h.name, "server": s.name, "agent_installed": setup.has_agent(lab, h.name)}
+                         for h in s.hosts]
+        for c in s.clouds:
+            pol = setup.policy(lab, c.name)
+            out["clouds"].append({"name": c.name, "server": s.name, "hosts": c.hosts,
+                                  "protection": policy_public(pol) if pol else None})
+        out["networks"] += [{"name": n.name, "side": "vmm", "place": s.name} for n in s.vm_networks]
+    for p in site.physical_sites:
+        out["servers"].append({"name": p.configuration_server, "kind": "configuration server",
+                               "registered": p.configuration_server in servers, "key_file": ""})
+    for r in site.regions().values():
+        out["networks"] += [{"name": n.name, "side": "azure", "place": r.name} for n in r.virtual_networks]
+        out["storage_accounts"] += [{"name": a.name, "region": r.name, "redundancy": a.redundancy}
+                                    for a in r.storage_accounts]
+    out["mappings"] = list(db.query("SELECT source, target FROM network_mappings ORDER BY source"))
+    out["links"] = list(db.query("SELECT source, target, mbps, state FROM links ORDER BY source, target"))
+    return out
+
+
+# ---- RPO history (the dashboard's sparkline), one sample per container every lab minute -------
+
+def sample_rpo(lab, t: int) -> None:
+    containers = {scenarios.container_of(lab.vm(i["vm"])).name for i in states.items(lab.db, Protection.PROTECTED)}
+    for name in containers:
+        rpos = [s["rpo_seconds"] for s in (item_status(lab, v) for v in lab.site.vms
+                                           if scenarios.container_of(v).name == name)
+                if s["rpo_seconds"] is not None]
+        lab.db.execute("INSERT OR REPLACE INTO rpo_samples VALUES (?, ?, ?)", [name, t, max(rpos) if rpos else None])
+
+
+def rpo_history(lab, place: str, limit: int = 1440) -> list[tuple[int, int | None]]:
+    rows = lab.db.execute("SELECT time, rpo FROM rpo_samples WHERE place=? ORDER BY time DESC LIMIT ?",
+                          [place, limit]).fetchall()
+    return [(t, r) for t, r in reversed(rows)]

@@ -1,0 +1,41 @@
+"""The states table: every legal move, and illegal moves refused loudly."""
+
+import pytest
+
+from engine import jobs, protection, setup  # noqa: F401  (importing the families registers their job kinds)
+from engine.states import TRANSITIONS, Failover, IllegalMove, Protection, check_move
+
+
+def test_the_life_of_a_protected_item_is_a_path_through_the_table():
+    life = [Protection.NOT_PROTECTED, Protection.ENABLING, Protection.INITIAL_PENDING, Protection.INITIAL,
+            Protection.FINALIZING, Protection.PROTECTED, Protection.DISABLING, Protection.NOT_PROTECTED]
+    for a, b in zip(life, life[1:]):
+        check_move(a, b)
+    assert check_move(Protection.FINALIZING, Protection.PROTECTED) == Failover.READY
+
+
+@pytest.mark.parametrize("a", list(Protection))
+@pytest.mark.parametrize("b", list(Protection))
+def test_moves_outside_the_table_are_refused(a, b):
+    if (a, b) in TRANSITIONS:
+        check_move(a, b)
+    else:
+        with pytest.raises(IllegalMove):
+            check_move(a, b)
+
+
+def test_every_state_is_reachable_and_every_job_kind_has_named_steps():
+    reached = {b for _, b in TRANSITIONS} | {Protection.NOT_PROTECTED}
+    assert reached == set(Protection)
+    assert {"register_server", "install_agent", "configure_cloud", "enable_protection",
+            "finalize_protection", "disable_protection"} <= set(jobs.KINDS)
+    for kind in jobs.KINDS.values():
+        assert kind.steps and all(s.name and callable(s.action) for s in kind.steps)
+
+
+def test_a_refused_move_changes_nothing(lab):
+    from engine import states
+
+    with pytest.raises(IllegalMove):
+        states.move(lab.db, "WEB01", Protection.PROTECTED)  # not protected -> protected skips the way
+    assert states.current(lab.db, "WEB01") == Protection.NOT_PROTECTED
