@@ -201,13 +201,9 @@ class SrlabApp(App):
     def _startup(self, lab: Lab) -> str | None:
         """In the engine thread: take the lab's clock. None if we have it, else who has it
         (a second srlab on the same lab opens as an observer)."""
-        if self.observer:
+        if self.observer or lab.acquire_clock():
             return None
-        acquire = getattr(lab, "acquire_clock", None)
-        if acquire is None or acquire():
-            return None
-        holder = getattr(lab, "clock_holder", None)
-        return f"pid {holder()}" if holder else "?"
+        return f"pid {lab.clock_holder()}"
 
     def _started(self, holder: str | None) -> None:
         if holder is not None:
@@ -220,11 +216,10 @@ class SrlabApp(App):
         self.refresh_bindings()
 
     def on_unmount(self) -> None:
-        release = getattr(self.lab, "release_clock", None)
-        if release and not self.observer:
+        if not self.observer:
             with self._lock:
                 try:
-                    release()
+                    self.lab.release_clock()
                 except Exception:  # closing: nothing useful to do
                     pass
 

@@ -13,15 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from engine import LabError, format_duration
+from engine import Lab, LabError, format_duration
 
-# Actions the engine can judge with Lab.allowed(action, subject), by the kind of subject.
-VM_ACTIONS = ("protect", "unprotect", "set_target", "vm_start", "vm_stop", "vm_shutdown")
-SERVER_ACTIONS = ("register_server",)
-HOST_ACTIONS = ("install_agent",)
-CLOUD_ACTIONS = ("configure_cloud",)
-NETWORK_ACTIONS = ("map_network", "unmap_network")
-LINK_ACTIONS = ("set_link",)
+# The kinds of subject the app shows rows of. Which actions apply to each is the engine's
+# business (Lab.actions(kind)); the app only knows how to name each row as a subject.
+SUBJECT_KINDS = ("job", "vm", "server", "host", "cloud", "network", "link")
 
 JOB_LIMIT = 100
 EVENT_LIMIT = 300
@@ -39,6 +35,8 @@ class LabState:
     points: dict[str, list[dict]] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
     rpo_history: dict[str, list] = field(default_factory=dict)
+    # subject kind -> the actions the engine judges for it (Lab.actions)
+    actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # (action, subject) -> None when allowed, else the engine's reason
     allowed: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
     # engine queries that failed unexpectedly (shown in the help screen, never a traceback)
@@ -72,7 +70,36 @@ def default_map_target(networks: list[dict], source: str) -> str | None:
     return (azure + other)[0] if azure + other else None
 
 
-def collect(lab, vm_names_for_points: list[str] | None = None) -> LabState:
+def rows_by_kind(st: LabState) -> list[tuple[str, str, Any]]:
+    """Every row the app can act on: (subject kind, key the UI looks it up by, subject as the
+    engine takes it)."""
+    res = st.resources or {}
+    rows: list[tuple[str, str, Any]] = [("job", str(j["id"]), j["id"]) for j in st.jobs]
+    rows += [("vm", v["name"], v["name"]) for v in st.status.get("vms", [])]
+    rows += [("server", s["name"], s["name"]) for s in res.get("servers", [])]
+    rows += [("host", h["name"], h["name"]) for h in res.get("hosts", [])]
+    rows += [("cloud", c["name"], c["name"]) for c in res.get("clouds", [])]
+    rows += [("network", n["name"], n["name"]) for n in res.get("networks", []) if n.get("side") != "azure"]
+    rows += [("link", link_subject(x), (x["source"], x["target"])) for x in res.get("links", [])]
+    return rows
+
+
+def action_subject(action: str, subject: Any, networks: list[dict]) -> Any:
+    """The subject `action` is judged for, from its row's subject. map_network is judged for a
+    (source, target) pair: the map dialog's default target."""
+    if action == "map_network":
+        return (subject, default_map_target(networks, subject))
+    return subject
+
+
+def judged(st: LabState) -> list[tuple[str, str, Any]]:
+    """(action, key, subject) for every action the engine lists for every row's kind."""
+    nets = (st.resources or {}).get("networks", [])
+    return [(action, key, action_subject(action, subject, nets))
+            for kind, key, subject in rows_by_kind(st) for action in st.actions.get(kind, ())]
+
+
+def collect(lab: Lab) -> LabState:
     """Read the whole lab state. Call with the engine lock held, in a worker thread."""
     st = LabState()
     st.status = lab.status()
@@ -85,37 +112,14 @@ def collect(lab, vm_names_for_points: list[str] | None = None) -> LabState:
             st.job_details[j["id"]] = d
     st.events = lab.events(EVENT_LIMIT)
     for vm in st.status.get("vms", []):
-        if vm_names_for_points is not None and vm["name"] not in vm_names_for_points:
-            continue
         if vm.get("protection", "not protected") == "not protected":
             continue
         st.points[vm["name"]] = _try(lambda: lab.points(vm["name"]), [])
     clouds = sorted({v["cloud"] for v in st.status.get("vms", []) if v.get("cloud")})
     for cloud in clouds:
         st.rpo_history[cloud] = list(_try(lambda: lab.rpo_history(cloud), []))
-    # (action, key the UI looks it up by, subject as the engine takes it)
-    checks: list[tuple[str, str | None, Any]] = []
-    checks += [("complete_job", str(j["id"]), j["id"]) for j in st.jobs]
-    for vm in st.status.get("vms", []):
-        checks += [(a, vm["name"], vm["name"]) for a in VM_ACTIONS]
-    res = st.resources or {}
-    for s in res.get("servers", []):
-        checks += [(a, s["name"], s["name"]) for a in SERVER_ACTIONS]
-    for h in res.get("hosts", []):
-        checks += [(a, h["name"], h["name"]) for a in HOST_ACTIONS]
-    for c in res.get("clouds", []):
-        checks += [(a, c["name"], c["name"]) for a in CLOUD_ACTIONS]
-    nets = res.get("networks", [])
-    for n in nets:
-        if n.get("side") == "azure":
-            continue
-        # map_network is judged for a (source, target) pair: the map dialog's default target
-        target = default_map_target(nets, n["name"])
-        checks.append(("map_network", n["name"], (n["name"], target)))
-        checks.append(("unmap_network", n["name"], n["name"]))
-    for link in res.get("links", []):
-        checks += [(a, link_subject(link), (link["source"], link["target"])) for a in LINK_ACTIONS]
-    for action, key, subject in checks:
+    st.actions = {kind: tuple(lab.actions(kind)) for kind in SUBJECT_KINDS}
+    for action, key, subject in judged(st):
         try:
             st.allowed[(action, key)] = lab.allowed(action, subject)
         except LabError as e:
