@@ -24,10 +24,12 @@ from textual.widgets import ContentSwitcher, Input, Static
 
 from engine import Lab, LabError
 
-from .dialogs import HelpScreen, VmDetailScreen
+from .dialogs import HelpScreen, VmDetailScreen, dialog_for
+from .host import DialogRequest
 from .panels import PANELS
-from .panels.base import FilterInput, KeyBar, LabTable, Panel
+from .panels.base import Panel
 from .state import LabState, collect, fmt_duration, fmt_time
+from .widgets import FilterInput, KeyBar, LabTable
 
 SPEEDS = [1, 10, 60, 600]
 # actions of the global priority bindings (not esc: see BINDINGS)
@@ -370,9 +372,8 @@ class SrlabApp(App):
         self.state = state
         for p in self.panels():
             p.update_state(state)
-        top = self.screen
-        if hasattr(top, "update_state") and not isinstance(top, Panel):
-            top.update_state(state)  # type: ignore[attr-defined]
+        if isinstance(self.screen, VmDetailScreen):
+            self.screen.update_state(state)
         self._update_bars()
         sig = (tuple(sorted(state.allowed.items(), key=repr)), tuple((j["id"], j.get("state")) for j in state.jobs))
         if sig != self._bindings_sig:
@@ -474,8 +475,7 @@ class SrlabApp(App):
             table.set_filter("")
             panel.table_changed()
             return
-        back = getattr(panel, "back", None)
-        if back and back():
+        if panel.back():
             return
         if self._history:
             prev = self._history.pop()
@@ -600,6 +600,10 @@ class SrlabApp(App):
             if b.action == action_id:
                 return self.get_key_display(b)
         return None
+
+    def show_dialog(self, request: DialogRequest, callback: Callable[[Any], None] | None = None) -> None:
+        """Open what a panel asks for (see tui.host) on the current lab state."""
+        self.push_screen(dialog_for(request, self.state), callback)
 
     async def _palette_run(self, panel_id: str, action_id: str) -> None:
         if panel_id != self._current:

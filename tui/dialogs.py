@@ -3,7 +3,7 @@ engine validates (its message and hint are shown inline; the dialog stays open t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,12 +14,11 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from engine import LabError
 
-from .panels.base import Column, KeyBar, LabTable
-from .panels.protected import vm_detail_text
+from .host import (CloudProtectionForm, Confirm, DialogRequest, Host, LinkForm, MapNetworkForm, ProtectForm,
+                   TargetForm, VmDetails, host_of)
+from .render import vm_detail_text
 from .state import LabState, fmt_bytes, fmt_time
-
-if TYPE_CHECKING:
-    from .app import SrlabApp
+from .widgets import Column, KeyBar, LabTable
 
 # The seed's target sizes (names only: which one fits is the engine's business).
 TARGET_SIZES = ["XS", "S", "M", "L", "XL", "A5", "A6", "A7"]
@@ -87,8 +86,8 @@ class EngineDialog(ModalScreen):
         self.error: Text | None = None
 
     @property
-    def srlab(self) -> "SrlabApp":
-        return self.app  # type: ignore[return-value]
+    def host(self) -> Host:
+        return host_of(self)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as box:
@@ -135,11 +134,11 @@ class EngineDialog(ModalScreen):
             return
         self.pending = True
         self.query_one("#ok", Button).disabled = True
-        self.srlab.engine_call(self.title_text, op, on_done=self._done, on_error=self._failed)
+        self.host.engine_call(self.title_text, op, on_done=self._done, on_error=self._failed)
 
     def _done(self, result: Any) -> None:
         self.pending = False
-        self.srlab.notify(f"{self.title_text}: {describe_result(result)}", title="srlab")
+        self.app.notify(f"{self.title_text}: {describe_result(result)}", title="srlab")
         self.dismiss(result if result is not None else True)
 
     def _failed(self, err: BaseException) -> None:
@@ -467,11 +466,11 @@ class VmDetailScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#vm-summary").border_title = self.vm
-        self.update_state(self.app.state)  # type: ignore[attr-defined]
+        self.update_state(host_of(self).state)
         self.query_one("#vm-points", LabTable).focus()
 
     def update_state(self, state: LabState) -> None:
-        colors = self.app.status_colors  # type: ignore[attr-defined]
+        colors = host_of(self).status_colors
         self.query_one("#vm-summary", Static).update(vm_detail_text(state, self.vm, colors, wrap=True, tables=True))
         v = state.vm(self.vm) or {}
         self.query_one("#vm-disks", LabTable).styles.height = len(v.get("disks", [])) + 3
@@ -491,7 +490,30 @@ class VmDetailScreen(Screen):
         self.app.pop_screen()
 
 
+# ---- what the app opens when a panel asks (see tui.host) ---------------------------------------
+
+
+def dialog_for(request: DialogRequest, state: LabState) -> Screen:
+    """The screen that answers a panel's request, built on the current lab state."""
+    if isinstance(request, Confirm):
+        return ConfirmDialog(request.title, request.lines, request.op, ok_label=request.ok_label)
+    if isinstance(request, ProtectForm):
+        return ProtectDialog(request.vms, request.skipped, state)
+    if isinstance(request, TargetForm):
+        return TargetDialog(request.vm, state)
+    if isinstance(request, CloudProtectionForm):
+        return CloudProtectionDialog(request.cloud, state)
+    if isinstance(request, MapNetworkForm):
+        return MapNetworkDialog(request.source, state)
+    if isinstance(request, LinkForm):
+        return LinkDialog(request.link)
+    if isinstance(request, VmDetails):
+        return VmDetailScreen(request.vm)
+    raise TypeError(f"no dialog for {request!r}")
+
+
 __all__ = [
+    "dialog_for",
     "ConfirmDialog", "CloudProtectionDialog", "MapNetworkDialog", "LinkDialog", "ProtectDialog",
     "TargetDialog", "HelpScreen", "VmDetailScreen",
 ]

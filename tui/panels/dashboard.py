@@ -9,6 +9,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from ..state import LabState, fmt_duration, fmt_mbps, fmt_time
+from ..widgets import show_text
 from .base import Panel
 
 HEALTHS = ("OK", "Warning", "Critical")
@@ -144,7 +145,7 @@ class Dashboard(Panel):
             yield Static(Text("no samples yet", style="dim"), id="dash-rpo-empty")
 
     def update_state(self, state: LabState) -> None:
-        colors = self.srlab.status_colors
+        colors = self.host.status_colors
         vms = state.status.get("vms", [])
         protected = [v for v in vms if v.get("protection", "not protected") != "not protected"]
         counts = {h: sum(1 for v in protected if v.get("health") == h) for h in HEALTHS}
@@ -239,7 +240,4 @@ class Dashboard(Panel):
                 chart.show(state.rpo_history[cloud], colors)
 
     def _set(self, selector: str, text: Text) -> None:
-        w = self.query_one(selector, Static)
-        if getattr(w, "_last", None) != text:
-            w._last = text  # type: ignore[attr-defined]
-            w.update(text)
+        show_text(self.query_one(selector, Static), text)

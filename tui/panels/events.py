@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-
 from textual.widgets import DataTable, Static
 
 from ..state import LabState, fmt_day_time, fmt_time
-from .base import Column, LabTable, Panel
+from ..widgets import Column, LabTable, show_text
+from .base import Panel
 
 COLUMNS = [
     Column("time", "Time", 14),
@@ -29,7 +29,7 @@ class Events(Panel):
         yield Static("", id="event-detail")
 
     def update_state(self, state: LabState) -> None:
-        colors = self.srlab.status_colors
+        colors = self.host.status_colors
         rows = []
         for e in state.events:
             level = str(e.get("level", ""))
@@ -53,7 +53,4 @@ class Events(Panel):
         if e is not None:
             text = Text.assemble((fmt_time(e.get("time")), "bold"), "  ", Text(str(e.get("subject", "")), style="bold"),
                                  "\n", Text(str(e.get("message", ""))))
-        pane = self.query_one("#event-detail", Static)
-        if getattr(pane, "_last", None) != text:
-            pane._last = text  # type: ignore[attr-defined]
-            pane.update(text)
+        show_text(self.query_one("#event-detail", Static), text)

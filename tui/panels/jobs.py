@@ -6,8 +6,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
+from ..host import Confirm
 from ..state import LabState, fmt_day_time, fmt_duration, fmt_time
-from .base import Column, LabTable, Panel, PanelAction
+from ..widgets import Column, LabTable
+from .base import Panel, PanelAction
 
 JOB_COLUMNS_WIDE = [
     Column("id", "ID", 3),
@@ -87,7 +89,7 @@ class Jobs(Panel):
             self.update_state(self.state)
 
     def update_state(self, state: LabState) -> None:
-        colors = self.srlab.status_colors
+        colors = self.host.status_colors
         rows = []
         for j in state.jobs:
             cells = [
@@ -109,10 +111,10 @@ class Jobs(Panel):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "jobs-table":
             self.show_steps()
-        self.srlab.refresh_bindings()
+        self.host.refresh_bindings()
 
     def show_steps(self) -> None:
-        colors = self.srlab.status_colors
+        colors = self.host.status_colors
         job = self.selected_job()
         steps = self.steps_table
         err = self.query_one("#job-error", Static)
@@ -164,16 +166,14 @@ class Jobs(Panel):
         self.steps_table.focus()
 
     def action_complete_job(self) -> None:
-        from ..dialogs import ConfirmDialog
-
         job = self.selected_job()
         if job is None:
             return
         jid = job["id"]
         lines = [Text.assemble("Complete the manual action job ", (str(jid), "bold"), " waits for: ",
                                Text(str(job.get("name", ""))), ".")]
-        self.app.push_screen(ConfirmDialog("Complete manual action", lines,
-                                           lambda lab: lab.complete_job(jid), ok_label="Complete"))
+        self.show_dialog(Confirm("Complete manual action", lines, lambda lab: lab.complete_job(jid),
+                                 ok_label="Complete"))
 
     def back(self) -> bool:
         """esc from the steps goes back to the job list."""

@@ -8,8 +8,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
-from ..state import LabState, fmt_bytes, fmt_duration, fmt_frequency, fmt_time
-from .base import Column, LabTable, Panel, PanelAction
+from ..host import Confirm, ProtectForm, TargetForm, VmDetails
+from ..render import health_style, policy_text, vm_detail_text
+from ..state import LabState, fmt_duration, fmt_frequency
+from ..widgets import Column, LabTable, show_text
+from .base import Panel, PanelAction
 
 WIDE = [
     Column("mark", " ", 1),
@@ -42,27 +45,6 @@ def status_cell(vm: dict, compact: bool) -> Text:
     if compact and progress is not None:
         text = f"{progress:>3}% {_PCT.sub('', text)}"
     return Text(text, no_wrap=True, overflow="ellipsis")
-
-
-def policy_text(p: dict | None) -> Text:
-    if not p:
-        return Text("protection not configured", style="dim")
-    target = str(p.get("target", ""))
-    if p.get("target_kind") == "azure" or target == "azure":
-        where = f"Azure ({target})" if target and target != "azure" else "Azure"
-    else:
-        where = f"cloud {target}"
-    parts = [f"→ {where}"]
-    if p.get("storage_account"):
-        parts.append(str(p["storage_account"]))
-    parts.append(f"every {fmt_frequency(p.get('frequency'))}")
-    parts.append(f"keep {p.get('retention_h', 0)} h")
-    app_h = p.get("app_consistent_h") or 0
-    parts.append(f"app-consistent {'every ' + str(app_h) + ' h' if app_h else 'none'}")
-    parts.append("encrypted" if p.get("encrypt") else "not encrypted")
-    if p.get("start") not in (None, "now"):
-        parts.append(f"start {p['start']}")
-    return Text(" · ".join(parts))
 
 
 class ProtectedItems(Panel):
@@ -131,7 +113,7 @@ class ProtectedItems(Panel):
         return [vm] if vm else []
 
     def update_state(self, state: LabState) -> None:
-        colors = self.srlab.status_colors
+        colors = self.host.status_colors
         table = self.table
         vms = state.status.get("vms", [])
         clouds: list[str] = []
@@ -162,14 +144,13 @@ class ProtectedItems(Panel):
             for v in members:
                 name = v["name"]
                 health = str(v.get("health") or "")
-                hstyle = {"OK": colors["ok"], "Warning": colors["warning"], "Critical": colors["error"]}.get(health, "")
                 mark = Text("●", style=f"bold {colors['accent']}") if name in self.marked else Text(" ")
                 rpo = v.get("rpo_seconds")
                 cells = [
                     mark,
                     Text(f" {name}", no_wrap=True, overflow="ellipsis"),
                     Text(str(v.get("active_location") or ""), no_wrap=True, overflow="ellipsis"),
-                    Text(health, style=hstyle),
+                    Text(health, style=health_style(health, colors)),
                     status_cell(v, self.compact),
                     Text(str(v.get("target_size") or "")),
                     Text(str(v.get("failover_state") or "")),
@@ -186,7 +167,7 @@ class ProtectedItems(Panel):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail()
-        self.srlab.refresh_bindings()
+        self.host.refresh_bindings()
 
     def show_detail(self) -> None:
         pane = self.query_one("#item-detail", Static)
@@ -212,10 +193,8 @@ class ProtectedItems(Panel):
         else:
             name = key[3:]
             pane.border_title = f"{name}"
-            text = vm_detail_text(self.state, name, self.srlab.status_colors)
-        if getattr(pane, "_last", None) != text:
-            pane._last = text  # type: ignore[attr-defined]
-            pane.update(text)
+            text = vm_detail_text(self.state, name, self.host.status_colors)
+        show_text(pane, text)
 
     # ---- actions -----------------------------------------------------------------------------
 
@@ -245,11 +224,9 @@ class ProtectedItems(Panel):
         table = self.table
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1)
-        self.srlab.refresh_bindings()
+        self.host.refresh_bindings()
 
     def action_protect(self) -> None:
-        from ..dialogs import ProtectDialog
-
         targets = self.targets()
         ok = [t for t in targets if not self.state.reason("protect", t)]
         skipped = [(t, self.state.reason("protect", t)) for t in targets if self.state.reason("protect", t)]
@@ -259,18 +236,14 @@ class ProtectedItems(Panel):
                 self.marked.clear()
                 self.update_state(self.state)
 
-        self.app.push_screen(ProtectDialog(ok, skipped, self.state), done)
+        self.show_dialog(ProtectForm(ok, skipped), done)
 
     def action_set_target(self) -> None:
-        from ..dialogs import TargetDialog
-
         vm = self.cursor_vm()
         if vm:
-            self.app.push_screen(TargetDialog(vm, self.state))
+            self.show_dialog(TargetForm(vm))
 
     def _power(self, action: str) -> None:
-        from ..dialogs import ConfirmDialog
-
         vm = self.cursor_vm()
         if not vm:
             return
@@ -281,13 +254,9 @@ class ProtectedItems(Panel):
             "stop": f"Turn {vm} off at once, like pulling the plug: writes in flight are lost.",
         }[verb]
         title = {"start": "Start VM", "shutdown": "Shut down VM", "stop": "Turn off VM"}[verb]
-        self.app.push_screen(
-            ConfirmDialog(title, [Text(what)], lambda lab: lab.vm_power(vm, verb), ok_label=title)
-        )
+        self.show_dialog(Confirm(title, [Text(what)], lambda lab: lab.vm_power(vm, verb), ok_label=title))
 
     def action_unprotect(self) -> None:
-        from ..dialogs import ConfirmDialog
-
         vm = self.cursor_vm()
         if not vm:
             return
@@ -296,8 +265,7 @@ class ProtectedItems(Panel):
             Text("Replication stops; the replica in the target storage and every recovery point of "
                  "this VM are removed. The VM itself keeps running as it is."),
         ]
-        self.app.push_screen(ConfirmDialog("Disable protection", lines, lambda lab: lab.unprotect([vm]),
-                                           ok_label="Disable"))
+        self.show_dialog(Confirm("Disable protection", lines, lambda lab: lab.unprotect([vm]), ok_label="Disable"))
 
     def action_vm_start(self) -> None:
         self._power("vm_start")
@@ -309,85 +277,6 @@ class ProtectedItems(Panel):
         self._power("vm_shutdown")
 
     def action_details(self) -> None:
-        from ..dialogs import VmDetailScreen
-
         vm = self.cursor_vm()
         if vm:
-            self.app.push_screen(VmDetailScreen(vm))
-
-
-def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False) -> Text:
-    """The detail pane of a VM: target settings, policy, disks, replication, points, errors.
-
-    `tables`: the details screen shows disks and points as tables, so leave them out here."""
-    v = state.vm(name)
-    t = Text()
-    if v is None:
-        return Text("gone", style="dim")
-
-    def label(s: str) -> None:
-        if t:
-            t.append("\n")
-        t.append(f"{s:<12}", style="bold")
-
-    label("VM")
-    t.append(Text(f"{v.get('os', '')} · host {v.get('host', '') or '-'} · {v.get('power', '')}"))
-    if v.get("active_location"):
-        t.append(Text(f" · active location {v['active_location']}"))
-    label("Status")
-    t.append(Text(str(v.get("protection", ""))))
-    if v.get("health"):
-        hstyle = {"OK": colors["ok"], "Warning": colors["warning"], "Critical": colors["error"]}.get(v["health"], "")
-        t.append(" · ")
-        t.append(str(v["health"]), style=hstyle)
-    if v.get("failover_state"):
-        t.append(Text(f" · failover {v['failover_state']}"))
-    label("Target")
-    tgt = [f"name {v.get('target_name') or '-'}", f"size {v.get('target_size') or '-'}"]
-    if v.get("target_network"):
-        tgt.append(f"network {v['target_network']}")
-    if v.get("nic"):
-        tgt.append(f"NIC {v['nic']}")
-    t.append(Text(" · ".join(tgt)))
-    label("Policy")
-    if v.get("policy") is None:  # not protected yet: the cloud's settings, which protection would use
-        cloud = next((c for c in (state.resources or {}).get("clouds", []) if c["name"] == v.get("cloud")), None)
-        if cloud and cloud.get("protection"):
-            t.append_text(policy_text(cloud["protection"]))
-            t.append(" (the cloud's)", style="dim")
-        else:
-            t.append_text(policy_text(None))
-    else:
-        t.append_text(policy_text(v["policy"]))
-    if not tables:
-        label("Disks")
-        t.append(Text(" · ".join(
-            f"{d['name']} {fmt_bytes(d.get('logical_bytes'))} ({fmt_bytes(d.get('allocated_bytes'))} used)"
-            for d in v.get("disks", [])
-        )))
-    label("Replication")
-    rpo = v.get("rpo_seconds")
-    t.append(Text(f"last {fmt_time(v.get('last_replication'))} · RPO {fmt_duration(rpo) if rpo is not None else '-'}"))
-    pts = state.points.get(name, [])
-    label("Points")
-    if tables:
-        t.append(f"{len(pts)} retained" if pts else "none yet", style="" if pts else "dim")
-    elif not pts:
-        t.append("none yet", style="dim")
-    else:
-        latest = sorted(pts, key=lambda p: p["time"], reverse=True)
-        t.append(f"{len(pts)} · ")
-        t.append(Text(" · ".join(
-            f"{fmt_time(p['time'], True)} {'app' if str(p.get('kind', '')).startswith('app') else 'crash'}"
-            for p in latest[:6]
-        ) + (" …" if len(latest) > 6 else "")))
-    label("Errors")
-    errs = v.get("errors") or []
-    if errs:
-        t.append(Text("; ".join(str(e) for e in errs[-3:]), style=colors["error"]))
-    else:
-        t.append("none", style="dim")
-    if not wrap:  # the pane: one line per item, cut at the edge (enter shows it all)
-        t.no_wrap = True
-        t.overflow = "ellipsis"
-    return t
+            self.show_dialog(VmDetails(vm))

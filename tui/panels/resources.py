@@ -7,9 +7,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
-from ..state import LabState, fmt_mbps, link_subject
-from .base import Column, LabTable, Panel, PanelAction
-from .protected import policy_text
+from ..host import CloudProtectionForm, Confirm, LinkForm, MapNetworkForm
+from ..render import policy_text
+from ..state import LabState, fmt_mbps, link_subject, rows_by_kind
+from ..widgets import Column, LabTable, show_text
+from .base import Panel, PanelAction
 
 COLUMNS = [
     Column("kind", "Kind", 8),
@@ -18,19 +20,6 @@ COLUMNS = [
     Column("details", "Details", 0),
 ]
 
-# Which row kind each action works on, and the engine action it is judged by.
-ACTION_KIND = {
-    "register_server": "server",
-    "install_agent": "host",
-    "configure_cloud": "cloud",
-    "map_network": "network",
-    "unmap_network": "network",
-    "set_link": "link",
-}
-KIND_LABEL = {
-    "server": "server", "host": "host", "cloud": "cloud", "network": "network",
-    "azurenet": "network", "storage": "storage", "link": "link",
-}
 
 
 class Resources(Panel):
@@ -39,14 +28,19 @@ class Resources(Panel):
     KEY = "3"
     ACTIONS = [
         PanelAction("register_server", "r", "Register", "Register server",
-                    "register the VMM server with the vault (installs the provider; makes the data-encryption key)"),
+                    "register the VMM server with the vault (installs the provider; makes the data-encryption key)",
+                    kind="server"),
         PanelAction("install_agent", "i", "Agent", "Install agent",
-                    "install the Recovery Services agent on a Hyper-V host"),
+                    "install the Recovery Services agent on a Hyper-V host", kind="host"),
         PanelAction("configure_cloud", "c", "Configure", "Configure cloud protection",
-                    "the cloud's replication policy: target, storage account, frequency, retention..."),
-        PanelAction("map_network", "m", "Map", "Map network", "map a VM network to a target network"),
-        PanelAction("unmap_network", "u", "Unmap", "Unmap network", "remove a VM network's mapping"),
-        PanelAction("set_link", "l", "Link", "Set link", "change a link's bandwidth or state (up, down, lossy)"),
+                    "the cloud's replication policy: target, storage account, frequency, retention...",
+                    kind="cloud"),
+        PanelAction("map_network", "m", "Map", "Map network", "map a VM network to a target network",
+                    kind="network"),
+        PanelAction("unmap_network", "u", "Unmap", "Unmap network", "remove a VM network's mapping",
+                    kind="network"),
+        PanelAction("set_link", "l", "Link", "Set link", "change a link's bandwidth or state (up, down, lossy)",
+                    kind="link"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -63,7 +57,7 @@ class Resources(Panel):
     # ---- rows --------------------------------------------------------------------------------
 
     def update_state(self, state: LabState) -> None:
-        colors = self.srlab.status_colors
+        colors = self.host.status_colors
         res = state.resources or {}
         rows = []
         ok, bad, dim = colors["ok"], colors["warning"], "dim"
@@ -130,7 +124,7 @@ class Resources(Panel):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail()
-        self.srlab.refresh_bindings()
+        self.host.refresh_bindings()
 
     def show_detail(self) -> None:
         pane = self.query_one("#res-detail", Static)
@@ -151,13 +145,10 @@ class Resources(Panel):
             if t:
                 t.append("\n")
             t.append(hint, style="dim")
-        if getattr(pane, "_last", None) != t:
-            pane._last = t  # type: ignore[attr-defined]
-            pane.update(t)
+        show_text(pane, t)
 
     def row_hint(self, kind: str | None) -> str:
-        keys = {a.id: a for a in self.ACTIONS}
-        hints = [f"{keys[a].key} {keys[a].title.lower()}" for a, k in ACTION_KIND.items() if k == kind]
+        hints = [f"{a.key} {a.title.lower()}" for a in self.ACTIONS if a.kind == kind]
         return "keys here: " + ", ".join(hints) if hints else ""
 
     # ---- subjects of actions -----------------------------------------------------------------
@@ -169,24 +160,19 @@ class Resources(Panel):
         kind, name = key.split(":", 1)
         return kind, name
 
+    def kind_of(self, action_id: str) -> str:
+        action = self.action_by_id(action_id)
+        assert action is not None and action.kind is not None, action_id
+        return action.kind
+
     def candidates(self, kind: str) -> list[str]:
-        res = self.state.resources or {}
-        if kind == "server":
-            return [s["name"] for s in res.get("servers", [])]
-        if kind == "host":
-            return [h["name"] for h in res.get("hosts", [])]
-        if kind == "cloud":
-            return [c["name"] for c in res.get("clouds", [])]
-        if kind == "network":
-            return [n["name"] for n in res.get("networks", []) if n.get("side") != "azure"]
-        if kind == "link":
-            return [link_subject(x) for x in res.get("links", [])]
-        return []
+        """The subjects (as the UI keys them) of every row of that kind."""
+        return [key for k, key, _subject in rows_by_kind(self.state) if k == kind]
 
     def subject(self, action_id: str) -> str | None:
         """The row under the cursor if it is of the action's kind; else the first candidate the
         engine allows (so `r` on any row registers the one unregistered server), else the first."""
-        kind = ACTION_KIND[action_id]
+        kind = self.kind_of(action_id)
         ck, cn = self.cursor_row()
         if ck == kind:
             return cn
@@ -199,14 +185,12 @@ class Resources(Panel):
     def reason(self, action_id: str) -> str | None:
         subject = self.subject(action_id)
         if subject is None:
-            return f"this lab has no {ACTION_KIND[action_id]} for that"
+            return f"this lab has no {self.kind_of(action_id)} for that"
         return self.state.reason(action_id, subject)
 
     # ---- actions -----------------------------------------------------------------------------
 
     def action_register_server(self) -> None:
-        from ..dialogs import ConfirmDialog
-
         name = self.subject("register_server")
         lines = [
             Text.assemble("Register ", (name, "bold"), " with the vault."),
@@ -214,44 +198,31 @@ class Resources(Panel):
                  "data-encryption key file (the seed's certificate) inside the lab."),
             Text("Runs as a job: see Jobs (4)."),
         ]
-        self.app.push_screen(ConfirmDialog("Register server", lines, lambda lab: lab.register_server(name),
-                                           ok_label="Register"))
+        self.show_dialog(Confirm("Register server", lines, lambda lab: lab.register_server(name), ok_label="Register"))
 
     def action_install_agent(self) -> None:
-        from ..dialogs import ConfirmDialog
-
         host = self.subject("install_agent")
         lines = [
             Text.assemble("Install the Recovery Services agent on Hyper-V host ", (host, "bold"), "."),
             Text("Every host of a cloud needs the agent before the cloud can be protected."),
         ]
-        self.app.push_screen(ConfirmDialog("Install agent", lines, lambda lab: lab.install_agent(host),
-                                           ok_label="Install"))
+        self.show_dialog(Confirm("Install agent", lines, lambda lab: lab.install_agent(host), ok_label="Install"))
 
     def action_configure_cloud(self) -> None:
-        from ..dialogs import CloudProtectionDialog
-
         cloud = self.subject("configure_cloud")
-        self.app.push_screen(CloudProtectionDialog(cloud, self.state))
+        self.show_dialog(CloudProtectionForm(cloud))
 
     def action_map_network(self) -> None:
-        from ..dialogs import MapNetworkDialog
-
         source = self.subject("map_network")
-        self.app.push_screen(MapNetworkDialog(source, self.state))
+        self.show_dialog(MapNetworkForm(source))
 
     def action_unmap_network(self) -> None:
-        from ..dialogs import ConfirmDialog
-
         source = self.subject("unmap_network")
         lines = [Text.assemble("Remove the mapping of VM network ", (source, "bold"), ".")]
-        self.app.push_screen(ConfirmDialog("Unmap network", lines, lambda lab: lab.unmap_network(source),
-                                           ok_label="Unmap"))
+        self.show_dialog(Confirm("Unmap network", lines, lambda lab: lab.unmap_network(source), ok_label="Unmap"))
 
     def action_set_link(self) -> None:
-        from ..dialogs import LinkDialog
-
         subject = self.subject("set_link")
         link = next((x for x in (self.state.resources or {}).get("links", []) if link_subject(x) == subject), None)
         if link is not None:
-            self.app.push_screen(LinkDialog(link))
+            self.show_dialog(LinkForm(link))

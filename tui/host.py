@@ -1,0 +1,104 @@
+"""What panels and dialogs need from the app they live in, and what they may ask it to open.
+
+Panels and dialogs never import the app (`tui.app`) nor each other: a panel asks its host to
+open a dialog by describing it (one of the requests below), and the app picks the dialog
+(`tui.dialogs.dialog_for`). `tui.app.SrlabApp` is the host; tests check that it fits `Host`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Union, cast, runtime_checkable
+
+from rich.text import Text
+from textual.dom import DOMNode
+
+from engine import Lab
+
+from .state import LabState
+
+# ---- what a panel may ask the app to open ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """Say what an action will do; OK runs `op` (a function of the lab) in the engine worker."""
+
+    title: str
+    lines: list[Text]
+    op: Callable[[Lab], Any]
+    ok_label: str = "OK"
+
+
+@dataclass(frozen=True)
+class ProtectForm:
+    """Enable protection on `vms`; `skipped` are (vm, why not) the dialog lists."""
+
+    vms: list[str]
+    skipped: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class TargetForm:
+    vm: str
+
+
+@dataclass(frozen=True)
+class CloudProtectionForm:
+    cloud: str
+
+
+@dataclass(frozen=True)
+class MapNetworkForm:
+    source: str
+
+
+@dataclass(frozen=True)
+class LinkForm:
+    link: dict
+
+
+@dataclass(frozen=True)
+class VmDetails:
+    """The VM's full-screen details (a drill-down, not a modal)."""
+
+    vm: str
+
+
+DialogRequest = Union[Confirm, ProtectForm, TargetForm, CloudProtectionForm, MapNetworkForm, LinkForm, VmDetails]
+
+
+# ---- the host ------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Host(Protocol):
+    """The app as panels and dialogs see it (besides Textual's own App API)."""
+
+    state: LabState
+    status_colors: dict[str, str]
+    observer: bool
+    busy_action: str
+
+    def observer_reason(self) -> str: ...
+
+    def refresh_bindings(self) -> None: ...
+
+    def engine_call(
+        self,
+        label: str,
+        fn: Callable[[Lab], Any] | None,
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        *,
+        mutates: bool = True,
+        quiet: bool = False,
+    ) -> None: ...
+
+    def show_dialog(self, request: DialogRequest, callback: Callable[[Any], None] | None = None) -> None: ...
+
+
+def host_of(node: DOMNode) -> Host:
+    """The app `node` runs in, as a Host."""
+    return cast(Host, node.app)
+

@@ -1,0 +1,114 @@
+"""Rich text that panels and dialogs both show: a protection policy, a VM in detail.
+
+Plain data in (a `LabState`, its dicts), `rich.text.Text` out; no widget, no app, no engine call.
+User strings (names, notes, errors) go in as `Text`, never parsed as markup.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from .state import LabState, fmt_bytes, fmt_duration, fmt_frequency, fmt_time
+
+
+def health_style(health: str, colors: dict) -> str:
+    """The style of the engine's replication health (OK, Warning, Critical) in the theme's colours."""
+    return {"OK": colors["ok"], "Warning": colors["warning"], "Critical": colors["error"]}.get(health, "")
+
+
+def policy_text(p: dict | None) -> Text:
+    """A cloud's replication policy on one line: target, account, frequency, retention..."""
+    if not p:
+        return Text("protection not configured", style="dim")
+    target = str(p.get("target", ""))
+    if p.get("target_kind") == "azure" or target == "azure":
+        where = f"Azure ({target})" if target and target != "azure" else "Azure"
+    else:
+        where = f"cloud {target}"
+    parts = [f"→ {where}"]
+    if p.get("storage_account"):
+        parts.append(str(p["storage_account"]))
+    parts.append(f"every {fmt_frequency(p.get('frequency'))}")
+    parts.append(f"keep {p.get('retention_h', 0)} h")
+    app_h = p.get("app_consistent_h") or 0
+    parts.append(f"app-consistent {'every ' + str(app_h) + ' h' if app_h else 'none'}")
+    parts.append("encrypted" if p.get("encrypt") else "not encrypted")
+    if p.get("start") not in (None, "now"):
+        parts.append(f"start {p['start']}")
+    return Text(" · ".join(parts))
+
+
+def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False) -> Text:
+    """The detail pane of a VM: target settings, policy, disks, replication, points, errors.
+
+    `tables`: the details screen shows disks and points as tables, so leave them out here."""
+    v = state.vm(name)
+    t = Text()
+    if v is None:
+        return Text("gone", style="dim")
+
+    def label(s: str) -> None:
+        if t:
+            t.append("\n")
+        t.append(f"{s:<12}", style="bold")
+
+    label("VM")
+    t.append(Text(f"{v.get('os', '')} · host {v.get('host', '') or '-'} · {v.get('power', '')}"))
+    if v.get("active_location"):
+        t.append(Text(f" · active location {v['active_location']}"))
+    label("Status")
+    t.append(Text(str(v.get("protection", ""))))
+    if v.get("health"):
+        t.append(" · ")
+        t.append(str(v["health"]), style=health_style(v["health"], colors))
+    if v.get("failover_state"):
+        t.append(Text(f" · failover {v['failover_state']}"))
+    label("Target")
+    tgt = [f"name {v.get('target_name') or '-'}", f"size {v.get('target_size') or '-'}"]
+    if v.get("target_network"):
+        tgt.append(f"network {v['target_network']}")
+    if v.get("nic"):
+        tgt.append(f"NIC {v['nic']}")
+    t.append(Text(" · ".join(tgt)))
+    label("Policy")
+    if v.get("policy") is None:  # not protected yet: the cloud's settings, which protection would use
+        cloud = next((c for c in (state.resources or {}).get("clouds", []) if c["name"] == v.get("cloud")), None)
+        if cloud and cloud.get("protection"):
+            t.append_text(policy_text(cloud["protection"]))
+            t.append(" (the cloud's)", style="dim")
+        else:
+            t.append_text(policy_text(None))
+    else:
+        t.append_text(policy_text(v["policy"]))
+    if not tables:
+        label("Disks")
+        t.append(Text(" · ".join(
+            f"{d['name']} {fmt_bytes(d.get('logical_bytes'))} ({fmt_bytes(d.get('allocated_bytes'))} used)"
+            for d in v.get("disks", [])
+        )))
+    label("Replication")
+    rpo = v.get("rpo_seconds")
+    t.append(Text(f"last {fmt_time(v.get('last_replication'))} · RPO {fmt_duration(rpo) if rpo is not None else '-'}"))
+    pts = state.points.get(name, [])
+    label("Points")
+    if tables:
+        t.append(f"{len(pts)} retained" if pts else "none yet", style="" if pts else "dim")
+    elif not pts:
+        t.append("none yet", style="dim")
+    else:
+        latest = sorted(pts, key=lambda p: p["time"], reverse=True)
+        t.append(f"{len(pts)} · ")
+        t.append(Text(" · ".join(
+            f"{fmt_time(p['time'], True)} {'app' if str(p.get('kind', '')).startswith('app') else 'crash'}"
+            for p in latest[:6]
+        ) + (" …" if len(latest) > 6 else "")))
+    label("Errors")
+    errs = v.get("errors") or []
+    if errs:
+        t.append(Text("; ".join(str(e) for e in errs[-3:]), style=colors["error"]))
+    else:
+        t.append("none", style="dim")
+    if not wrap:  # the pane: one line per item, cut at the edge (enter shows it all)
+        t.no_wrap = True
+        t.overflow = "ellipsis"
+    return t

@@ -1,0 +1,257 @@
+"""Widgets the panels, the dialogs and the app share: the diffing table, the key bar, the filter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import CellDoesNotExist
+
+
+def show_text(widget: Static, text: Text) -> None:
+    """Update a Static only when its text really changed (no repaint for the same text)."""
+    if widget.content != text:
+        widget.update(text)
+
+
+def as_text(value) -> Text:
+    """User strings (VM names, notes...) go in as Text so they are never parsed as markup."""
+    if isinstance(value, Text):
+        return value
+    return Text("" if value is None else str(value))
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int | None = None
+
+
+class LabTable(DataTable):
+    """A DataTable fed whole row lists and updated by diffing: only changed cells are touched.
+
+    Rows are (key, cells). A filter (the `/` key) hides rows whose text does not contain it.
+    Rows whose key is in `sticky` (group headers) are kept by the filter.
+    """
+
+    DEFAULT_CSS = """
+    LabTable { height: 1fr; }
+    """
+
+    def __init__(self, columns: Sequence[Column], *, id: str | None = None, title: str = "", **kw):
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False, **kw)
+        self._columns_spec = list(columns)
+        self._all: list[tuple[str, tuple]] = []
+        self._shown: dict[str, tuple] = {}
+        self._order: list[str] = []
+        self.filter_text = ""
+        self.sticky: set[str] = set()
+        self.base_title = title
+        self.border_title = title
+        # Counters the tests read: proof that updates touch cells, not the whole table.
+        self.cell_updates = 0
+        self.rebuilds = 0
+
+    def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        for c in self._columns_spec:
+            self.add_column(c.label, key=c.key, width=self._width_of(c))
+
+    def _width_of(self, c: Column) -> int | None:
+        """A column of width 0 fills what the others leave (its text ends in an ellipsis)."""
+        if c.width != 0:
+            return c.width
+        avail = self.scrollable_content_region.width or (self.app.size.width - 4)
+        fixed = sum(x.width or 0 for x in self._columns_spec if x.width)
+        return max(8, avail - fixed - 2 * self.cell_padding * len(self._columns_spec))
+
+    def on_resize(self) -> None:
+        fills = [c for c in self._columns_spec if c.width == 0]
+        if fills and self.columns:
+            want = self._width_of(fills[0])
+            have = self.columns[fills[0].key].width  # type: ignore[index]
+            if want != have:
+                self._rebuild(keep_rows=True)
+
+    # ---- columns can change with the terminal width (a rebuild, only then) -----------------
+
+    def set_columns(self, columns: Sequence[Column]) -> None:
+        if [(c.key, c.label, c.width) for c in columns] == [
+            (c.key, c.label, c.width) for c in self._columns_spec
+        ]:
+            return
+        same_keys = [c.key for c in columns] == self.column_keys
+        self._columns_spec = list(columns)
+        self._rebuild(keep_rows=same_keys)
+
+    def _rebuild(self, keep_rows: bool) -> None:
+        cursor = self.cursor_key
+        self.clear(columns=True)
+        self.rebuilds += 1
+        self._shown.clear()
+        self._order = []
+        if not keep_rows:
+            self._all = []  # rows were built for the old columns: the owner sets them again
+        self._add_columns()
+        self._apply(cursor)
+
+    @property
+    def column_keys(self) -> list[str]:
+        return [c.key for c in self._columns_spec]
+
+    # ---- rows ------------------------------------------------------------------------------
+
+    def set_rows(self, rows: Iterable[tuple[str, Sequence]]) -> None:
+        """Give the table its full row list; it shows the difference from what it shows now."""
+        self._all = [(k, self._cells(cells)) for k, cells in rows]
+        self._apply(self.cursor_key)
+
+    def _cells(self, cells: Sequence) -> tuple:
+        n = len(self._columns_spec)
+        out = [as_text(c) for c in cells][:n]
+        for t in out:  # one line per row; long text ends in an ellipsis at the column's edge
+            t.no_wrap = True
+            if t.overflow is None:
+                t.overflow = "ellipsis"
+        out += [Text("")] * (n - len(out))
+        return tuple(out)
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text
+        self.border_title = f"{self.base_title}  /{text}" if text else self.base_title
+        cursor = self.cursor_key
+        self._apply(cursor)
+        if text and (cursor not in self._order or self.cursor_key in self.sticky or self.cursor_key is None):
+            # land on the first row that really matches, not on a group header kept for context
+            first = next((k for k in self._order if k not in self.sticky), None)
+            if first is not None:
+                self.move_cursor(row=self.get_row_index(first), animate=False)
+
+    def _visible(self) -> list[tuple[str, tuple]]:
+        f = self.filter_text.lower().strip()
+        if not f:
+            return self._all
+        return [(k, cells) for k, cells in self._all if k in self.sticky or any(f in c.plain.lower() for c in cells)]
+
+    @property
+    def cursor_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except CellDoesNotExist:
+            return None
+        return row_key.value
+
+    @property
+    def row_keys(self) -> list[str]:
+        return list(self._order)
+
+    def _apply(self, cursor: str | None) -> None:
+        if not self.is_mounted or not self.columns:
+            return
+        rows = self._visible()
+        want = [k for k, _ in rows]
+        want_set = set(want)
+        for k in [k for k in self._order if k not in want_set]:
+            self.remove_row(k)
+            del self._shown[k]
+        self._order = [k for k in self._order if k in want_set]
+        cols = self.column_keys
+        for k, cells in rows:
+            old = self._shown.get(k)
+            if old is None:
+                self.add_row(*cells, key=k)
+                self._order.append(k)
+            elif old != cells:
+                for col, a, b in zip(cols, old + (None,) * (len(cells) - len(old)), cells):
+                    if a != b:
+                        self.update_cell(k, col, b, update_width=False)
+                        self.cell_updates += 1
+            self._shown[k] = cells
+        if self._order != want:
+            self._reorder(want)
+        if cursor is not None and cursor in want_set:
+            idx = self.get_row_index(cursor)
+            if idx != self.cursor_row:
+                self.move_cursor(row=idx, animate=False, scroll=True)
+
+    def _reorder(self, want: list[str]) -> None:
+        # DataTable.sort hands the key function a row's cells; each row's first cell is its own
+        # object, so its identity tells the row.
+        first = self.column_keys[0]
+        rank = {id(self.get_cell(k, first)): i for i, k in enumerate(want)}
+        self.sort(key=lambda values: rank.get(id(values[0]), len(rank)))
+        self._order = list(want)
+
+
+class KeyBar(Static):
+    """The footer: every key of the focused panel, then the global ones; disabled keys greyed.
+
+    Unlike Textual's one-line Footer it wraps onto a second line when the terminal is narrow
+    (80 columns), so no key is cut off."""
+
+    DEFAULT_CSS = """
+    KeyBar { height: auto; max-height: 2; background: $panel; padding: 0 1; }
+    """
+
+    def on_mount(self) -> None:
+        self._screen = self.screen
+        self._screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self.call_after_refresh(self.show_keys)
+
+    def on_unmount(self) -> None:
+        self._screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, _screen) -> None:
+        self.call_after_refresh(self.show_keys)
+
+    def on_resize(self) -> None:
+        self.show_keys()
+
+    def groups(self) -> list[tuple[str, str, bool]]:
+        out: list[tuple[str, str, bool]] = []
+        seen: set[tuple[int, str]] = set()
+        for _key, ab in self._screen.active_bindings.items():
+            b = ab.binding
+            if not b.show or (id(ab.node), b.action) in seen:
+                continue
+            seen.add((id(ab.node), b.action))
+            out.append((self.app.get_key_display(b), b.description, ab.enabled))
+        if self.app.ENABLE_COMMAND_PALETTE:
+            out.append(("^p", "palette", True))
+        return out
+
+    def show_keys(self) -> None:
+        # may run after its screen was popped (a drill-down closed): then there is nothing to do
+        if not self.is_mounted or not self.is_attached or self._screen not in self.app.screen_stack:
+            return
+        width = max(20, (self.size.width or self.app.size.width) - 2)
+        accent = self.app.get_css_variables().get("accent", "cyan")
+        lines: list[Text] = [Text()]
+        for key, label, enabled in self.groups():
+            chunk = Text.assemble((key, f"bold {accent}" if enabled else "dim"), " ",
+                                  (label, "" if enabled else "dim"))
+            line = lines[-1]
+            need = len(chunk) + (2 if line.plain else 0)
+            if line.plain and len(line) + need > width:
+                lines.append(Text())
+                line = lines[-1]
+            if line.plain:
+                line.append("  ")
+            line.append_text(chunk)
+        show_text(self, Text("\n").join(lines[:2]))
+
+
+class FilterInput(Input):
+    """The `/` filter line of a panel: typing filters, enter keeps it, esc clears it."""
+
+    DEFAULT_CSS = """
+    FilterInput { dock: bottom; display: none; height: 1; border: none; padding: 0 1; }
+    FilterInput.-active { display: block; }
+    """
