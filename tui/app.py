@@ -15,10 +15,12 @@ from typing import Any, Callable
 
 from rich.text import Text
 from textual import work
+from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, Keymap
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
+from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Input, Static
 
@@ -171,6 +173,7 @@ class SrlabApp(App):
         self._current = "dashboard"
         self._bindings_sig: Any = None
         self._filter_table: LabTable | None = None
+        self.key_overrides: dict[str, str] = {}  # binding id -> keys, as given to set_keymap / update_keymap
         # SRLAB_THEME=light|dark (or any Textual theme name) picks the theme; ctrl+t switches.
         theme = theme or os.environ.get("SRLAB_THEME", "")
         theme = {"light": LIGHT, "dark": DARK}.get(theme, theme)
@@ -285,9 +288,22 @@ class SrlabApp(App):
             t.append(f" {self.get_key_display_for(f'panel.{cls.PANEL_ID}', cls.KEY)} {label} ", style=style or None)
         tabs.update(t)
 
+    def set_keymap(self, keymap: Keymap) -> None:
+        self.key_overrides = dict(keymap)
+        super().set_keymap(keymap)
+
+    def update_keymap(self, keymap: Keymap) -> None:
+        self.key_overrides = {**self.key_overrides, **keymap}
+        super().update_keymap(keymap)
+
     def get_key_display_for(self, binding_id: str, default: str) -> str:
-        keys = self._keymap.get(binding_id) if self._keymap else None
-        return (keys.split(",")[0] if keys else default)
+        """The first key bound to `binding_id` by the keymap (by its Textual name, as bound:
+        "?" is "question_mark"), else `default`."""
+        keys = self.key_overrides.get(binding_id)
+        if not keys:
+            return default
+        first = keys.split(",")[0].strip()
+        return next(iter(Binding.make_bindings([Binding(first, "")]))).key if first else first
 
     def on_resize(self) -> None:
         self._update_bars()
@@ -548,19 +564,32 @@ class SrlabApp(App):
             return False  # the / filter works on the panels' tables, not on a drill-down screen
         return True
 
-    def disabled_reason(self, action: str, parameters: tuple = ()) -> str | None:
+    def disabled_reason(self, action: str) -> str | None:
         if action in ("pause", "resume", "advance", "faster", "slower", "set_speed"):
             return self.clock_reason()
         return None
 
+    def resolve_namespace(self, destination: str, default_namespace: DOMNode | None, namespaces) -> DOMNode | None:
+        """The node an action runs on, resolved as App.run_action does (None: unknown, let it say)."""
+        if not destination:
+            return self if default_namespace is None else default_namespace
+        if namespaces and destination in namespaces:
+            return namespaces[destination]
+        if destination == "app":
+            return self
+        if destination == "screen":
+            return self.screen
+        if destination == "focused":
+            return self.focused
+        return None
+
     async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
         """As App.run_action, but an action that is disabled now says why instead of doing nothing."""
-        target, name, params = self._parse_action(
-            action, self if default_namespace is None else default_namespace, namespaces
-        )
-        if target.check_action(name, params) is None:
+        destination, name, params = action if isinstance(action, tuple) else parse_action(action)
+        target = self.resolve_namespace(destination, default_namespace, namespaces)
+        if target is not None and target.check_action(name, params) is None:
             why = target.disabled_reason(name) if isinstance(target, Panel) else (
-                self.disabled_reason(name, params) if target is self else None)
+                self.disabled_reason(name) if target is self else None)
             if why:
                 self.last_refusal = why
                 self.notify(why, title="not allowed now", severity="warning", timeout=6)
@@ -577,16 +606,16 @@ class SrlabApp(App):
             out.append((f"Go to {cls.TITLE}", f"key {key}", partial(self.run_action, f"show_panel('{cls.PANEL_ID}')")))
             for a in cls.ACTIONS:
                 why = panel.disabled_reason(a.id)
-                keyd = self._binding_key(panel, a.id) or a.key
+                keyd = self.action_key(cls, a.id)
                 help_text = f"{cls.TITLE} · key {keyd} · {a.help}"
                 if why:
                     help_text += f" — not now: {why}"
                 out.append((f"{a.title}", help_text, partial(self._palette_run, cls.PANEL_ID, a.id)))
         for bid, title, help_text in GLOBAL_HELP:
-            binding = next((b for _, b in self._bindings if b.id == bid), None)
+            binding = next((b for b in Binding.make_bindings(self.BINDINGS) if b.id == bid), None)
             if binding is None:
                 continue
-            why = self.disabled_reason(binding.action.split("(")[0])
+            why = self.disabled_reason(parse_action(binding.action)[1])
             h = f"key {self.get_key_display(binding)} · {help_text}" + (f" — not now: {why}" if why else "")
             out.append((title, h, partial(self.run_action, binding.action)))
         for s in SPEEDS:
@@ -595,11 +624,10 @@ class SrlabApp(App):
                         partial(self.run_action, f"set_speed({s})")))
         return out
 
-    def _binding_key(self, node, action_id: str) -> str | None:
-        for _key, b in node._bindings:
-            if b.action == action_id:
-                return self.get_key_display(b)
-        return None
+    def action_key(self, panel: type[Panel], action_id: str) -> str:
+        """The key of a panel's action as its binding declares it."""
+        binding = next(b for b in Binding.make_bindings(panel.BINDINGS) if b.action == action_id)
+        return self.get_key_display(binding)
 
     def show_dialog(self, request: DialogRequest, callback: Callable[[Any], None] | None = None) -> None:
         """Open what a panel asks for (see tui.host) on the current lab state."""
@@ -616,7 +644,7 @@ class SrlabApp(App):
         if not panel.ACTIONS:
             t.append("  no actions here: this panel shows the lab\n", style="dim")
         for a in panel.ACTIONS:
-            key = self._binding_key(panel, a.id) or a.key
+            key = self.action_key(type(panel), a.id)
             why = panel.disabled_reason(a.id)
             t.append(f"  {key:<7}", style=f"bold {self.status_colors['accent']}" if not why else "dim")
             t.append(a.title, style="bold" if not why else "")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from rich.text import Text
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -200,13 +201,15 @@ class KeyBar(Static):
     KeyBar { height: auto; max-height: 2; background: $panel; padding: 0 1; }
     """
 
+    home: Screen  # the screen whose keys it shows (kept: `self.screen` is gone once unmounted)
+
     def on_mount(self) -> None:
-        self._screen = self.screen
-        self._screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self.home = self.screen
+        self.home.bindings_updated_signal.subscribe(self, self._bindings_changed)
         self.call_after_refresh(self.show_keys)
 
     def on_unmount(self) -> None:
-        self._screen.bindings_updated_signal.unsubscribe(self)
+        self.home.bindings_updated_signal.unsubscribe(self)
 
     def _bindings_changed(self, _screen) -> None:
         self.call_after_refresh(self.show_keys)
@@ -217,7 +220,7 @@ class KeyBar(Static):
     def groups(self) -> list[tuple[str, str, bool]]:
         out: list[tuple[str, str, bool]] = []
         seen: set[tuple[int, str]] = set()
-        for _key, ab in self._screen.active_bindings.items():
+        for _key, ab in self.home.active_bindings.items():
             b = ab.binding
             if not b.show or (id(ab.node), b.action) in seen:
                 continue
@@ -229,7 +232,7 @@ class KeyBar(Static):
 
     def show_keys(self) -> None:
         # may run after its screen was popped (a drill-down closed): then there is nothing to do
-        if not self.is_mounted or not self.is_attached or self._screen not in self.app.screen_stack:
+        if not self.is_mounted or not self.is_attached or self.home not in self.app.screen_stack:
             return
         width = max(20, (self.size.width or self.app.size.width) - 2)
         accent = self.app.get_css_variables().get("accent", "cyan")
