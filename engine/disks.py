@@ -207,6 +207,11 @@ class SourceFingerprints:
         if path in self._digests:
             self._dirty[path].update(range(offset // FP_CHUNK, (offset + length - 1) // FP_CHUNK + 1))
 
+    def forget(self, path: Path) -> None:
+        """The file was rewritten behind our back (a failback's sync): hash it afresh next time."""
+        self._digests.pop(path, None)
+        self._dirty.pop(path, None)
+
     def fingerprint(self, path: Path, size: int) -> str:
         digests = self._digests.get(path)
         if digests is None:

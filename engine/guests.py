@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import states, store, workload
+from . import protection, rules, states, store, workload
 from .errors import InvalidInput, Refused
 from .model import VM
 from .replication import changelog
@@ -27,6 +27,8 @@ def check_power(lab, name: str, action: str) -> VM:
         raise InvalidInput(f"unknown power action {action!r}", "use start, stop or shutdown")
     if action == "start" and power == "running":
         raise Refused(f"{vm.name} is already running")
+    if action == "start" and (reason := rules.operation_reason("start_source", protection.item_facts(lab, vm))):
+        raise Refused(reason)
     if action != "start" and power == "off":
         raise Refused(f"{vm.name} is already off", f"start it with: srlab vm start {vm.name}")
     return vm
@@ -42,6 +44,11 @@ def vm_power(lab, name: str, action: str) -> str:
             [new, how, how, vm.name],
         )
         lab.event(lab.now, "info", vm.name, f"VM {word}")
+        copies = lab.db.execute("SELECT name FROM recovered WHERE vm=? AND role='failover' AND power='running'",
+                                [vm.name]).fetchall()
+        if action == "start" and copies:  # after an unplanned failover the source may start again
+            lab.event(lab.now, "warning", vm.name, f"{copies[0][0]} runs at the recovery side too: two copies "
+                                                   "of this VM now write to their own disks")
     return new
 
 
@@ -50,34 +57,48 @@ def _tracked(lab, vm: str) -> bool:
     return bool(item and item["tracking"])
 
 
+def recovered_disks(lab, row: dict) -> list[Path]:
+    """The disk files of a VM built at the recovery side (named as the source's)."""
+    vm = lab.vm(row["vm"])
+    return [lab.path / row["dir"] / lab.disk_path(vm.name, i).name for i in range(len(vm.disks))]
+
+
 def advance_workloads(lab, t0: int, t1: int) -> int:
-    """Apply every running VM's guest writes for lab time [t0, t1)."""
+    """Apply the guest writes of every running VM, source or recovered, for lab time [t0, t1)."""
     total = 0
     for vm in lab.site.vms:
         row = lab.vm_row(vm.name)
-        if row["power"] != "running":
-            continue
-        active0 = row["run_seconds"]
-        active1 = active0 + (t1 - t0)
-        due = workload.writes_due(active1, vm)
-        done = row["writes_done"]
-        if due > done:
-            _write(lab, vm, done, due, t0 - active0)
-            total += due - done
-        lab.db.execute("UPDATE vms SET run_seconds=?, writes_done=? WHERE name=?", [active1, max(due, done), vm.name])
+        if row["power"] == "running":
+            paths = [lab.disk_path(vm.name, i) for i in range(len(vm.disks))]
+            total += _run(lab, "vms", vm.name, vm, row, paths, _tracked(lab, vm.name), t0, t1)
+    for row in lab.db.query("SELECT * FROM recovered WHERE power='running' ORDER BY name"):
+        total += _run(lab, "recovered", row["name"], lab.vm(row["vm"]), row, recovered_disks(lab, row),
+                      bool(row["tracking"]), t0, t1)
     return total
 
 
-def _write(lab, vm: VM, first: int, last: int, lab_offset: int) -> None:
+def _run(lab, table: str, name: str, vm: VM, row: dict, paths: list[Path], tracked: bool, t0: int, t1: int) -> int:
+    """One VM's writes for [t0, t1). Its transactions go on from seq_offset, the last one the
+    disks it started on held."""
+    active0 = row["run_seconds"]
+    active1 = active0 + (t1 - t0)
+    due = row["seq_offset"] + workload.writes_due(active1, vm)
+    done = row["writes_done"]
+    if due > done:
+        _write(lab, vm, paths, tracked, done, due, row["seq_offset"], t0 - active0)
+    lab.db.execute(f"UPDATE {table} SET run_seconds=?, writes_done=? WHERE name=?", [active1, max(due, done), name])
+    return max(0, due - done)
+
+
+def _write(lab, vm: VM, paths: list[Path], tracked: bool, first: int, last: int, seq_offset: int,
+           lab_offset: int) -> None:
     """Guest writes first..last-1, each also appended to its disk's change log when tracked."""
     sizes = [d.size_bytes for d in vm.disks]
-    paths = [lab.disk_path(vm.name, i) for i in range(len(vm.disks))]
-    tracked = _tracked(lab, vm.name)
     fds = [os.open(p, os.O_RDWR) for p in paths]
     logs = [open(log_path(p), "ab") for p in paths] if tracked else []
     try:
         for n in range(first, last):
-            t = lab_offset + int(workload.write_time(n, vm))
+            t = lab_offset + int(workload.write_time(n - seq_offset, vm))
             w = workload.make_write(vm, n, t, sizes)
             os.pwrite(fds[w.disk], w.data, w.offset)
             lab.source_fingerprints.written(paths[w.disk], w.offset, len(w.data))

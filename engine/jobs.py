@@ -188,4 +188,5 @@ def _public(r: dict, now: int) -> dict:
         "id": r["id"], "name": r["name"], "kind": r["kind"], "target": r["target"], "state": r["state"],
         "started": r["started"], "ended": r["ended"], "parent": r.get("parent"),
         "duration": (r["ended"] if r["ended"] is not None else now) - r["started"], "error": r["error"],
+        "report": json.loads(r["report"]) if r.get("report") else None,
     }

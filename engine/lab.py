@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from . import guests, jobs, protection, scenarios, setup, states, status, store, workload
+from . import failover, guests, jobs, protection, scenarios, setup, states, status, store, workload
 from .clock import to_epoch
 from .disks import SourceFingerprints, create_disk
 from .errors import InvalidInput, LabError, Refused
@@ -285,6 +285,34 @@ class Lab:
     def export(self, name: str, point: str | int | None, out_dir: str | Path) -> dict:
         return protection.export(self, name, point, out_dir)
 
+    # ---- commands: failover (engine.failover) ----------------------------------------------
+
+    def failover(self, names: list[str], kind: str, point: str | None = None, network: str | None = None,
+                 shutdown_sync: bool = False, sync: str | None = None, key_file: str | None = None) -> list[int]:
+        """Test, planned or unplanned failover; a planned failover of a VM running at the recovery
+        side is its failback (sync 'before' or 'during')."""
+        return failover.failover(self, names, kind, point, network, shutdown_sync, sync, key_file)
+
+    @staticmethod
+    def report_lines(report: dict | None) -> list[str]:
+        """A failover job's report as plain lines."""
+        return failover.report_lines(report)
+
+    def change_point(self, name: str, point: str, key_file: str | None = None) -> int:
+        return failover.change_point(self, name, point, key_file)
+
+    def commit(self, names: list[str]) -> list[int]:
+        return failover.commit(self, names)
+
+    def reprotect(self, names: list[str]) -> list[int]:
+        """Reverse replicate (after a failback's commit, or a VMM -> VMM failover's commit)."""
+        return failover.reprotect(self, names)
+
+    def target_networks(self, name: str) -> list[str]:
+        """Networks a protected VM can be attached to at its recovery side."""
+        item = states.item(self.db, self.vm(name).name)
+        return failover.target_networks(self, item) if item else []
+
     # ---- commands: the VMs (engine.guests) ------------------------------------------------
 
     def vm_power(self, name: str, action: str) -> str:
@@ -347,6 +375,7 @@ class Lab:
                 store.set_meta(self.db, "now", nxt)
                 jobs.advance(self, nxt)
                 self.replication.tick(nxt)
+                failover.reverse_tick(self, nxt)
                 if nxt // _RPO_SAMPLE != t // _RPO_SAMPLE:
                     status.sample_rpo(self, nxt - nxt % _RPO_SAMPLE)
             self.replication.after_commit(nxt)
@@ -378,6 +407,11 @@ def _pair(check):
     return lambda lab, s: check(lab, *(s or (None, None)))
 
 
+def _item_op(op: str):
+    """An item operation judged by the rules table (rules.OPERATIONS)."""
+    return lambda lab, vm: failover.check(lab, op, vm)
+
+
 COMMANDS: dict[str, Command] = {
     "register_server": Command("server", setup.check_register_server),
     "install_agent": Command("host", setup.check_install_agent),
@@ -391,6 +425,12 @@ COMMANDS: dict[str, Command] = {
     "vm_start": Command("vm", partial(guests.check_power, action="start")),
     "vm_stop": Command("vm", partial(guests.check_power, action="stop")),
     "vm_shutdown": Command("vm", partial(guests.check_power, action="shutdown")),
+    "test_failover": Command("vm", _item_op("test_failover")),
+    "planned_failover": Command("vm", _item_op("planned_failover")),
+    "unplanned_failover": Command("vm", _item_op("unplanned_failover")),
+    "change_point": Command("vm", _item_op("change_point")),
+    "commit": Command("vm", _item_op("commit")),
+    "reprotect": Command("vm", _item_op("reprotect")),
     "complete_job": Command("job", _check_complete_job),
 }
 

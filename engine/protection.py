@@ -29,6 +29,21 @@ def check_item_action(lab, action: str, name: str) -> VM:
     return vm
 
 
+def item_facts(lab, vm: VM, key_given: bool = True) -> rules.ItemFacts:
+    """The plain facts the rules table judges an item operation on."""
+    item = states.item(lab.db, vm.name)
+    if item is None:
+        return rules.ItemFacts(vm.name, lab.site.lab.scenario, Protection.NOT_PROTECTED.value)
+    pol = policy_of(lab, vm)
+    has_points = lab.db.execute("SELECT COUNT(*) FROM points WHERE vm=?", [vm.name]).fetchone()[0] > 0
+    to_azure = scenarios.TARGETS[item["target_kind"]].picks_size
+    return rules.ItemFacts(
+        vm=vm.name, scenario=lab.site.lab.scenario, protection=item["state"], failover=item["failover_state"],
+        active=item["active"], source_reachable=True, has_points=has_points,
+        target_name_ok=not to_azure or rules.azure_name_ok(item["target_name"]),
+        encrypted=bool(pol and pol["encrypt"]), key_given=key_given, last_failover=item["last_failover"])
+
+
 def policy_of(lab, vm: VM) -> dict | None:
     """The replication policy of the VM's container (None until it is configured)."""
     return setup.policy(lab, scenarios.container_of(vm).name)
@@ -85,7 +100,10 @@ def protect(lab, names: list[str], target_size: str | None = None, target_name: 
 
 
 def check_unprotect(lab, name: str) -> VM:
-    return check_item_action(lab, "unprotect", name)
+    vm = check_item_action(lab, "unprotect", name)
+    if reason := rules.operation_reason("disable", item_facts(lab, vm)):
+        raise Refused(reason)
+    return vm
 
 
 def unprotect(lab, names: list[str]) -> list[int]:
@@ -140,12 +158,12 @@ def points(lab, name: str) -> list[dict]:
             for r in lab.replication.point_rows(vm.name)]
 
 
-def _point(lab, vm: VM, point: str | int | None) -> dict:
+def find_point(lab, vm: VM, point: str | int | None) -> dict:
     rows = lab.replication.point_rows(vm.name)
     if not rows:
         raise Refused(f"{vm.name} has no recovery points yet ({states.current(lab.db, vm.name)})",
                       "protect it and let lab time pass: srlab run --for 15m")
-    if point in (None, "latest"):
+    if point in (None, "latest", "latest-processed"):  # every arrived log is processed at once
         return rows[-1]
     if point == "latest-app":
         app = [r for r in rows if r["kind"] == "app-consistent"]
@@ -155,7 +173,7 @@ def _point(lab, vm: VM, point: str | int | None) -> dict:
     try:
         pid = int(point)
     except (TypeError, ValueError):
-        raise InvalidInput(f"bad recovery point {point!r}", "give a point id, 'latest' or 'latest-app'") from None
+        raise InvalidInput(f"bad recovery point {point!r}", "give a point id, 'latest', 'latest-processed' or 'latest-app'") from None
     row = next((r for r in rows if r["id"] == pid), None)
     if row is None:
         raise InvalidInput(f"{vm.name} has no recovery point {pid}",
@@ -169,10 +187,10 @@ def build_at_point(lab, name: str, point: str | int | None, out_dir: Path) -> tu
     rep = lab.replication
     item = states.item(lab.db, vm.name)
     if item is None:
-        _point(lab, vm, point)  # says why there is nothing to build
+        find_point(lab, vm, point)  # says why there is nothing to build
     # shared: the clock's process may be folding expired points into this store right now
     with replica.store_lock(rep.store_dir(item), exclusive=False):
-        row = _point(lab, vm, point)
+        row = find_point(lab, vm, point)
         rows = [r for r in rep.point_rows(vm.name) if (r["time"], r["id"]) <= (row["time"], row["id"])]
         key = rep.key_for(vm.name)
         labels = rep.labels(vm.name)
@@ -289,6 +307,7 @@ jobs.define("finalize_protection", "Finalize protection", [
 
 def _stop_replication(lab, run: Run) -> None:
     lab.replication.stop(run.target)
+    lab.db.execute("UPDATE recovered SET tracking=0 WHERE vm=?", [run.target])  # reverse replication too
 
 
 def _remove_replica(lab, run: Run) -> None:

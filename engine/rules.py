@@ -220,3 +220,148 @@ def item_action_reason(action: str, vm: str, state: str) -> str | None:
     table = ITEM_ACTIONS[action]
     reason = table.get(state, table.get("*"))
     return reason.format(vm=vm, state=str(state)) if reason else None
+
+
+# ---- failover: what each item operation needs (seed 004 §3.3-3.6, seeds 000-003) --------------
+
+# The failover kinds each scenario offers (DESIGN §2).
+FAILOVER_KINDS = {
+    "hyperv-to-azure": ("test", "planned", "unplanned"),
+    "vmm-to-vmm": ("test", "planned", "unplanned"),
+    "azure-to-azure": ("test", "unplanned"),
+    "physical-to-azure": ("test", "unplanned"),
+}
+# How an item comes home after a committed failover, per scenario.
+FAILBACK = {
+    "hyperv-to-azure": "planned failover back with a sync option",  # 004 §3.6
+    "vmm-to-vmm": "reverse replicate, then planned failover back",  # 001
+    "azure-to-azure": "reprotect the other way",  # 002
+    "physical-to-azure": "fail back to VMware VMs only",  # 003
+}
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """Plain facts about one item, gathered by the engine; the rules below judge only these."""
+
+    vm: str
+    scenario: str
+    protection: str
+    failover: str = ""
+    active: str = "primary"  # primary | recovery: where the workload runs
+    source_reachable: bool = True
+    has_points: bool = False
+    target_name_ok: bool = True
+    encrypted: bool = False
+    key_given: bool = True  # a key file was given (or none is needed)
+    last_failover: str = ""  # planned | unplanned
+
+    @property
+    def back(self) -> bool:
+        """Is a planned failover now a failback (the workload runs at the recovery side)?"""
+        return self.active == "recovery"
+
+
+def _is(*states):
+    return lambda f: f.failover in states
+
+
+def _kind_missing(kind):
+    return lambda f: kind not in FAILOVER_KINDS.get(f.scenario, ())
+
+
+_NOT_PROTECTED = (lambda f: f.protection == Protection.NOT_PROTECTED, "{vm} is not protected")
+_TEST_RUNNING = (_is("Test failover in progress"),
+                 "{vm} has a test failover running: complete it first (srlab complete JOB --note TEXT)")
+_IN_PROGRESS = (_is("Failover in progress", "Failback in progress"), "{vm} is busy: {failover}; wait for its job to end")
+_NO_POINT = (lambda f: not f.back and not f.has_points,
+             "{vm} has no recovery point yet: wait for initial replication to finish")
+_NO_KEY = (lambda f: not f.back and f.encrypted and not f.key_given,
+           "{vm}'s replicas are encrypted: give the data-encryption key file made at server registration "
+           "(--key-file PATH)")
+_BAD_NAME = (lambda f: not f.back and not f.target_name_ok,
+             "{vm}'s target name is not a valid Azure VM name: set one first (srlab vm set-target {vm} --name NAME)")
+
+# operation -> ordered (refused if, reason); the first that holds is the reason. Reasons are
+# formatted with the facts ({vm}, {failover}, {scenario}, ...).
+OPERATIONS: dict[str, list[tuple]] = {
+    "test_failover": [
+        _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
+        (lambda f: f.protection not in (Protection.PROTECTED, Protection.REVERSE) or f.failover != "Ready",
+         "{vm} is {protection} ({failover}): test failover needs a protected item that is Ready"),
+        _NO_POINT, _BAD_NAME, _NO_KEY,
+    ],
+    "planned_failover": [
+        (_kind_missing("planned"), "planned failover is not supported for {scenario}: use unplanned failover"),
+        _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
+        (_is("Commit pending"), "{vm} waits for commit: commit it (srlab commit {vm}) or change its recovery point"),
+        (_is("Reverse replication pending"), "{vm} is back on the primary site: reverse replicate it first "
+                                             "(srlab reprotect {vm})"),
+        (lambda f: f.back and f.scenario == "vmm-to-vmm" and f.protection != Protection.REVERSE,
+         "{vm} runs in the recovery cloud without replication back: reverse replicate first (srlab reprotect {vm})"),
+        (lambda f: not f.back and (f.protection != Protection.PROTECTED or f.failover != "Ready"),
+         "{vm} is {protection} ({failover}): planned failover needs a protected item that is Ready"),
+        (lambda f: not f.back and not f.source_reachable,
+         "planned failover needs the source site reachable: use unplanned failover"),
+        _NO_POINT, _BAD_NAME, _NO_KEY,
+    ],
+    "unplanned_failover": [
+        _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
+        (lambda f: f.back or f.failover in ("Commit pending", "Failover committed"),
+         "unplanned failover is not offered while {vm} runs at the recovery side ({failover}): "
+         "fail back with a planned failover"),
+        (_is("Reverse replication pending"), "{vm} is back on the primary site: reverse replicate it first "
+                                             "(srlab reprotect {vm})"),
+        (lambda f: f.protection != Protection.PROTECTED or f.failover != "Ready",
+         "{vm} is {protection} ({failover}): unplanned failover needs a protected item that is Ready"),
+        _NO_POINT, _BAD_NAME, _NO_KEY,
+    ],
+    "commit": [
+        _NOT_PROTECTED,
+        (lambda f: f.failover != "Commit pending",
+         "commit is possible only while commit is pending; {vm} is {failover}"),
+    ],
+    "change_point": [
+        _NOT_PROTECTED,
+        (lambda f: f.failover != "Commit pending",
+         "the recovery point can be changed only while commit is pending; {vm} is {failover}"),
+        (lambda f: not f.back, "{vm} was failed back to the primary site: there are no recovery points to choose"),
+        _NO_KEY,
+    ],
+    "cancel_failover": [
+        _NOT_PROTECTED,
+        (_is("Commit pending"), "a failover cannot be cancelled once commit is pending: disable protection and "
+                                "enable it again (004 FAQ)"),
+        (_is("Failover in progress", "Failback in progress"),
+         "a failover in progress runs to its end: then commit it or change its recovery point"),
+        (lambda f: True, "{vm} has no failover to cancel ({failover})"),
+    ],
+    "reprotect": [
+        _NOT_PROTECTED,
+        (lambda f: f.failover == "Failover committed" and f.scenario == "hyperv-to-azure",
+         "{vm} runs in Azure: fail it back first (srlab failover {vm} --kind planned --sync before|during)"),
+        (lambda f: f.failover == "Failover committed" and f.scenario == "physical-to-azure",
+         "physical servers fail back to VMware VMs only, through a process server in Azure and a master target"),
+        (lambda f: f.failover not in ("Reverse replication pending", "Failover committed"),
+         "reverse replication follows a committed failover; {vm} is {failover}"),
+    ],
+    "start_source": [
+        (lambda f: f.protection == Protection.REVERSE or f.failover == "Failback in progress",
+         "{vm}'s primary copy is the replica of the VM at the recovery side now: it starts when it fails back"),
+        (lambda f: f.back and f.last_failover == "planned",
+         "{vm} runs at the recovery side after a planned failover: its source stays off until it fails back"),
+    ],
+    "disable": [
+        _NOT_PROTECTED, _IN_PROGRESS,
+        (_is("Test failover in progress"), "{vm} has a test failover running: complete it first"),
+    ],
+}
+
+
+def operation_reason(op: str, f: ItemFacts) -> str | None:
+    """None if the operation is allowed on the item with these facts, else why not."""
+    for refused, reason in OPERATIONS[op]:
+        if refused(f):
+            facts = {**f.__dict__, "failover": f.failover or "not failed over"}
+            return reason.format(**facts)
+    return None

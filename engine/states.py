@@ -19,6 +19,8 @@ class Protection(StrEnum):
     INITIAL = "initial replication in progress"
     FINALIZING = "finalizing protection"
     PROTECTED = "protected"
+    FAILED_OVER = "failed over"  # replication primary -> recovery has stopped: the item is in its failover life
+    REVERSE = "reverse replication"  # VMM -> VMM: the recovered VM replicates back to the primary cloud
     DISABLING = "disabling protection"
 
 
@@ -27,6 +29,12 @@ class Failover(StrEnum):
 
     NONE = ""
     READY = "Ready"
+    TEST = "Test failover in progress"
+    FAILOVER = "Failover in progress"
+    COMMIT_PENDING = "Commit pending"
+    COMMITTED = "Failover committed"
+    FAILBACK = "Failback in progress"
+    REVERSE_PENDING = "Reverse replication pending"
 
 
 class JobState(StrEnum):
@@ -45,7 +53,7 @@ class StepState(StrEnum):
     FAILED = "failed"
 
 
-P = Protection
+P, F = Protection, Failover
 # (from, to) -> the failover state the item has after the move (None: unchanged)
 TRANSITIONS: dict[tuple[Protection, Protection], Failover | None] = {
     (P.NOT_PROTECTED, P.ENABLING): Failover.NONE,
@@ -53,9 +61,26 @@ TRANSITIONS: dict[tuple[Protection, Protection], Failover | None] = {
     (P.INITIAL_PENDING, P.INITIAL): None,
     (P.INITIAL, P.FINALIZING): None,
     (P.FINALIZING, P.PROTECTED): Failover.READY,
-    **{(s, P.DISABLING): None for s in (P.INITIAL_PENDING, P.INITIAL, P.FINALIZING, P.PROTECTED)},
+    **{(s, P.DISABLING): None for s in (P.INITIAL_PENDING, P.INITIAL, P.FINALIZING, P.PROTECTED,
+                                         P.FAILED_OVER, P.REVERSE)},
     (P.DISABLING, P.NOT_PROTECTED): None,
     (P.ENABLING, P.NOT_PROTECTED): None,  # the Enable protection job failed: nothing stays
+    (P.PROTECTED, P.FAILED_OVER): None,  # a planned or unplanned failover starts
+    (P.FAILED_OVER, P.PROTECTED): F.READY,  # ... and failed before the source was touched
+    (P.FAILED_OVER, P.REVERSE): F.READY,  # VMM -> VMM: reverse replicate; ready to fail back
+    (P.REVERSE, P.FAILED_OVER): None,  # the planned failover back starts
+    (P.FAILED_OVER, P.INITIAL_PENDING): F.NONE,  # reprotect after failback: initial replication again
+}
+
+# The failover state's own moves (seed 004 §3.3-3.6); a move to the same state is always allowed.
+FAILOVER_MOVES: set[tuple[Failover, Failover]] = {
+    (F.READY, F.TEST), (F.TEST, F.READY),
+    (F.READY, F.FAILOVER), (F.FAILOVER, F.READY), (F.FAILOVER, F.COMMIT_PENDING),
+    (F.COMMIT_PENDING, F.COMMITTED),
+    (F.COMMITTED, F.FAILBACK), (F.READY, F.FAILBACK),  # from Azure / from the reverse-replicated cloud
+    (F.FAILBACK, F.COMMITTED), (F.FAILBACK, F.READY), (F.FAILBACK, F.COMMIT_PENDING),
+    (F.COMMIT_PENDING, F.REVERSE_PENDING),
+    (F.COMMITTED, F.READY), (F.REVERSE_PENDING, F.NONE),
 }
 
 
@@ -88,14 +113,26 @@ def current(db, vm: str) -> Protection:
     return Protection(row[0]) if row else Protection.NOT_PROTECTED
 
 
-def move(db, vm: str, to: Protection, **columns) -> None:
-    """Move an item to `to` (and set other item columns with it), or raise IllegalMove.
-    Moving to NOT_PROTECTED deletes the item row; creating one is `enter()`."""
-    failover = check_move(current(db, vm), to)
-    if to == Protection.NOT_PROTECTED:
-        db.execute("DELETE FROM items WHERE vm=?", [vm])
-        return
-    columns["state"] = to.value
+def check_failover_move(current: str, to: Failover) -> None:
+    if Failover(current) != to and (Failover(current), to) not in FAILOVER_MOVES:
+        raise IllegalMove(f"an item cannot go from failover state {current!r} to {to.value!r}")
+
+
+def move(db, vm: str, to: Protection | None = None, failover: Failover | None = None, **columns) -> None:
+    """Move an item to protection state `to` and/or failover state `failover` (and set other
+    item columns with it), or raise IllegalMove. Moving to NOT_PROTECTED deletes the item row;
+    creating one is `enter()`."""
+    implied = None
+    if to is not None:
+        implied = check_move(current(db, vm), to)
+        if to == Protection.NOT_PROTECTED:
+            db.execute("DELETE FROM items WHERE vm=?", [vm])
+            return
+        columns["state"] = to.value
+    if failover is None:
+        failover = implied
+    elif failover != implied:
+        check_failover_move(db.execute("SELECT failover_state FROM items WHERE vm=?", [vm]).fetchone()[0], failover)
     if failover is not None:
         columns["failover_state"] = failover.value
     sets = ", ".join(f"{k}=?" for k in columns)

@@ -31,9 +31,11 @@ def item_status(lab, vm: VM) -> dict:
     now = lab.now
     pol = lab.replication.policy(vm.name)
     latest = lab.db.execute("SELECT MAX(time) FROM points WHERE vm=?", [vm.name]).fetchone()[0]
-    rpo = now - latest if latest is not None else None
-    progress = None
     state = Protection(item["state"])
+    rpo = now - latest if latest is not None and state != Protection.FAILED_OVER else None
+    if state == Protection.REVERSE and item["last_replication"] is not None:
+        rpo = now - item["last_replication"]
+    progress = None
     text = state.value
     if state == Protection.INITIAL:
         total = max(1, item["initial_total"])
@@ -50,11 +52,13 @@ def item_status(lab, vm: VM) -> dict:
     nic = next((n for n in vm.nics if n.name == item["nic"]), None)
     mapped = lab.db.execute("SELECT target FROM network_mappings WHERE source=?",
                             [nic.network if nic else ""]).fetchone()
+    target = scenarios.TARGETS[item["target_kind"]]
+    active = vm.location if item["active"] == "primary" else ("Microsoft Azure" if target.picks_size else item["target"])
     return {
         "protection": text,
         "health": health,
         "target_network": mapped[0] if mapped else "",
-        "active_location": vm.location,
+        "active_location": active,
         "failover_state": item["failover_state"],
         "target_size": item["target_size"],
         "target_name": item["target_name"],
@@ -65,6 +69,16 @@ def item_status(lab, vm: VM) -> dict:
         "policy": policy_public(pol),
         "errors": [item["error"]] if item["error"] else [],
     }
+
+
+def recovered_vms(lab, vm: VM) -> list[dict]:
+    """The VMs built from this one at the recovery side (test or failover), with their disks."""
+    out = []
+    for r in lab.db.query("SELECT * FROM recovered WHERE vm=? ORDER BY name", [vm.name]):
+        out.append({"name": r["name"], "role": r["role"], "place": r["place"], "network": r["network"] or "(isolated)",
+                    "power": r["power"], "point": r["point"], "last_transaction": r["writes_done"],
+                    "disks": [str(lab.path / r["dir"] / lab.disk_path(vm.name, i).name) for i in range(len(vm.disks))]})
+    return out
 
 
 def _site_of(lab, vm: VM) -> str:
@@ -90,7 +104,7 @@ def status(lab) -> dict:
             "name": vm.name, "site": _site_of(lab, vm), "cloud": vm.cloud, "location": vm.location,
             "host": vm.host, "os": vm.os, "generation": vm.generation, "cpus": vm.cpus,
             "memory_mb": vm.memory_mb, "power": row["power"], "writes": row["writes_done"],
-            "disks": disks, **item_status(lab, vm),
+            "disks": disks, **item_status(lab, vm), "recovered": recovered_vms(lab, vm),
         })
     return {"lab": str(lab.path), "name": lab.site.lab.name, "scenario": lab.site.lab.scenario,
             "now": lab.now, "now_text": format_time(lab.now), "vms": vms}

@@ -129,6 +129,31 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN parent INTEGER REFERENCES jobs(id);
     """,
+    # 4: failover. Where each item's workload runs, the VMs built at the recovery side, and
+    # what each failover job cost (its report). seq_offset: a VM's transaction numbers go on
+    # from where the disks it runs on left off (after a failback, from the recovered VM's).
+    """
+    -- active: primary | recovery; last_failover: planned | unplanned
+    ALTER TABLE items ADD COLUMN active TEXT NOT NULL DEFAULT 'primary';
+    ALTER TABLE items ADD COLUMN last_failover TEXT NOT NULL DEFAULT '';
+    ALTER TABLE vms ADD COLUMN seq_offset INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN report TEXT NOT NULL DEFAULT '';
+    CREATE TABLE recovered (
+        name TEXT PRIMARY KEY,          -- the VM at the recovery side: the target name, or VM-test
+        vm TEXT NOT NULL,               -- the protected item it was recovered from
+        role TEXT NOT NULL,             -- test | failover
+        place TEXT NOT NULL,            -- Azure region or recovery cloud
+        network TEXT NOT NULL,          -- '' = isolated
+        dir TEXT NOT NULL,              -- its disks, relative to the lab
+        point INTEGER,                  -- the recovery point it was built from
+        power TEXT NOT NULL,            -- running | off
+        run_seconds INTEGER NOT NULL DEFAULT 0,
+        seq_offset INTEGER NOT NULL,    -- the last transaction its disks held when it was built
+        writes_done INTEGER NOT NULL,   -- its last transaction so far
+        tracking INTEGER NOT NULL DEFAULT 0,  -- reverse replication logs its writes
+        created INTEGER NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

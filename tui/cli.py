@@ -85,15 +85,20 @@ def status(ctx, as_json):
         return
     click.echo(f"{st['name']}  [{st['scenario']}]  lab time {st['now_text']}")
     click.echo(f"{'VM':<10} {'site':<6} {'active location':<17} {'power':<8} {'replication status':<38} "
-               f"{'health':<8} {'failover':<8} {'size':<4} {'RPO':>8}  last replication")
+               f"{'health':<8} {'failover':<27} {'size':<4} {'RPO':>8}  last replication")
     for vm in st["vms"]:
         rpo = format_duration(vm["rpo_seconds"]) if vm["rpo_seconds"] is not None else "-"
         click.echo(f"{vm['name']:<10} {vm['site']:<6} {vm['active_location']:<17} {vm['power']:<8} "
-                   f"{vm['protection']:<38} {vm['health'] or '-':<8} {vm['failover_state'] or '-':<8} "
+                   f"{vm['protection']:<38} {vm['health'] or '-':<8} {vm['failover_state'] or '-':<27} "
                    f"{vm['target_size'] or '-':<4} {rpo:>8}  {format_time(vm['last_replication'])}")
         for d in vm["disks"]:
             click.echo(f"    {d['role']:<4} {d['name']:<16} {fmt_bytes(d['logical_bytes']):>10} "
                        f"({fmt_bytes(d['allocated_bytes'])} used)  {d['path']}")
+        for r in vm["recovered"]:
+            click.echo(f"    {r['role']} VM {r['name']} at {r['place']}, {r['power']}, network {r['network']}, "
+                       f"last transaction {r['last_transaction']}")
+            for p in r["disks"]:
+                click.echo(f"      {p}")
     if any(vm["health"] for vm in st["vms"]):
         click.echo(f"health: Warning when the RPO passes {rules.HEALTH_WARNING_INTERVALS} copy intervals, "
                    f"Critical past {rules.HEALTH_CRITICAL_INTERVALS}")
@@ -148,6 +153,8 @@ def _wait(lab: Lab, job_ids: list[int], wait: bool) -> None:
         if j["state"] == JobState.IN_PROGRESS:
             click.echo(f"job {jid} {j['name']}: in progress (advance lab time: srlab run --for 5m)")
             continue
+        if j["state"] == JobState.WAITING:
+            continue  # _reports says what it waits for
         click.echo(f"job {jid} {j['name']}: {j['state']} at {format_time(j['ended'])} "
                    f"after {format_duration(j['duration'])}")
         if j["state"] == JobState.FAILED:
@@ -275,6 +282,87 @@ def unprotect(ctx, vms, wait):
     """Disable protection for VMS: replication stops; the replica and its points are deleted."""
     with open_lab(ctx) as lab:
         _wait(lab, lab.unprotect(list(vms)), wait)
+
+
+@main.command()
+@click.argument("vms", nargs=-1, required=True)
+@click.option("--kind", required=True, type=click.Choice(["test", "planned", "unplanned"]),
+              help="test: a copy in an isolated network; planned: shut down, sync, fail over (no data loss); "
+                   "unplanned: from a recovery point, the source may be gone.")
+@click.option("--point", help="latest (default), latest-processed, latest-app, or a point id (srlab points VM).")
+@click.option("--network", help="Network at the recovery side, or none (isolated). Default: none for a test, "
+                                "else the mapped network.")
+@click.option("--shutdown-sync", is_flag=True,
+              help="Unplanned: shut down the VMs and synchronize the latest data when the source is reachable.")
+@click.option("--sync", type=click.Choice(["before", "during"]),
+              help="Failback (planned failover of a VM running at the recovery side): synchronize before the "
+                   "failover, the VM keeps running (minimize downtime; default), or during it only (minimize sync).")
+@click.option("--key-file", type=click.Path(dir_okay=False),
+              help="The data-encryption key file, when the policy encrypts replicas.")
+@wait_option
+@click.pass_context
+@handle_errors
+def failover(ctx, vms, kind, point, network, shutdown_sync, sync, key_file, wait):
+    """Fail VMS over (a failover job each); a planned failover of a VM running at the recovery
+    side fails it back. A test failover waits for: srlab complete JOB --note TEXT."""
+    with open_lab(ctx) as lab:
+        ids = lab.failover(list(vms), kind, point, network, shutdown_sync, sync, key_file)
+        _wait(lab, ids, wait)
+        _reports(lab, ids)
+
+
+def _reports(lab: Lab, ids: list[int]) -> None:
+    for jid in ids:
+        j = lab.job(jid)
+        if j["state"] == JobState.WAITING:
+            step = next(s["name"] for s in j["steps"] if s["state"] == JobState.WAITING)
+            click.echo(f"job {jid} waits for action: {step} (srlab complete {jid} --note TEXT)")
+        for line in lab.report_lines(j["report"]):
+            click.echo(f"  {line}")
+
+
+@main.command("change-point")
+@click.argument("name")
+@click.option("--point", required=True, help="latest, latest-app, or a retained point id (srlab points VM).")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="The data-encryption key file, if encrypted.")
+@wait_option
+@click.pass_context
+@handle_errors
+def change_point(ctx, name, point, key_file, wait):
+    """While commit is pending: rebuild the failed-over VM from another recovery point."""
+    with open_lab(ctx) as lab:
+        ids = [lab.change_point(name, point, key_file)]
+        _wait(lab, ids, wait)
+        _reports(lab, ids)
+
+
+@main.command()
+@click.argument("vms", nargs=-1, required=True)
+@wait_option
+@click.pass_context
+@handle_errors
+def commit(ctx, vms, wait):
+    """Commit a failover (its recovery points are done with) or a failback (the VM at the recovery
+    side is deleted)."""
+    with open_lab(ctx) as lab:
+        _wait(lab, lab.commit(list(vms)), wait)
+
+
+@main.command()
+@click.argument("vms", nargs=-1, required=True)
+@wait_option
+@click.pass_context
+@handle_errors
+def reprotect(ctx, vms, wait):
+    """Reverse replicate: after a failback's commit, replicate to the recovery side again (initial
+    replication first); after a VMM -> VMM failover's commit, replicate the recovery cloud's VM
+    back to the primary cloud."""
+    with open_lab(ctx) as lab:
+        _wait(lab, lab.reprotect(list(vms)), wait)
+        for name in vms:
+            st = lab.item_status(lab.vm(name))
+            click.echo(f"{lab.vm(name).name}: {st['protection']}, {st['failover_state'] or '-'}, "
+                       f"active location {st['active_location']}")
 
 
 @vm.command("set-target")
@@ -421,14 +509,18 @@ def jobs_cmd(ctx, as_json, limit):
 
 @main.command("complete")
 @click.argument("job_id", type=int)
-@click.option("--note", default="", help="A note kept with the job's event.")
+@click.option("--note", default="", help="A note kept with the job (and its report).")
+@wait_option
 @click.pass_context
 @handle_errors
-def complete_cmd(ctx, job_id, note):
-    """Complete the action a job waits for (a manual action, Complete test)."""
+def complete_cmd(ctx, job_id, note, wait):
+    """Complete the action a job waits for (a manual action, Complete test, start a failback);
+    with --wait the job's remaining steps run."""
     with open_lab(ctx) as lab:
         j = lab.complete_job(job_id, note)
-    click.echo(f"job {j['id']} {j['name']}: {j['state']}")
+        click.echo(f"job {j['id']} {j['name']}: step completed")
+        _wait(lab, [j["id"]], wait)
+        _reports(lab, [j["id"]])
 
 
 @main.command("job")
@@ -450,6 +542,11 @@ def job_cmd(ctx, job_id, as_json):
     for s in j["steps"]:
         dur = format_duration(s["duration"]) if s["duration"] is not None else ""
         click.echo(f"  {s['name']:<48} {s['state']:<14} {format_time(s['started']):<19}  {dur}")
+    lines = lab.report_lines(j["report"])
+    if lines:
+        click.echo("report:")
+        for line in lines:
+            click.echo(f"  {line}")
 
 
 @main.command()
