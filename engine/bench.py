@@ -2,7 +2,8 @@
 
 Initial replication of a generated disk image is timed next to the `lz4` CLI compressing the
 same image; one delta cycle after scattered 4 KiB changes is timed next to `rsync --inplace
---no-whole-file` bringing a copy of the image up to date. Returns plain data; the CLI prints it.
+--no-whole-file` bringing a copy of the image up to date; building a failed-over VM's disks from
+the replica at its latest point is timed next to `cp --sparse=always` of the source image. Returns plain data; the CLI prints it.
 """
 
 from __future__ import annotations
@@ -116,6 +117,13 @@ def _bench(work: Path, size_mb: int, content_mb: int, change_pct: float, seed: i
         out["delta"] = {"changed_bytes": changed, "writes": writes, "srlab_seconds": srlab_delta,
                         "srlab_wire_bytes": new[-1]["size"] if new else 0,
                         "verified": lab.verify("BENCH01")["identical"]}
+        # Failover: build the VM's disks at the latest point, next to cp copying the same image.
+        t = time.perf_counter()
+        _, built = lab.build_at_point("BENCH01", "latest", work / "failover")
+        out["failover"] = {"srlab_seconds": time.perf_counter() - t,
+                           "bytes": sum(p.stat().st_blocks * 512 for p in built)}
+        secs, _ = _timed(["cp", "--sparse=always", str(image), str(work / "copy.vhd")])
+        out["failover"]["cp_seconds"] = secs
         if shutil.which("rsync"):
             secs, text = _timed(["rsync", "--ignore-times", "--inplace", "--no-whole-file", "--stats", str(image), str(replica)])
             m = re.search(r"Total bytes sent: ([\d,.]+)", text)

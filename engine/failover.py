@@ -229,17 +229,25 @@ def _started(lab, run: Run, role: str) -> None:
 # ---- the data path home: compare chunks, send what differs ---------------------------------------
 
 
+SUB = 4096  # within a chunk whose checksums differ, only the 4 KiB blocks that differ travel
+
+
 def sync_disks(src: Path, dst: Path, size: int, key: bytes | None, label: str) -> dict:
-    """Make dst's data equal to src's, sending only the 64 KiB chunks whose checksums differ,
-    as one LZ4 frame (sealed like a replication log). Returns bytes compared and sent."""
+    """Make dst's data equal to src's, sending only what differs: 64 KiB chunks are compared by
+    checksum, and in a chunk that differs only its differing 4 KiB blocks are sent, as one LZ4
+    frame (sealed like a replication log). Returns bytes compared and sent."""
     a, b = chunk_digests(src, size), chunk_digests(dst, size)
     differ = sorted(i for i in a.keys() | b.keys() if a.get(i) != b.get(i))
     buf = bytearray()
-    with open(src, "rb") as f:
+    with open(src, "rb") as fs, open(dst, "rb") as fd:
         for i in differ:
             off = i * FP_CHUNK
             n = min(FP_CHUNK, size - off)
-            buf += changelog.record(off, os.pread(f.fileno(), n, off) if i in a else bytes(n))
+            new = os.pread(fs.fileno(), n, off) if i in a else bytes(n)
+            old = os.pread(fd.fileno(), n, off)
+            for j in range(0, n, SUB):
+                if new[j:j + SUB] != old[j:j + SUB]:
+                    buf += changelog.record(off + j, new[j:j + SUB])
     blob = changelog.seal(bytes(buf), key, label)
     replica.apply_blob(dst, blob, key, label)
     return {"compared": (len(a) + len(b)) * FP_CHUNK, "chunks_differing": len(differ),

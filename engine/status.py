@@ -49,6 +49,8 @@ def item_status(lab, vm: VM) -> dict:
                           failed=bool(item["error"]))
     if health == "OK" and link and link["state"] == "down" and state != Protection.PROTECTED:
         health = "Warning"  # initial replication cannot progress
+    if state == Protection.FAILED_OVER and not item["error"]:
+        health = ""  # no replication to judge: the portal says "not applicable"
     nic = next((n for n in vm.nics if n.name == item["nic"]), None)
     mapped = lab.db.execute("SELECT target FROM network_mappings WHERE source=?",
                             [nic.network if nic else ""]).fetchone()
