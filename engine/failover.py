@@ -119,20 +119,21 @@ def failover(lab, names: list[str], kind: str, point: str | None = None, network
             protection.find_point(lab, vm, point)  # says now if the point does not exist
         data = {"point": point or "latest", "network": _network(lab, vm, item, network, kind == "test"),
                 "shutdown_sync": shutdown_sync}
-        job_kind = f"failback_{sync or 'before'}" if back else f"{kind}_failover"
-        plans.append((vm, job_kind, data))
-    if len({vm.name for vm, _, _ in plans}) < len(plans):
+        # the job to run, and the move the item makes as it starts
+        if back:
+            job_kind = f"failback_{sync or 'before'}"
+            move = (Protection.FAILED_OVER if item["state"] == Protection.REVERSE else None, Failover.FAILBACK, {})
+        elif kind == "test":  # replication goes on untouched
+            job_kind, move = "test_failover", (None, Failover.TEST, {})
+        else:
+            job_kind, move = f"{kind}_failover", (Protection.FAILED_OVER, Failover.FAILOVER, {"last_failover": kind})
+        plans.append((vm, job_kind, data, move))
+    if len({p[0].name for p in plans}) < len(plans):
         raise InvalidInput("a VM is named twice")
     ids = []
     with store.transaction(lab.db):
-        for vm, job_kind, data in plans:
-            if job_kind == "test_failover":
-                states.move(lab.db, vm.name, failover=Failover.TEST)
-            elif job_kind.startswith("failback"):
-                to = Protection.FAILED_OVER if states.current(lab.db, vm.name) == Protection.REVERSE else None
-                states.move(lab.db, vm.name, to, Failover.FAILBACK)
-            else:
-                states.move(lab.db, vm.name, Protection.FAILED_OVER, Failover.FAILOVER, last_failover=kind)
+        for vm, job_kind, data, (to, fo, columns) in plans:
+            states.move(lab.db, vm.name, to, fo, **columns)
             ids.append(jobs.create(lab.db, lab.now, job_kind, vm.name, data))
             lab.event(lab.now, "info", vm.name, f"{jobs.KINDS[job_kind].name} started")
     return ids
