@@ -14,10 +14,11 @@ from pathlib import Path
 from . import jobs, rules, scenarios, setup, states, store
 from .clock import format_time
 from .disks import fingerprint
-from .errors import InvalidInput, Refused
+from .errors import InvalidInput, LabError, Refused
 from .jobs import Run, Step
 from .model import VM
 from .replication import replica
+from .replication.cycle import log_path
 from .states import Protection
 
 
@@ -52,9 +53,30 @@ def policy_of(lab, vm: VM) -> dict | None:
 # ---- enable and disable -------------------------------------------------------------------
 
 
-def check_protect(lab, name: str, target_size: str | None = None, target_name: str | None = None,
-                  nic: str | None = None) -> dict:
-    """The item row protection would create; raises with every problem found."""
+class _Cannot(Refused):
+    """Refused, keeping the list of problems it names (protect() lists them per VM)."""
+
+    def __init__(self, vm: str, problems: list[str]):
+        super().__init__(f"cannot enable protection for {vm}:\n  - " + "\n  - ".join(problems),
+                         "fix the VM or the options above; nothing was changed")
+        self.problems = problems
+
+
+def _free_store(lab, store: Path) -> Path:
+    """A replica store folder no item uses and nothing occupies. A store left behind by
+    'unprotect --stop-managing' stays where it is: a new protection starts beside it."""
+    used = {r[0] for r in lab.db.execute("SELECT store FROM items")}
+    candidate, n = store, 1
+    while str(candidate) in used or (lab.path / candidate).exists():
+        n += 1
+        candidate = store.with_name(f"{store.name}-{n}")
+    return candidate
+
+
+def _plan(lab, name: str, target_size: str | None, target_name: str | None,
+          nic: str | None) -> tuple[dict, list[str]]:
+    """(the item row protection would create, notes on what a failover will need), or raise
+    with every problem that stops protection."""
     vm = check_item_action(lab, "protect", name)
     if reason := scenarios.unprotectable_reason(vm):
         raise Refused(reason)
@@ -63,39 +85,100 @@ def check_protect(lab, name: str, target_size: str | None = None, target_name: s
         raise Refused(f"cloud {vm.cloud} is not configured for protection",
                       f"configure it first: srlab cloud configure {vm.cloud!r} --target azure ...")
     target = scenarios.target_of(pol)
-    problems = [str(p) for p in target.vm_problems(vm, target_name)]
+    found = target.vm_problems(vm, target_name)
+    problems = [str(p) for p in rules.blocking(found)]
+    notes = [str(p) for p in found if p.blocks != "protection"]  # e.g. a name Azure refuses: set before failover
+    if target_name is not None and target.picks_size and not rules.azure_name_ok(target_name):
+        notes = []  # a name given here is refused here
+        problems.append(f"--target-name {target_name!r} is not a valid Azure VM name (1-63 letters, digits and "
+                        "hyphens, starting and ending with a letter or digit) — give a valid one")
     size = target_size or rules.pick_target_size(vm)
     if target.picks_size:
         if size is None:
-            problems.append(f"no target size fits {vm.cpus} CPUs and {rules.vm_memory_mb(vm)} MB — "
-                            f"reduce the VM or pick a size with --target-size")
+            problems.append(f"{rules.no_target_size_reason(vm)} — reduce the VM, or pick a size with --target-size")
         elif msg := rules.target_size_problem(vm, size):
             problems.append(msg)
     if nic and nic not in [n.name for n in vm.nics]:
         problems.append(f"{vm.name} has no NIC named {nic!r} (NICs: {', '.join(n.name for n in vm.nics)})")
     if jobs.running(lab.db, "enable_protection", vm.name):
         problems.append(f"protection is already being enabled for {vm.name}")
+    container = scenarios.container_of(vm).name
+    if jobs.running(lab.db, "unprotect_cloud", container):
+        problems.append(f"the protection settings of {container} are being removed")
+    as_name = target_name or vm.name
+    for row in lab.db.query("SELECT name, vm, place, power FROM recovered WHERE name IN (?, ?)",
+                            [as_name, f"{as_name}-test"]):
+        problems.append(f"a VM named {row['name']} already exists at {row['place']} ({row['power']}; built from "
+                        f"{row['vm']}) — give another --target-name")
     if problems:
-        raise Refused(f"cannot enable protection for {vm.name}:\n  - " + "\n  - ".join(problems),
-                      "fix the VM or the options above; nothing was changed")
-    return {"vm": vm.name, "target_kind": target.kind, "target": pol["target"],
-            "store": str(target.store_dir(pol, vm)),
-            "target_name": target_name or vm.name, "target_size": (size or "") if target.picks_size else "",
+        raise _Cannot(vm.name, problems)
+    item = {"vm": vm.name, "target_kind": target.kind, "target": pol["target"],
+            "store": str(_free_store(lab, target.store_dir(pol, vm))),
+            "target_name": as_name, "target_size": (size or "") if target.picks_size else "",
             "nic": rules.chosen_nic(vm, nic), "enabled_at": lab.now}
+    return item, notes
+
+
+def check_protect(lab, name: str, target_size: str | None = None, target_name: str | None = None,
+                  nic: str | None = None) -> dict:
+    """The item row protection would create; raises with every problem found."""
+    return _plan(lab, name, target_size, target_name, nic)[0]
+
+
+def _resolve(lab, names: list[str]) -> tuple[list[str], dict[str, LabError]]:
+    """The VMs named, each once (a VM named twice is refused), and the names that name no VM."""
+    found, unknown = {}, {}
+    for n in names:
+        try:
+            vm = lab.vm(n)
+        except LabError as e:
+            unknown[n] = e
+            continue
+        if vm.name in found:
+            also = f" (as {found[vm.name]!r} and {n!r})" if found[vm.name] != n else ""
+            raise InvalidInput(f"{vm.name} is named twice{also}", "name each VM once; nothing was changed")
+        found[vm.name] = n
+    return list(found), unknown
+
+
+def _all_refused(verb: str, failures: dict[str, LabError], names: list[str]) -> LabError:
+    """One error listing every VM's problems in the order named (InvalidInput only when every one
+    is a usage error)."""
+    lines = []
+    order = {n.lower(): i for i, n in reversed(list(enumerate(names)))}
+    for name, e in sorted(failures.items(), key=lambda f: order.get(f[0].lower(), len(names))):
+        problems = getattr(e, "problems", None) or [e.message + (f" ({e.hint})" if e.hint else "")]
+        lines.append(f"{name}:" + "".join(f"\n  - {p}" for p in problems))
+    cls = InvalidInput if all(isinstance(e, InvalidInput) for e in failures.values()) else Refused
+    return cls(f"cannot {verb} {len(failures)} of {len(names)} VMs:\n" + "\n".join(lines),
+               "fix the problems above and try again; nothing was changed")
 
 
 def protect(lab, names: list[str], target_size: str | None = None, target_name: str | None = None,
             nic: str | None = None) -> list[int]:
-    """Enable protection: one 'Enable protection' job per VM. All are checked before any starts."""
+    """Enable protection: one 'Enable protection' job per VM. All are checked before any starts,
+    and a refusal names every VM's problems."""
     if target_name and len(names) > 1:
         raise InvalidInput("--target-name applies to one VM at a time")
-    items = [check_protect(lab, n, target_size, target_name, nic) for n in names]
+    vms, failures = _resolve(lab, names)
+    plans = []
+    for name in vms:
+        try:
+            plans.append(_plan(lab, name, target_size, target_name, nic))
+        except LabError as e:
+            failures[name] = e
+    if failures:
+        if len(names) == 1:
+            raise next(iter(failures.values()))
+        raise _all_refused("enable protection for", failures, names)
     ids = []
     with store.transaction(lab.db):
-        for item in items:
+        for item, notes in plans:
             states.enter(lab.db, item)
             ids.append(jobs.create(lab.db, lab.now, "enable_protection", item["vm"]))
             lab.event(lab.now, "info", item["vm"], "enable protection started")
+            for note in notes:
+                lab.event(lab.now, "warning", item["vm"], note)
     return ids
 
 
@@ -247,7 +330,8 @@ def _enabling(lab, run: Run) -> dict:
 
 def _check_requirements(lab, run: Run) -> None:
     item = _enabling(lab, run)
-    problems = scenarios.TARGETS[item["target_kind"]].vm_problems(lab.vm(run.target), item["target_name"])
+    problems = rules.blocking(scenarios.TARGETS[item["target_kind"]].vm_problems(lab.vm(run.target),
+                                                                                  item["target_name"]))
     if problems:
         raise Refused(str(problems[0]))
 

@@ -78,19 +78,52 @@ def vm_memory_mb(vm: VM) -> int:
     return max(vm.memory_mb, vm.dynamic_memory_max_mb)
 
 
+def _data_disks(vm: VM) -> int:
+    return sum(1 for d in vm.disks if d.role == "data")
+
+
 def pick_target_size(vm: VM) -> str | None:
-    data_disks = sum(1 for d in vm.disks if d.role == "data")
-    for s in TARGET_SIZES:
-        if s.cores >= vm.cpus and s.memory_mb >= vm_memory_mb(vm) and s.max_data_disks >= data_disks:
+    """The cheapest size that holds the VM's CPUs, data disks and memory (the maximum of dynamic
+    memory when it is on). A dynamic-memory maximum beyond every size gets the largest size that
+    holds the rest (seed 004: MYWSV01, 1 TB maximum -> A7; change it with set-target). None when
+    no size holds the CPUs, the data disks or the startup memory: no_target_size_reason() says why.
+    """
+    data_disks = _data_disks(vm)
+    fits = [s for s in TARGET_SIZES
+            if s.cores >= vm.cpus and s.max_data_disks >= data_disks and s.memory_mb >= vm.memory_mb]
+    for s in fits:
+        if s.memory_mb >= vm_memory_mb(vm):
             return s.name
+    if vm.dynamic_memory_max_mb and fits:
+        return max(fits, key=lambda s: (s.memory_mb, s.cores, s.max_data_disks)).name
     return None
+
+
+def no_target_size_reason(vm: VM) -> str | None:
+    """Why no size can be picked for the VM (None when one can), naming the limit it passes."""
+    if pick_target_size(vm):
+        return None
+    top = {"cores": max(s.cores for s in TARGET_SIZES), "disks": max(s.max_data_disks for s in TARGET_SIZES),
+           "memory": max(s.memory_mb for s in TARGET_SIZES)}
+    data_disks = _data_disks(vm)
+    out = []
+    if vm.cpus > top["cores"]:
+        out.append(f"{vm.name} has {vm.cpus} CPUs; no target size has more than {top['cores']}")
+    if data_disks > top["disks"]:
+        out.append(f"{vm.name} has {data_disks} data disks; no target size takes more than {top['disks']}")
+    if vm.memory_mb > top["memory"]:
+        memory = "startup memory" if vm.dynamic_memory_max_mb else "memory"
+        out.append(f"{vm.name} has {vm.memory_mb} MB of {memory}; no target size has more than {top['memory']} MB")
+    if not out:  # each limit is met by some size, but no one size meets them all
+        out.append(f"no one target size has {vm.cpus} CPUs, {vm.memory_mb} MB and {data_disks} data disks")
+    return "; ".join(out)
 
 
 def target_size_problem(vm: VM, size: str) -> str | None:
     s = next((x for x in TARGET_SIZES if x.name == size), None)
     if s is None:
         return f"unknown target size {size!r}: choose one of {', '.join(SIZE_NAMES)}"
-    data_disks = sum(1 for d in vm.disks if d.role == "data")
+    data_disks = _data_disks(vm)
     if s.max_data_disks < data_disks:
         return f"size {size} takes at most {s.max_data_disks} data disks; {vm.name} has {data_disks}"
     return None
@@ -114,13 +147,17 @@ def azure_name_ok(name: str) -> bool:
 class Problem:
     rule: str
     fix: str
+    # What the problem stops: "protection", or only "failover" (seed 004: a VM whose name Azure
+    # does not accept can be protected and replicated; its Azure name is set before a failover).
+    blocks: str = "protection"
 
     def __str__(self) -> str:
         return f"{self.rule} — {self.fix}"
 
 
 def protection_problems(vm: VM, to_azure: bool, target_name: str | None = None) -> list[Problem]:
-    """Every requirement the VM fails for protection (seed 004's list), with its fix."""
+    """Every requirement the VM fails for protection (seed 004's list), with its fix; each says
+    whether it stops protection or only a failover (`blocking()` keeps the former)."""
     out: list[Problem] = []
     if to_azure and vm.generation != 1:
         out.append(Problem(f"{vm.name} is a generation {vm.generation} VM; Azure accepts generation 1 only",
@@ -163,8 +200,15 @@ def protection_problems(vm: VM, to_azure: bool, target_name: str | None = None) 
         if not azure_name_ok(name):
             out.append(Problem(
                 f"{name!r} is not a valid Azure VM name (1-63 letters, digits and hyphens, starting and ending with a letter or digit)",
-                "give a target name: --target-name NAME"))
+                "protection can go ahead; before a failover give a target name: "
+                f"srlab vm set-target {vm.name} --name NAME",
+                blocks="failover"))
     return out
+
+
+def blocking(problems: list[Problem]) -> list[Problem]:
+    """The problems that stop protection (the others only stop a failover until fixed)."""
+    return [p for p in problems if p.blocks == "protection"]
 
 
 def chosen_nic(vm: VM, requested: str | None = None) -> str:

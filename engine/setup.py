@@ -179,9 +179,40 @@ def check_map_network(lab, source: str, target: str) -> None:
                            f"VM networks: {', '.join(sorted(vmm))}")
     if target == source:
         raise Refused("a network cannot be mapped to itself")
+    if reason := _mapping_target_problem(lab, source, target):
+        raise Refused(*reason)
     row = lab.db.execute("SELECT target FROM network_mappings WHERE source=?", [source]).fetchone()
     if row:
         raise Refused(f"{source} is already mapped to {row[0]}", f"unmap it first: srlab network unmap {source!r}")
+
+
+def _mapping_target_problem(lab, source: str, target: str) -> tuple[str, str] | None:
+    """Is TARGET at the recovery side for SOURCE? (reason, hint) if not. An Azure virtual network
+    must be in the vault's region (seed 004: the vault, storage account and network share one
+    region). A VM network must belong to a VMM server that has a cloud to recover into: another
+    VMM server, or the source's own server when it manages a second cloud (seed 001)."""
+    site = lab.site
+    vault = site.vault_region()
+    azure = {n.name: r.name for r in site.regions().values() for n in r.virtual_networks}
+    vmm = {n.name: s for s in site.vmm_servers for n in s.vm_networks}
+    if target in azure:
+        if azure[target] != vault:
+            here = sorted(n for n, r in azure.items() if r == vault)
+            return (f"Azure virtual network {target} is in {azure[target]}; a target network must be in the "
+                    f"vault's region {vault}",
+                    f"Azure virtual networks in {vault}: {', '.join(here) or 'none'}")
+        return None
+    src, dst = vmm[source], vmm[target]
+    if not dst.clouds:
+        return (f"VM network {target} belongs to VMM server {dst.name}, which manages no cloud to recover into",
+                "map to a VM network of the recovery site's VMM server")
+    if dst is src and len(src.clouds) < 2:
+        here = sorted(n for n, r in azure.items() if r == vault)
+        return (f"VM network {target} is on the source's own VMM server {src.name}, which has no second cloud: "
+                "it is not at a recovery side",
+                f"map to an Azure virtual network in {vault} ({', '.join(here) or 'none'}) or to a VM network "
+                "of the recovery site's VMM server")
+    return None
 
 
 def map_network(lab, source: str, target: str) -> None:
