@@ -256,6 +256,12 @@ class Lab:
     def unmap_network(self, source: str) -> None:
         setup.unmap_network(self, source)
 
+    def unprotect_cloud(self, cloud: str) -> int:
+        return setup.unprotect_cloud(self, cloud)
+
+    def unregister_server(self, name: str) -> int:
+        return setup.unregister_server(self, name)
+
     def set_link(self, source: str | None = None, target: str | None = None, mbps: float | None = None,
                  state: str | None = None) -> dict:
         return setup.set_link(self, source, target, mbps, state)
@@ -266,8 +272,8 @@ class Lab:
                 nic: str | None = None) -> list[int]:
         return protection.protect(self, names, target_size, target_name, nic)
 
-    def unprotect(self, names: list[str]) -> list[int]:
-        return protection.unprotect(self, names)
+    def unprotect(self, names: list[str], stop_managing: bool = False) -> list[int]:
+        return protection.unprotect(self, names, stop_managing)
 
     def set_target(self, name: str, size: str | None = None, target_name: str | None = None,
                    nic: str | None = None) -> dict:
@@ -419,6 +425,8 @@ COMMANDS: dict[str, Command] = {
     "map_network": Command("network", _pair(setup.check_map_network)),
     "unmap_network": Command("network", setup.check_unmap_network),
     "set_link": Command("link", _pair(setup.find_link)),
+    "unprotect_cloud": Command("cloud", setup.check_unprotect_cloud),
+    "unregister_server": Command("server", setup.check_unregister_server),
     "protect": Command("vm", protection.check_protect),
     "unprotect": Command("vm", protection.check_unprotect),
     "set_target": Command("vm", protection.check_set_target),

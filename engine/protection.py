@@ -189,15 +189,31 @@ def check_unprotect(lab, name: str) -> VM:
     return vm
 
 
-def unprotect(lab, names: list[str]) -> list[int]:
-    """Disable protection: replication stops, the replica and its points are removed."""
-    vms = [check_unprotect(lab, n) for n in names]
+def unprotect(lab, names: list[str], stop_managing: bool = False) -> list[int]:
+    """Disable protection: replication stops, the replica and its points are removed. A VM that
+    runs at the recovery side keeps running there with its disks (a migration, seed 004 FAQ).
+
+    stop_managing ("Disable protection and stop managing", for a VMM server that cannot be
+    reached): the vault forgets the item at once, without cleaning up at the recovery side; the
+    replica store stays on disk (the job's report says where) for the user to delete."""
+    vms, failures = _resolve(lab, names)
+    checked = []
+    for name in vms:
+        try:
+            checked.append(check_unprotect(lab, name))
+        except LabError as e:
+            failures[name] = e
+    if failures:
+        if len(names) == 1:
+            raise next(iter(failures.values()))
+        raise _all_refused("disable protection for", failures, names)
+    kind = "stop_managing" if stop_managing else "disable_protection"
     ids = []
     with store.transaction(lab.db):
-        for vm in vms:
+        for vm in checked:
             states.move(lab.db, vm.name, Protection.DISABLING)
-            ids.append(jobs.create(lab.db, lab.now, "disable_protection", vm.name))
-            lab.event(lab.now, "info", vm.name, "disable protection started")
+            ids.append(jobs.create(lab.db, lab.now, kind, vm.name))
+            lab.event(lab.now, "info", vm.name, f"{jobs.KINDS[kind].name.lower()} started")
     return ids
 
 
@@ -398,13 +414,83 @@ def _remove_replica(lab, run: Run) -> None:
     lab.replication.remove_replica(states.item(lab.db, run.target))
 
 
+def _release_recovered(lab, vm: str) -> list[dict]:
+    """The VMs built at the recovery side by a failover stay as they are (running or not) with
+    their disks: the vault no longer manages them. Their role says so ('migrated' when the
+    workload runs there, else 'unmanaged'), so no later failover of the VM takes them for its own."""
+    item = states.item(lab.db, vm)
+    role = "migrated" if item and item["active"] == "recovery" else "unmanaged"
+    rows = list(lab.db.query("SELECT * FROM recovered WHERE vm=? AND role='failover'", [vm]))
+    for row in rows:
+        lab.db.execute("UPDATE recovered SET role=?, tracking=0 WHERE name=?", [role, row["name"]])
+        for i in range(len(lab.vm(vm).disks)):  # reverse replication's change logs, if any
+            log_path(lab.path / row["dir"] / lab.disk_path(vm, i).name).unlink(missing_ok=True)
+    return rows
+
+
+def _left_running(rows: list[dict]) -> str:
+    return "".join(f"; {r['name']} stays at {r['place']} ({r['power']}), its disks in {r['dir']}: "
+                   "delete them when no longer needed" for r in rows)
+
+
 def _forget_item(lab, run: Run) -> None:
+    rows = _release_recovered(lab, run.target)
     states.move(lab.db, run.target, Protection.NOT_PROTECTED)
-    lab.event(run.t, "info", run.target, "protection disabled; replica removed")
+    lab.event(run.t, "info", run.target, "protection disabled; replica removed" + _left_running(rows))
 
 
 jobs.define("disable_protection", "Disable protection", [
     Step("Stop replication", 20, _stop_replication),
     Step("Remove the replica and its recovery points", 30, _remove_replica),
     Step("Updating provider state", 10, _forget_item),
+])
+
+
+UNMANAGED_NOTE = "UNMANAGED.txt"
+
+
+def _leave_replica(lab, item: dict, at: int) -> Path:
+    """Leave the replica store as it is for the user: a note says what it holds, and its points
+    move from points/ (which the vault's housekeeping owns) to recovery-points/. Safe to redo."""
+    vm = lab.vm(item["vm"])
+    store_dir = lab.path / item["store"]
+    rows = lab.replication.point_rows(vm.name)
+    pol = lab.replication.policy(vm.name)
+    lines = [f"This replica store of {vm.name} was left by 'srlab unprotect {vm.name} --stop-managing' at "
+             f"{format_time(at)}.",
+             "The vault no longer manages it: srlab does not read, clean or delete it. Delete this folder "
+             "when you no longer need it.", "",
+             "Base disks (the replica before the points below): "
+             + ", ".join(f"{i}-{d.name}.vhd" for i, d in enumerate(vm.disks)),
+             "Recovery points, oldest first: each folder holds one LZ4 frame of change-log records per disk "
+             "(N.hrl.lz4), applied to the base in this order:"]
+    lines += [f"  recovery-points/{Path(r['dir']).name}  {format_time(r['time'])}  {r['kind']}  "
+              f"last transaction {r['last_seq']}" for r in rows] or ["  (none)"]
+    if pol and pol["encrypt"]:
+        lines.append("The frames are encrypted (AES-GCM, .enc) with the data-encryption key made at server "
+                     "registration (srlab resources shows its file).")
+    (store_dir / UNMANAGED_NOTE).write_text("\n".join(lines) + "\n")
+    points, kept = store_dir / "points", store_dir / "recovery-points"
+    if points.exists() and not kept.exists():
+        os.replace(points, kept)
+    return store_dir
+
+
+def _stop_managing(lab, run: Run) -> None:
+    item = states.item(lab.db, run.target)
+    # A committed failover already merged the replica into the VM it built: nothing is left then.
+    left = _leave_replica(lab, item, run.t) if (lab.path / item["store"]).is_dir() else None
+    lab.db.execute("DELETE FROM points WHERE vm=?", [run.target])
+    rows = _release_recovered(lab, run.target)
+    states.move(lab.db, run.target, Protection.NOT_PROTECTED)
+    report = {"replica_left": str(left), "note": str(left / UNMANAGED_NOTE)} if left else {"replica_left": ""}
+    lab.db.execute("UPDATE jobs SET report=? WHERE id=?", [json.dumps(report), run.id])
+    where = f"its replica is left at {left} (see {UNMANAGED_NOTE} there)" if left else "it had no replica left"
+    lab.event(run.t, "warning", run.target, f"protection disabled and the VM no longer managed; {where}"
+              + _left_running(rows))
+
+
+jobs.define("stop_managing", "Disable protection and stop managing", [
+    Step("Stop replication", 20, _stop_replication),
+    Step("Stop managing the virtual machine", 10, _stop_managing),
 ])

@@ -1,4 +1,5 @@
-"""The vault's setup (seed 004, STEP 2): servers, agents, cloud protection, networks, links.
+"""The vault's setup (seed 004, STEP 2): servers, agents, cloud protection, networks, links;
+and its teardown (STEP 4): a cloud's protection settings removed, a server unregistered.
 
 Each command has a `check_` that raises with the reason; Lab.allowed() asks the same check, so
 the CLI and the TUI refuse for the same reasons. The job kinds of this family are declared at
@@ -8,6 +9,7 @@ the end of the module, each step beside what it does.
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -84,6 +86,8 @@ def check_install_agent(lab, host: str):
                       f"register it first: srlab server register {server.name}")
     if jobs.running(lab.db, "install_agent", h.name):
         raise Refused(f"the agent is being installed on {h.name}", "wait for it: srlab run --for 5m")
+    if jobs.running(lab.db, "unregister_server", server.name):
+        raise Refused(f"{h.name}'s VMM server {server.name} is being unregistered")
     return h
 
 
@@ -122,6 +126,10 @@ def cloud_problems(lab, cloud: str, in_job: bool = False) -> list[str]:
         problems.append(f"cloud {c.name} has protected VMs; disable their protection before changing its settings")
     if not in_job and jobs.running(lab.db, "configure_cloud", c.name):
         problems.append(f"cloud {c.name} is already being configured")
+    if jobs.running(lab.db, "unprotect_cloud", c.name):
+        problems.append(f"the protection settings of cloud {c.name} are being removed; wait for that job to end")
+    if jobs.running(lab.db, "unregister_server", server.name):
+        problems.append(f"VMM server {server.name} is being unregistered")
     return problems
 
 
@@ -279,6 +287,100 @@ def set_link(lab, source: str | None = None, target: str | None = None, mbps: fl
     return next(lab.db.query("SELECT * FROM links WHERE source=? AND target=?", [link["source"], link["target"]]))
 
 
+# ---- teardown (seed 004 STEP 4): a cloud's protection removed, then its server unregistered -------
+
+
+def _protected_members(lab, cloud: str) -> list[str]:
+    return [v.name for v in lab.site.vms if v.cloud == cloud and states.item(lab.db, v.name)]
+
+
+def _unprotect_cloud_blockers(lab, cloud: str) -> list[tuple[str, str]]:
+    """What stops a cloud's protection settings being removed: (reason, hint) each."""
+    out = []
+    protected = _protected_members(lab, cloud)
+    if protected:
+        out.append((f"cloud {cloud} has protected VMs: {', '.join(protected)}",
+                    f"disable their protection first: srlab unprotect {' '.join(map(shlex.quote, protected))}"))
+    if jobs.running(lab.db, "configure_cloud", cloud):
+        out.append((f"cloud {cloud} is being configured (a Configure protection job is running)",
+                    "wait for it to end: srlab run --for 5m"))
+    return out
+
+
+def check_unprotect_cloud(lab, cloud: str):
+    server, c = _cloud(lab, cloud)
+    if jobs.running(lab.db, "unprotect_cloud", c.name):
+        raise Refused(f"the protection settings of cloud {c.name} are already being removed",
+                      "wait for it: srlab run --for 5m")
+    blockers = _unprotect_cloud_blockers(lab, c.name)
+    if blockers:
+        raise Refused(*blockers[0])
+    if policy(lab, c.name) is None:
+        raise Refused(f"cloud {c.name} has no protection settings", "see each cloud's settings with: srlab resources")
+    return c
+
+
+def unprotect_cloud(lab, cloud: str) -> int:
+    """Remove a cloud's protection settings (a 'Remove protection settings' job). Its VMs'
+    protection must be disabled first; the cloud's links and the vault's network mappings stay."""
+    c = check_unprotect_cloud(lab, cloud)
+    with store.transaction(lab.db):
+        job = jobs.create(lab.db, lab.now, "unprotect_cloud", c.name)
+        lab.event(lab.now, "info", c.name, "removing the cloud's protection settings")
+    return job
+
+
+def _unprotect_all(clouds: list[str]) -> str:
+    return "; ".join(f"srlab cloud unprotect {shlex.quote(c)}" for c in clouds)
+
+
+def _unregister_blockers(lab, server) -> list[tuple[str, str]]:
+    """What stops a VMM server being unregistered: (reason, hint) each."""
+    out = []
+    configured = [c.name for c in server.clouds
+                  if policy(lab, c.name) or jobs.running(lab.db, "configure_cloud", c.name)]
+    if configured:
+        many = len(configured) > 1
+        out.append((f"{server.name}'s cloud{'s' if many else ''} {', '.join(configured)} "
+                    f"{'have' if many else 'has'} protection settings",
+                    "remove them first: " + _unprotect_all(configured)))
+    mine = {c.name for c in server.clouds}
+    using = [r["cloud"] for r in lab.db.query("SELECT cloud, target FROM cloud_protection WHERE target_kind='cloud'")
+             if r["target"] in mine and r["cloud"] not in mine]
+    if using:
+        out.append((f"{server.name} manages the recovery cloud of {', '.join(using)}",
+                    "remove those settings first: " + _unprotect_all(using)))
+    installing = [h.name for h in server.hosts if jobs.running(lab.db, "install_agent", h.name)]
+    if installing:
+        out.append((f"the agent is being installed on {', '.join(installing)}", "wait for it: srlab run --for 5m"))
+    return out
+
+
+def check_unregister_server(lab, name: str):
+    s = _server(lab, name)
+    if jobs.running(lab.db, "register_server", s.name):
+        raise Refused(f"{s.name} is being registered (a Register server job is running)",
+                      "wait for it: srlab run --for 5m")
+    if jobs.running(lab.db, "unregister_server", s.name):
+        raise Refused(f"{s.name} is already being unregistered", "wait for it: srlab run --for 5m")
+    if not registered(lab, s.name):
+        raise Refused(f"{s.name} is not registered with the vault")
+    blockers = _unregister_blockers(lab, s)
+    if blockers:
+        raise Refused(*blockers[0])
+    return s
+
+
+def unregister_server(lab, name: str) -> int:
+    """Unregister a VMM server (an 'Unregister server' job): its row, its hosts' agents and its
+    data-encryption key file go. Its clouds' protection settings must be removed first."""
+    s = check_unregister_server(lab, name)
+    with store.transaction(lab.db):
+        job = jobs.create(lab.db, lab.now, "unregister_server", s.name)
+        lab.event(lab.now, "info", s.name, "unregistering the server from the vault")
+    return job
+
+
 # ---- job kinds ------------------------------------------------------------------------------
 
 
@@ -344,4 +446,55 @@ jobs.define("configure_cloud", "Configure protection", [
     Step("Validate protection settings", 20, _validate_settings),
     Step("Configure Hyper-V Replica on the cloud's hosts", 60),
     Step("Save the cloud's protection settings", 10, _save_settings),
+])
+
+
+def _still_removable(lab, run: Run) -> None:
+    blockers = _unprotect_cloud_blockers(lab, run.target)
+    if blockers:
+        raise Refused(blockers[0][0])
+
+
+def _remove_settings(lab, run: Run) -> None:
+    _still_removable(lab, run)  # nothing may have been protected meanwhile
+    lab.db.execute("DELETE FROM cloud_protection WHERE cloud=?", [run.target])
+    lab.event(run.t, "info", run.target, "protection settings removed: the cloud has no replication policy")
+
+
+jobs.define("unprotect_cloud", "Remove protection settings", [
+    Step("Validate that no VM of the cloud is protected", 10, _still_removable),
+    Step("Remove Hyper-V Replica settings from the cloud's hosts", 30),
+    Step("Remove the cloud's protection settings", 10, _remove_settings),
+])
+
+
+def _still_unregistrable(lab, run: Run) -> None:
+    blockers = _unregister_blockers(lab, _server(lab, run.target))
+    if blockers:
+        raise Refused(blockers[0][0])
+
+
+def _forget_agents(lab, run: Run) -> None:
+    _still_unregistrable(lab, run)
+    hosts = [h.name for h in _server(lab, run.target).hosts]
+    lab.db.execute(f"DELETE FROM agents WHERE host IN ({','.join('?' * len(hosts))})", hosts)
+
+
+def _unregister(lab, run: Run) -> None:
+    _still_unregistrable(lab, run)
+    reg = registered(lab, run.target)
+    lab.db.execute("DELETE FROM servers WHERE name=?", [run.target])
+    if reg and reg["key_file"]:  # a rerun of this step after a kill finds the file gone: fine
+        (lab.path / reg["key_file"]).unlink(missing_ok=True)
+    s = _server(lab, run.target)
+    hosts = ", ".join(h.name for h in s.hosts)
+    lab.event(run.t, "info", run.target,
+              f"server unregistered; its data-encryption key {reg['key_file'] if reg else ''} is deleted. "
+              f"Uninstall the provider from {s.name}" + (f" and the agent from {hosts}" if hosts else ""))
+
+
+jobs.define("unregister_server", "Unregister server", [
+    Step("Validate that no cloud of the server has protection settings", 10, _still_unregistrable),
+    Step("Remove the agents of the server's hosts from the vault", 20, _forget_agents),
+    Step("Unregister the server and delete its data-encryption key", 20, _unregister),
 ])

@@ -184,6 +184,19 @@ def server_register(ctx, name, wait):
         _wait(lab, [lab.register_server(name)], wait)
 
 
+@server.command("unregister")
+@click.argument("name")
+@wait_option
+@click.pass_context
+@handle_errors
+def server_unregister(ctx, name, wait):
+    """Unregister NAME from the vault (job "Unregister server"): its hosts' agents and its
+    data-encryption key file are removed. Refused while any of its clouds has protection
+    settings (remove them first: srlab cloud unprotect CLOUD)."""
+    with open_lab(ctx) as lab:
+        _wait(lab, [lab.unregister_server(name)], wait)
+
+
 @main.group()
 def agent():
     """The Recovery Services agent on Hyper-V hosts."""
@@ -224,6 +237,18 @@ def cloud_configure(ctx, cloud_name, target, storage_account, frequency, retenti
     with open_lab(ctx) as lab:
         _wait(lab, [lab.configure_cloud(cloud_name, target, storage_account, frequency, retention,
                                         app_consistent, encrypt, start)], wait)
+
+
+@cloud.command("unprotect")
+@click.argument("cloud_name", metavar="CLOUD")
+@wait_option
+@click.pass_context
+@handle_errors
+def cloud_unprotect(ctx, cloud_name, wait):
+    """Remove CLOUD's protection settings (job "Remove protection settings"). Refused while any
+    VM of the cloud is protected (srlab unprotect VM... first) or the cloud is being configured."""
+    with open_lab(ctx) as lab:
+        _wait(lab, [lab.unprotect_cloud(cloud_name)], wait)
 
 
 @main.group()
@@ -275,13 +300,29 @@ def protect(ctx, vms, target_size, target_name, nic, wait):
 
 @main.command()
 @click.argument("vms", nargs=-1, required=True)
+@click.option("--stop-managing", is_flag=True,
+              help="Disable protection and stop managing: the vault forgets the VM at once, without cleaning up "
+                   "at the recovery side. The replica store stays on disk (srlab says where) for you to delete.")
 @wait_option
 @click.pass_context
 @handle_errors
-def unprotect(ctx, vms, wait):
-    """Disable protection for VMS: replication stops; the replica and its points are deleted."""
+def unprotect(ctx, vms, stop_managing, wait):
+    """Disable protection for VMS: replication stops; the replica and its points are deleted.
+
+    A VM that runs at the recovery side after a failover keeps running there with its disks
+    (a migration); only its protection, replica and recovery points go.
+
+    With --stop-managing (for when the VMM server cannot be reached) nothing is cleaned up at the
+    recovery side: the replica store (base disks and recovery-point frames, with UNMANAGED.txt
+    saying what they are) stays under storage/ until you delete it.
+    """
     with open_lab(ctx) as lab:
-        _wait(lab, lab.unprotect(list(vms)), wait)
+        ids = lab.unprotect(list(vms), stop_managing=stop_managing)
+        _wait(lab, ids, wait)
+        for jid in ids:
+            left = (lab.job(jid)["report"] or {}).get("replica_left")
+            if left:
+                click.echo(f"  replica left at {left} (see UNMANAGED.txt there); delete it when no longer needed")
 
 
 @main.command()
