@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from .model import GIB, MIB, VM
-from .states import Protection
+from .states import Failover, Protection
 
 # ---- replication policy (seed 004, cloud protection settings) ------------------------------
 
@@ -315,9 +315,9 @@ def _kind_missing(kind):
 
 
 _NOT_PROTECTED = (lambda f: f.protection == Protection.NOT_PROTECTED, "{vm} is not protected")
-_TEST_RUNNING = (_is("Test failover in progress"),
+_TEST_RUNNING = (_is(Failover.TEST),
                  "{vm} has a test failover running: complete it first (srlab complete JOB --note TEXT)")
-_IN_PROGRESS = (_is("Failover in progress", "Failback in progress"), "{vm} is busy: {failover}; wait for its job to end")
+_IN_PROGRESS = (_is(Failover.FAILOVER, Failover.FAILBACK), "{vm} is busy: {failover}; wait for its job to end")
 _NO_POINT = (lambda f: not f.back and not f.has_points,
              "{vm} has no recovery point yet: wait for initial replication to finish")
 _NO_KEY = (lambda f: not f.back and f.encrypted and not f.key_given,
@@ -331,19 +331,19 @@ _BAD_NAME = (lambda f: not f.back and not f.target_name_ok,
 OPERATIONS: dict[str, list[tuple]] = {
     "test_failover": [
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
-        (lambda f: f.protection not in (Protection.PROTECTED, Protection.REVERSE) or f.failover != "Ready",
+        (lambda f: f.protection not in (Protection.PROTECTED, Protection.REVERSE) or f.failover != Failover.READY,
          "{vm} is {protection} ({failover}): test failover needs a protected item that is Ready"),
         _NO_POINT, _BAD_NAME, _NO_KEY,
     ],
     "planned_failover": [
         (_kind_missing("planned"), "planned failover is not supported for {scenario}: use unplanned failover"),
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
-        (_is("Commit pending"), "{vm} waits for commit: commit it (srlab commit {vm}) or change its recovery point"),
-        (_is("Reverse replication pending"), "{vm} is back on the primary site: reverse replicate it first "
+        (_is(Failover.COMMIT_PENDING), "{vm} waits for commit: commit it (srlab commit {vm}) or change its recovery point"),
+        (_is(Failover.REVERSE_PENDING), "{vm} is back on the primary site: reverse replicate it first "
                                              "(srlab reprotect {vm})"),
         (lambda f: f.back and f.scenario == "vmm-to-vmm" and f.protection != Protection.REVERSE,
          "{vm} runs in the recovery cloud without replication back: reverse replicate first (srlab reprotect {vm})"),
-        (lambda f: not f.back and (f.protection != Protection.PROTECTED or f.failover != "Ready"),
+        (lambda f: not f.back and (f.protection != Protection.PROTECTED or f.failover != Failover.READY),
          "{vm} is {protection} ({failover}): planned failover needs a protected item that is Ready"),
         (lambda f: not f.back and not f.source_reachable,
          "planned failover needs the source site reachable: use unplanned failover"),
@@ -351,53 +351,53 @@ OPERATIONS: dict[str, list[tuple]] = {
     ],
     "unplanned_failover": [
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
-        (lambda f: f.back or f.failover in ("Commit pending", "Failover committed"),
+        (lambda f: f.back or f.failover in (Failover.COMMIT_PENDING, Failover.COMMITTED),
          "unplanned failover is not offered while {vm} runs at the recovery side ({failover}): "
          "fail back with a planned failover"),
-        (_is("Reverse replication pending"), "{vm} is back on the primary site: reverse replicate it first "
+        (_is(Failover.REVERSE_PENDING), "{vm} is back on the primary site: reverse replicate it first "
                                              "(srlab reprotect {vm})"),
-        (lambda f: f.protection != Protection.PROTECTED or f.failover != "Ready",
+        (lambda f: f.protection != Protection.PROTECTED or f.failover != Failover.READY,
          "{vm} is {protection} ({failover}): unplanned failover needs a protected item that is Ready"),
         _NO_POINT, _BAD_NAME, _NO_KEY,
     ],
     "commit": [
         _NOT_PROTECTED,
-        (lambda f: f.failover != "Commit pending",
+        (lambda f: f.failover != Failover.COMMIT_PENDING,
          "commit is possible only while commit is pending; {vm} is {failover}"),
     ],
     "change_point": [
         _NOT_PROTECTED,
-        (lambda f: f.failover != "Commit pending",
+        (lambda f: f.failover != Failover.COMMIT_PENDING,
          "the recovery point can be changed only while commit is pending; {vm} is {failover}"),
         (lambda f: not f.back, "{vm} was failed back to the primary site: there are no recovery points to choose"),
         _NO_KEY,
     ],
     "cancel_failover": [
         _NOT_PROTECTED,
-        (_is("Commit pending"), "a failover cannot be cancelled once commit is pending: disable protection and "
+        (_is(Failover.COMMIT_PENDING), "a failover cannot be cancelled once commit is pending: disable protection and "
                                 "enable it again (004 FAQ)"),
-        (_is("Failover in progress", "Failback in progress"),
+        (_is(Failover.FAILOVER, Failover.FAILBACK),
          "a failover in progress runs to its end: then commit it or change its recovery point"),
         (lambda f: True, "{vm} has no failover to cancel ({failover})"),
     ],
     "reprotect": [
         _NOT_PROTECTED,
-        (lambda f: f.failover == "Failover committed" and f.scenario == "hyperv-to-azure",
+        (lambda f: f.failover == Failover.COMMITTED and f.scenario == "hyperv-to-azure",
          "{vm} runs in Azure: fail it back first (srlab failover {vm} --kind planned --sync before|during)"),
-        (lambda f: f.failover == "Failover committed" and f.scenario == "physical-to-azure",
+        (lambda f: f.failover == Failover.COMMITTED and f.scenario == "physical-to-azure",
          "physical servers fail back to VMware VMs only, through a process server in Azure and a master target"),
-        (lambda f: f.failover not in ("Reverse replication pending", "Failover committed"),
+        (lambda f: f.failover not in (Failover.REVERSE_PENDING, Failover.COMMITTED),
          "reverse replication follows a committed failover; {vm} is {failover}"),
     ],
     "start_source": [
-        (lambda f: f.protection == Protection.REVERSE or f.failover == "Failback in progress",
+        (lambda f: f.protection == Protection.REVERSE or f.failover == Failover.FAILBACK,
          "{vm}'s primary copy is the replica of the VM at the recovery side now: it starts when it fails back"),
         (lambda f: f.back and f.last_failover == "planned",
          "{vm} runs at the recovery side after a planned failover: its source stays off until it fails back"),
     ],
     "disable": [
         _NOT_PROTECTED, _IN_PROGRESS,
-        (_is("Test failover in progress"), "{vm} has a test failover running: complete it first"),
+        (_is(Failover.TEST), "{vm} has a test failover running: complete it first"),
     ],
 }
 

@@ -630,6 +630,11 @@ def bench(size_mb, content_mb, change_pct):
                    f"sending {(sent or 0) / max(1, d['srlab_wire_bytes']):.2f}x fewer bytes")
     else:
         click.echo("                     rsync not installed: no reference (apt-get install rsync)")
+    f = r["failover"]
+    click.echo(f"failover build       srlab {f['srlab_seconds']:.3f} s (the disks at the latest point from the "
+               f"replica, {f['bytes'] / mib:.0f} MiB allocated)")
+    click.echo(f"                     cp --sparse=always {f['cp_seconds']:.3f} s of the same image")
+    click.echo(f"                     srlab is {f['cp_seconds'] / f['srlab_seconds']:.2f}x cp's speed")
 
 
 @main.command()
