@@ -218,26 +218,46 @@ class KeyBar(Static):
         self.show_keys()
 
     def groups(self) -> list[tuple[str, str, bool]]:
-        out: list[tuple[str, str, bool]] = []
+        """(key, label, enabled) of every key the bar shows when there is room."""
+        return [(key, label, enabled) for key, label, enabled, _everywhere in self.key_entries()]
+
+    def key_entries(self) -> list[tuple[str, str, bool, bool]]:
+        """(key, label, enabled, works everywhere) of every key, the panel's first."""
+        out: list[tuple[str, str, bool, bool]] = []
         seen: set[tuple[int, str]] = set()
         for _key, ab in self.home.active_bindings.items():
             b = ab.binding
             if not b.show or (id(ab.node), b.action) in seen:
                 continue
             seen.add((id(ab.node), b.action))
-            out.append((self.app.get_key_display(b), b.description, ab.enabled))
+            out.append((self.app.get_key_display(b), b.description, ab.enabled, ab.node is self.app))
         if self.app.ENABLE_COMMAND_PALETTE:
-            out.append(("^p", "palette", True))
+            out.append(("^p", "palette", True, True))
         return out
 
     def show_keys(self) -> None:
         # may run after its screen was popped (a drill-down closed): then there is nothing to do
         if not self.is_mounted or not self.is_attached or self.home not in self.app.screen_stack:
             return
-        width = max(20, (self.size.width or self.app.size.width) - 2)
+        width = max(20, self.size.width or self.app.size.width - 2)  # the bar inside its padding
+        entries = self.key_entries()
+        lines = self.key_lines(entries, width)
+        # More keys than two lines hold: greyed keys give way, the panel's last first, then the
+        # global ones (`?` lists them all, with why they are greyed)
+        for everywhere in (False, True):
+            while len(lines) > 2:
+                greyed = [i for i, (_k, _l, enabled, glob) in enumerate(entries) if not enabled and glob == everywhere]
+                if not greyed:
+                    break
+                del entries[greyed[-1]]
+                lines = self.key_lines(entries, width)
+        show_text(self, Text("\n").join(lines[:2]))
+
+    def key_lines(self, entries: list[tuple[str, str, bool, bool]], width: int) -> list[Text]:
+        """The key bar's lines for these keys, wrapped between keys at `width`."""
         accent = self.app.get_css_variables().get("accent", "cyan")
         lines: list[Text] = [Text()]
-        for key, label, enabled in self.groups():
+        for key, label, enabled, _everywhere in entries:
             chunk = Text.assemble((key, f"bold {accent}" if enabled else "dim"), " ",
                                   (label, "" if enabled else "dim"))
             line = lines[-1]
@@ -248,7 +268,7 @@ class KeyBar(Static):
             if line.plain:
                 line.append("  ")
             line.append_text(chunk)
-        show_text(self, Text("\n").join(lines[:2]))
+        return lines
 
 
 class FilterInput(Input):

@@ -260,8 +260,10 @@ async def test_every_panel_fits_80x24_with_its_keys_visible(lab):
             keybar = app.query_one("#keybar")
             assert keybar.region.bottom == 24 and keybar.region.height <= 2
             shown = str(keybar.render())
-            for k, label, _enabled in keybar.groups():
-                assert f"{k} {label}" in shown, (key, k, label)
+            # every key that works now is there; a greyed one gives way when two lines are full
+            # (Protected items has more keys than that), and `?` lists it with its reason
+            for k, label, enabled in keybar.groups():
+                assert f"{k} {label}" in shown or not enabled, (key, k, label)
             assert app.query_one("#bar-clock").region.right <= 80
 
 
