@@ -1,4 +1,4 @@
-"""Recovery plans (key 5): what they are; the editor comes with the Failover issue."""
+"""Recovery plans (key 5): what they are; the editor comes later."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ EMPTY = Text.assemble(
     "(say, database first, then the application tier, then the web front end), with manual "
     "actions and scripts before and after each group. A plan runs test, planned and unplanned "
     "failovers as a single job, group by group.\n\n",
-    ("Plans come with failover in a later version of srlab. ", "italic"),
-    "Until then, protect items on Protected items (2) and watch their recovery points.",
+    ("Plans come in a later version of srlab. ", "italic"),
+    "Until then, fail protected items over one at a time on Protected items (2): test, planned and "
+    "unplanned failover, commit, change recovery point and reprotect are keys there.",
 )
 
 
