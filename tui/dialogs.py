@@ -3,6 +3,7 @@ engine validates (its message and hint are shown inline; the dialog stays open t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from rich.text import Text
@@ -10,14 +11,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
 
 from engine import LabError
 
-from .host import (CloudProtectionForm, Confirm, DialogRequest, Host, LinkForm, MapNetworkForm, ProtectForm,
-                   TargetForm, VmDetails, host_of)
-from .render import vm_detail_text
-from .state import LabState, fmt_bytes, fmt_time
+from .host import (ChangePointForm, CloudProtectionForm, CompleteForm, Confirm, DialogRequest, FailoverForm, Host,
+                   LinkForm, MapNetworkForm, ProtectForm, TargetForm, VmDetails, host_of)
+from .render import direction_text, recovered_text, recovery_side, vm_detail_text
+from .state import LabState, at_recovery_side, fmt_bytes, fmt_day_time, fmt_time, waiting_step
 from .widgets import Column, KeyBar, LabTable
 
 # The seed's target sizes (names only: which one fits is the engine's business).
@@ -43,6 +45,8 @@ def describe_result(result: Any) -> str:
         return f"job(s) {', '.join(map(str, result))} started: see Jobs (4)"
     if isinstance(result, str):
         return result
+    if isinstance(result, dict) and "id" in result and "state" in result:
+        return f"job {result['id']} is {result['state']}: see Jobs (4)"
     return "done"
 
 
@@ -406,6 +410,315 @@ class TargetDialog(EngineDialog):
         return lambda lab: lab.set_target(vm, size=size, target_name=name, nic=nic)
 
 
+# ---- failover (seed 004 STEP 3) ----------------------------------------------------------------
+
+# (kind as Lab.failover takes it, its name in the portal's words)
+FAILOVER_KINDS = [("test", "Test failover"), ("planned", "Planned failover"), ("unplanned", "Unplanned failover")]
+# the failback's sync options (seed 004 §3.6)
+SYNC_CHOICES = [("before failover (minimize downtime)", "before"),
+                ("during failover only (minimize sync)", "during")]
+SYNC_WHAT = {
+    "before": "Syncs while the VM runs; then the job waits until you start the failover.",
+    "during": "Shuts the VM down at once, syncs, then fails over: less to sync, more downtime.",
+}
+DEFAULT_NET, NO_NET = "=default", "=none"  # the network list's values besides "net:NAME"
+POINT_COLUMNS = [Column("id", "Point", 21), Column("time", "Time", 14), Column("kind", "Type", 16),
+                 Column("tx", "Last trans.", 11)]
+
+
+def key_path(lab, key_file: str | None) -> str | None:
+    """The key file as typed: a relative path that is not there from here is taken from the lab's
+    folder, where registration made it (Resources shows it so: keys/SC01-...key)."""
+    if not key_file:
+        return None
+    path = Path(key_file).expanduser()
+    if not path.is_absolute() and not path.exists() and (Path(lab.path) / path).exists():
+        return str(Path(lab.path) / path)
+    return str(path)
+
+
+def is_app_point(p: dict) -> bool:
+    return str(p.get("kind", "")).startswith("app")
+
+
+def point_rows(points: list[dict], in_use: Any = None) -> list[tuple[str, tuple]]:
+    """The recovery point table: latest and latest app-consistent by name (resolved when the job
+    runs, so a point that arrives meanwhile counts), then every retained point, newest first."""
+    pts = sorted(points, key=lambda p: p["time"], reverse=True)
+
+    def cells(label, p: dict | None) -> tuple:
+        if p is None:
+            return (label, Text("none retained", style="dim"), "", "")
+        tx = p.get("last_transaction")
+        return (label, fmt_day_time(p["time"]), str(p.get("kind", "")), "-" if tx is None else str(tx))
+
+    rows = [("latest", cells("latest", pts[0] if pts else None))]
+    app = next((p for p in pts if is_app_point(p)), None)
+    if app is not None:
+        rows.append(("latest-app", cells("latest app-consistent", app)))
+    for p in pts:
+        label = Text(str(p["id"]))
+        if in_use is not None and str(p["id"]) == str(in_use):
+            label.append(" in use", style="bold")
+        rows.append((str(p["id"]), cells(label, p)))
+    return rows
+
+
+class PointsTable(LabTable):
+    """A dialog's recovery point list (its height is in srlab.tcss); enter on it confirms the
+    dialog, as enter does in every dialog."""
+
+
+class FailoverDialog(EngineDialog):
+    """Test, planned or unplanned failover of one VM (a planned one of a VM that runs at the
+    recovery side is its failback): the direction, the kinds (greyed with the engine's reason
+    when not allowed now), every retained recovery point, the network and the options."""
+
+    DEFAULT_CSS = """
+    FailoverDialog #dialog-body { max-height: 18; }
+    FailoverDialog #kinds { height: auto; max-height: 7; border: none; padding: 0; background: $surface; }
+    FailoverDialog #kinds:focus { background-tint: $foreground 5%; }
+    FailoverDialog .row { height: 1; }
+    FailoverDialog .row > Label { width: 22; padding: 0 1 0 0; }
+    FailoverDialog .row > Select, FailoverDialog .row > Input { width: 1fr; }
+    FailoverDialog #point-note { height: auto; }
+    """
+
+    def __init__(self, vm: str, kind: str, state: LabState):
+        super().__init__()
+        self.vm = vm
+        self.info = state.vm(vm) or {}
+        self.back = at_recovery_side(self.info)
+        self.reasons = {k: state.reason(f"{k}_failover", vm) for k, _ in FAILOVER_KINDS}
+        allowed = [k for k, _ in FAILOVER_KINDS if not self.reasons[k]]
+        self.kind = kind if kind in allowed or not allowed else allowed[0]
+        self.points = state.points.get(vm, [])
+        self.networks = state.networks.get(vm, [])
+        self.encrypt = bool((self.info.get("policy") or {}).get("encrypt"))
+        server = next((s for s in (state.resources or {}).get("servers", []) if s["name"] == self.info.get("site")),
+                      None)
+        self.key_hint = (server or {}).get("key_file") or ""
+        self.set_titles()
+
+    def kind_name(self, kind: str) -> str:
+        name = dict(FAILOVER_KINDS)[kind]
+        return "Planned failover (failback)" if kind == "planned" and self.back else name
+
+    def set_titles(self) -> None:
+        self.title_text = f"{self.kind_name(self.kind)} of {self.vm}"
+        self.ok_label = ("Test failover" if self.kind == "test" else
+                         "Fail back" if self.kind == "planned" and self.back else "Fail over")
+
+    def network_options(self) -> list[tuple[str, str]]:
+        default = ("isolated, no network" if self.kind == "test" else
+                   f"the mapped network, {self.info.get('target_network') or 'none'}")
+        return [(f"default: {default}", DEFAULT_NET), ("isolated (no network)", NO_NET)] + [
+            (n, f"net:{n}") for n in self.networks]
+
+    def kind_prompt(self, kind: str) -> Text:
+        why = self.reasons[kind]
+        t = Text("○ " if kind != self.kind else "● ")
+        t.append(self.kind_name(kind), style="bold" if not why else "")
+        if why:
+            t.append("  not now: ")
+            t.append(Text(why))
+        return t
+
+    def body(self) -> ComposeResult:
+        yield Static(direction_text(self.info, self.back), id="direction", classes="line")
+        yield Static("", id="what", classes="line")
+        yield OptionList(*[Option(self.kind_prompt(k), id=k, disabled=bool(self.reasons[k]))
+                           for k, _ in FAILOVER_KINDS], id="kinds", compact=True)
+        table = PointsTable(POINT_COLUMNS, id="points", title="Recovery point")
+        yield table
+        yield Static(Text("Recovery point: the latest data, synchronized after the shutdown."), id="point-note",
+                     classes="line")
+        with Horizontal(classes="row", id="network-row"):
+            yield Label("Network")
+            yield Select(self.network_options(), id="network", allow_blank=False, compact=True, value=DEFAULT_NET)
+        with Horizontal(classes="row", id="shutdown-row"):
+            yield Label("Source")
+            yield Checkbox("Shut down VMs and synchronize the latest data", id="shutdown-sync", compact=True)
+        with Horizontal(classes="row", id="sync-row"):
+            yield Label("Synchronize data")
+            yield Select(SYNC_CHOICES, id="sync", allow_blank=False, compact=True, value="before")
+        with Horizontal(classes="row", id="key-row"):
+            yield Label("Encryption key file")
+            yield Input("", id="key-file", compact=True,
+                        placeholder=f"made at registration: {self.key_hint}" if self.key_hint else "its path")
+
+    def on_mount(self) -> None:
+        self.query_one("#points", LabTable).set_rows(point_rows(self.points))
+        kinds = self.query_one("#kinds", OptionList)
+        kinds.highlighted = kinds.get_option_index(self.kind)
+        self.show_kind()
+        if not any(not r for r in self.reasons.values()):
+            self.query_one("#ok", Button).disabled = True
+        table = self.query_one("#points", LabTable)
+        (table if table.display else self.query_one("#ok", Button)).focus()
+
+    def show_kind(self) -> None:
+        """Show what the chosen kind needs, and only that."""
+        kind, back = self.kind, self.back
+        self.set_titles()
+        self.query_one("#dialog", Vertical).border_title = self.title_text
+        self.query_one("#ok", Button).label = self.ok_label
+        kinds = self.query_one("#kinds", OptionList)
+        for k, _ in FAILOVER_KINDS:
+            kinds.replace_option_prompt(k, self.kind_prompt(k))
+        self.show_what()
+        picks_point = kind in ("test", "unplanned") and not back
+        self.query_one("#points").display = picks_point
+        self.query_one("#point-note").display = kind == "planned" and not back
+        self.query_one("#network-row").display = not (kind == "planned" and back)
+        net = self.query_one("#network", Select)
+        keep = net.value
+        net.set_options(self.network_options())
+        net.value = keep if keep != Select.NULL else DEFAULT_NET
+        self.query_one("#shutdown-row").display = kind == "unplanned"
+        self.query_one("#sync-row").display = kind == "planned" and back
+        self.query_one("#key-row").display = self.encrypt and not back
+
+    def show_what(self) -> None:
+        """One line on what the chosen kind (and sync option) does."""
+        if self.kind == "planned" and self.back:
+            what = SYNC_WHAT.get(str(self.query_one("#sync", Select).value), "")
+        else:
+            what = {
+                "test": "A copy at the recovery side; production and replication go on.",
+                "planned": "Shuts the VM down and synchronizes the latest data first: no data loss.",
+                "unplanned": "From the point: writes after it are lost. For when the source is gone.",
+            }[self.kind]
+        self.query_one("#what", Static).update(Text(what, style="dim"))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "sync":
+            self.show_what()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        if event.option.id and event.option.id != self.kind:
+            self.kind = event.option.id
+            self.show_kind()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_submit()
+
+    def operation(self):
+        kind, back, vm = self.kind, self.back, self.vm
+        if self.reasons[kind]:
+            raise ValueError(self.reasons[kind])
+        point = None
+        if kind in ("test", "unplanned") and not back:
+            point = self.query_one("#points", LabTable).cursor_key
+            if point is None:
+                raise ValueError(f"{vm} has no recovery point to fail over to")
+        chosen = self.query_one("#network", Select).value
+        network = (None if kind == "planned" and back or chosen == DEFAULT_NET else "none" if chosen == NO_NET
+                   else str(chosen).removeprefix("net:"))
+        shutdown_sync = kind == "unplanned" and self.query_one("#shutdown-sync", Checkbox).value
+        sync = self.query_one("#sync", Select).value if kind == "planned" and back else None
+        key_file = self.query_one("#key-file", Input).value.strip() or None if self.encrypt and not back else None
+        return lambda lab: lab.failover([vm], kind, point=point, network=network, shutdown_sync=shutdown_sync,
+                                        sync=sync, key_file=key_path(lab, key_file))
+
+
+class ChangePointDialog(EngineDialog):
+    """While commit is pending: rebuild the failed-over VM from another recovery point."""
+
+    title_text = "Change recovery point"
+    ok_label = "Change point"
+    DEFAULT_CSS = """
+    ChangePointDialog #dialog-body { max-height: 18; }
+    ChangePointDialog .row { height: 1; }
+    ChangePointDialog .row > Label { width: 22; padding: 0 1 0 0; }
+    ChangePointDialog .row > Input { width: 1fr; }
+    """
+
+    def __init__(self, vm: str, state: LabState):
+        super().__init__(f"Change recovery point of {vm}")
+        self.vm = vm
+        self.info = state.vm(vm) or {}
+        self.points = state.points.get(vm, [])
+        self.in_use = next((r for r in self.info.get("recovered") or [] if r.get("role") != "test"), None)
+        self.encrypt = bool((self.info.get("policy") or {}).get("encrypt"))
+
+    def body(self) -> ComposeResult:
+        yield Static(Text.assemble("Rebuild ", (self.vm, "bold"), " at ", (recovery_side(self.info), "bold"),
+                                   " from another point: it stops, its disks are built from the point and it "
+                                   "starts again; writes after the point are lost."), classes="line")
+        if self.in_use:
+            yield Static(Text.assemble(("Now: ", "bold"), recovered_text(self.in_use)), classes="line")
+        yield PointsTable(POINT_COLUMNS, id="points", title="Recovery point")
+        if self.encrypt:
+            with Horizontal(classes="row"):
+                yield Label("Encryption key file")
+                yield Input("", id="key-file", compact=True, placeholder="the key made at registration")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#points", LabTable)
+        in_use = (self.in_use or {}).get("point")
+        table.set_rows(point_rows(self.points, in_use))
+        if in_use is not None and str(in_use) in table.row_keys:
+            table.move_cursor(row=table.get_row_index(str(in_use)), animate=False)
+        table.focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_submit()
+
+    def operation(self):
+        point = self.query_one("#points", LabTable).cursor_key
+        if point is None:
+            raise ValueError(f"{self.vm} has no recovery point to choose")
+        key_file = self.query_one("#key-file", Input).value.strip() or None if self.encrypt else None
+        vm = self.vm
+        return lambda lab: lab.change_point(vm, point, key_file=key_path(lab, key_file))
+
+
+class CompleteDialog(EngineDialog):
+    """Complete the step a job waits on (Complete test, start the failback...), with a note that
+    goes into the job's report and the events."""
+
+    title_text = "Complete"
+    ok_label = "Complete"
+    DEFAULT_CSS = """
+    CompleteDialog .row { height: 1; margin-top: 1; }
+    CompleteDialog .row > Label { width: 8; }
+    CompleteDialog .row > Input { width: 1fr; }
+    """
+
+    def __init__(self, job_id: Any, state: LabState):
+        self.job_id = job_id
+        self.job = next((j for j in state.jobs if j["id"] == job_id), {"id": job_id, "name": ""})
+        self.step = waiting_step(state, job_id)
+        steps = [s.get("name", "") for s in state.job_details.get(job_id, {}).get("steps", [])]
+        self.after = steps[steps.index(self.step) + 1:] if self.step in steps else []
+        super().__init__(self.step or "Complete")
+
+    def body(self) -> ComposeResult:
+        yield Static(Text.assemble("Job ", (str(self.job_id), "bold"), " ", Text(str(self.job.get("name", ""))),
+                                   " waits for action: ", (self.step or "nothing now", "bold"), "."),
+                     classes="line")
+        if self.after:
+            yield Static(Text("Then: " + "; ".join(self.after) + ".", style="dim"), classes="line")
+        with Horizontal(classes="row"):
+            yield Label("Note")
+            yield Input("", id="note", compact=True, placeholder="what you checked (kept in the report and events)")
+
+    def on_mount(self) -> None:
+        self.query_one("#note", Input).focus()
+
+    def operation(self):
+        jid, note = self.job_id, self.query_one("#note", Input).value.strip()
+        return lambda lab: lab.complete_job(jid, note)
+
+
 # ---- help --------------------------------------------------------------------------------------
 
 
@@ -507,6 +820,12 @@ def dialog_for(request: DialogRequest, state: LabState) -> Screen:
         return MapNetworkDialog(request.source, state)
     if isinstance(request, LinkForm):
         return LinkDialog(request.link)
+    if isinstance(request, FailoverForm):
+        return FailoverDialog(request.vm, request.kind, state)
+    if isinstance(request, ChangePointForm):
+        return ChangePointDialog(request.vm, state)
+    if isinstance(request, CompleteForm):
+        return CompleteDialog(request.job_id, state)
     if isinstance(request, VmDetails):
         return VmDetailScreen(request.vm)
     raise TypeError(f"no dialog for {request!r}")
@@ -515,5 +834,5 @@ def dialog_for(request: DialogRequest, state: LabState) -> Screen:
 __all__ = [
     "dialog_for",
     "ConfirmDialog", "CloudProtectionDialog", "MapNetworkDialog", "LinkDialog", "ProtectDialog",
-    "TargetDialog", "HelpScreen", "VmDetailScreen",
+    "TargetDialog", "FailoverDialog", "ChangePointDialog", "CompleteDialog", "HelpScreen", "VmDetailScreen",
 ]

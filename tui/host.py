@@ -59,13 +59,38 @@ class LinkForm:
 
 
 @dataclass(frozen=True)
+class FailoverForm:
+    """Fail `vm` over: `kind` is test, planned or unplanned (a planned failover of a VM that runs
+    at the recovery side is its failback). The dialog offers the other kinds, greyed with the
+    engine's reason when they are not allowed."""
+
+    vm: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class ChangePointForm:
+    """While commit is pending: rebuild the failed-over VM from another recovery point."""
+
+    vm: str
+
+
+@dataclass(frozen=True)
+class CompleteForm:
+    """Complete the step a job waits on (Complete test, a manual action), with a note."""
+
+    job_id: Any
+
+
+@dataclass(frozen=True)
 class VmDetails:
     """The VM's full-screen details (a drill-down, not a modal)."""
 
     vm: str
 
 
-DialogRequest = Union[Confirm, ProtectForm, TargetForm, CloudProtectionForm, MapNetworkForm, LinkForm, VmDetails]
+DialogRequest = Union[Confirm, ProtectForm, TargetForm, CloudProtectionForm, MapNetworkForm, LinkForm, FailoverForm,
+                      ChangePointForm, CompleteForm, VmDetails]
 
 
 # ---- the host ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from .state import LabState, fmt_bytes, fmt_duration, fmt_frequency, fmt_time
+from .state import LabState, fmt_bytes, fmt_duration, fmt_frequency, fmt_time, waiting_jobs, waiting_step
 
 
 def health_style(health: str, colors: dict) -> str:
@@ -36,6 +36,35 @@ def policy_text(p: dict | None) -> Text:
     if p.get("start") not in (None, "now"):
         parts.append(f"start {p['start']}")
     return Text(" · ".join(parts))
+
+
+def recovery_side(v: dict) -> str:
+    """Where a protected VM fails over to, in the portal's words: Microsoft Azure (region) or
+    the recovery cloud's name."""
+    p = v.get("policy") or {}
+    target = str(p.get("target") or "")
+    if p.get("target_kind") == "azure" or target == "azure":
+        return f"Microsoft Azure ({target})" if target and target != "azure" else "Microsoft Azure"
+    return target or "the recovery side"
+
+
+def direction_text(v: dict, back: bool) -> Text:
+    """From where to where a failover of `v` moves the workload (a failback: back home)."""
+    here = str(v.get("active_location") or v.get("location") or "")
+    there = str(v.get("location") or "") if back else recovery_side(v)
+    t = Text()
+    t.append(Text(here, style="bold"))
+    t.append(" → ")
+    t.append(Text(there, style="bold"))
+    return t
+
+
+def recovered_text(r: dict) -> Text:
+    """One VM at the recovery side: a test copy or the failed-over VM, its state and data."""
+    net = f"network {r.get('network') or '(isolated)'}"
+    tx = r.get("last_transaction")
+    return Text(f"{r.get('role', '')} VM {r.get('name', '')} · {r.get('power', '')} · point {r.get('point', '-')} · "
+                f"transaction {'-' if tx is None else tx} · {net} · {r.get('place', '')}")
 
 
 def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False) -> Text:
@@ -102,6 +131,14 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
             f"{fmt_time(p['time'], True)} {'app' if str(p.get('kind', '')).startswith('app') else 'crash'}"
             for p in latest[:6]
         ) + (" …" if len(latest) > 6 else "")))
+    for r in v.get("recovered") or []:
+        label("Recovered")
+        t.append_text(recovered_text(r))
+    for j in waiting_jobs(state, name):
+        label("Waiting")
+        t.append(Text(f"job {j['id']} waits for action: {waiting_step(state, j['id']) or j.get('name', '')}",
+                      style=f"bold {colors['warning']}"))
+        t.append(" (complete it on Jobs)", style="dim")
     label("Errors")
     errs = v.get("errors") or []
     if errs:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from engine import Lab, LabError, format_duration
+from engine import JobState, Lab, LabError, Protection, format_duration
 
 # The kinds of subject the app shows rows of. Which actions apply to each is the engine's
 # business (Lab.actions(kind)); the app only knows how to name each row as a subject.
@@ -33,6 +33,10 @@ class LabState:
     jobs: list[dict] = field(default_factory=list)
     job_details: dict[Any, dict] = field(default_factory=dict)
     points: dict[str, list[dict]] = field(default_factory=dict)
+    # protected VM -> the networks it can join at its recovery side (Lab.target_networks)
+    networks: dict[str, list[str]] = field(default_factory=dict)
+    # job id -> its failover report as the engine words it (Lab.report_lines); only jobs with one
+    reports: dict[Any, list[str]] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
     rpo_history: dict[str, list] = field(default_factory=dict)
     # subject kind -> the actions the engine judges for it (Lab.actions)
@@ -49,6 +53,22 @@ class LabState:
     def reason(self, action: str, subject: str | None) -> str | None:
         """The engine's reason why `action` on `subject` is not allowed now, or None."""
         return self.allowed.get((action, subject))
+
+
+def at_recovery_side(vm: dict) -> bool:
+    """Does the VM's workload run at the recovery side now (so a planned failover is its failback)?"""
+    return bool(vm.get("active_location")) and vm.get("active_location") != vm.get("location")
+
+
+def waiting_jobs(st: LabState, vm: str | None = None) -> list[dict]:
+    """Jobs waiting for action (on `vm`, when given), newest first."""
+    return [j for j in st.jobs if j.get("state") == JobState.WAITING and (vm is None or j.get("target") == vm)]
+
+
+def waiting_step(st: LabState, job_id: Any) -> str | None:
+    """The name of the step a job waits on ("Complete test", "Start the failover ..."), if any."""
+    steps = st.job_details.get(job_id, {}).get("steps", [])
+    return next((s.get("name") for s in steps if s.get("state") == JobState.WAITING), None)
 
 
 def _try(fn, default):
@@ -110,11 +130,17 @@ def collect(lab: Lab) -> LabState:
         d = _try(lambda: lab.job(j["id"]), None)
         if d is not None:
             st.job_details[j["id"]] = d
+            if d.get("report"):
+                try:
+                    st.reports[j["id"]] = list(lab.report_lines(d["report"]))
+                except Exception as e:  # an engine bug must not take the UI down
+                    st.problems.append(f"report_lines(job {j['id']}): {type(e).__name__}: {e}")
     st.events = lab.events(EVENT_LIMIT)
     for vm in st.status.get("vms", []):
-        if vm.get("protection", "not protected") == "not protected":
+        if vm.get("protection", Protection.NOT_PROTECTED) == Protection.NOT_PROTECTED:
             continue
         st.points[vm["name"]] = _try(lambda: lab.points(vm["name"]), [])
+        st.networks[vm["name"]] = _try(lambda: lab.target_networks(vm["name"]), [])
     clouds = sorted({v["cloud"] for v in st.status.get("vms", []) if v.get("cloud")})
     for cloud in clouds:
         st.rpo_history[cloud] = list(_try(lambda: lab.rpo_history(cloud), []))

@@ -68,3 +68,40 @@ def test_help(snap_compare, snap_lab):
 def test_observer(snap_compare, snap_lab):
     app = make_app(snap_lab, observer=True)
     assert snap_compare(app, press=["2"], terminal_size=(80, 24), run_before=settle)
+
+
+@pytest.fixture(scope="module")
+def failover_lab(tmp_path_factory):
+    """The small site after STEP 2, WEB01 and IDLE01 protected for two hours; then WEB01 failed
+    over (planned) to Azure and committed."""
+    d = tmp_path_factory.mktemp("failover")
+    (d / "small.toml").write_text(SMALL_SITE)
+    lab = Lab.create(d / "lab", d / "small.toml")
+    step2(lab, retention_h=1, app_consistent_h=1)
+    lab.protect(["WEB01", "IDLE01"])
+    lab.run(2 * 3600)
+    lab.run_until_done(lab.failover(["WEB01"], "planned"))
+    lab.run_until_done(lab.commit(["WEB01"]))
+    yield lab
+    lab.close()
+
+
+def test_failover_dialog(snap_compare, snap_lab):
+    """U on a Ready VM: direction, kinds, every retained point (time, type, last transaction),
+    network and the shutdown-and-sync option."""
+    app = make_app(snap_lab)
+    assert snap_compare(app, press=["2", "slash", *"WEB01", "enter", "U"], terminal_size=(80, 24),
+                        run_before=settle)
+
+
+def test_failback_dialog(snap_compare, failover_lab):
+    """F on a VM running in Azure: its failback, the sync options, the other kinds greyed with why."""
+    app = make_app(failover_lab)
+    assert snap_compare(app, press=["2", "slash", *"WEB01", "enter", "F"], terminal_size=(80, 24),
+                        run_before=settle)
+
+
+def test_failover_report(snap_compare, failover_lab):
+    """The planned failover's job: its steps and, below, its report."""
+    app = make_app(failover_lab)
+    assert snap_compare(app, press=["4", "down"], terminal_size=(80, 24), run_before=settle)

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
+from engine import Failover, JobState, Protection
+
 from ..state import LabState, fmt_duration, fmt_mbps, fmt_time
 from ..widgets import show_text
 from .base import Panel
@@ -147,7 +149,7 @@ class Dashboard(Panel):
     def update_state(self, state: LabState) -> None:
         colors = self.host.status_colors
         vms = state.status.get("vms", [])
-        protected = [v for v in vms if v.get("protection", "not protected") != "not protected"]
+        protected = [v for v in vms if v.get("protection", Protection.NOT_PROTECTED) != Protection.NOT_PROTECTED]
         counts = {h: sum(1 for v in protected if v.get("health") == h) for h in HEALTHS}
         health = Text()
         for h, sym, style in (("OK", "●", colors["ok"]), ("Warning", "▲", colors["warning"]),
@@ -160,17 +162,21 @@ class Dashboard(Panel):
         if enabling:
             health.append("\ninitial replication: ")
             health.append(", ".join(f"{v['name']} {v['progress']}%" for v in enabling))
+        failing = [v for v in protected if v.get("failover_state") not in (None, Failover.NONE, Failover.READY)]
+        if failing:
+            health.append("\nfailover: ")
+            health.append(Text(", ".join(f"{v['name']} {v['failover_state']}" for v in failing)))
         self._set("#dash-health", health)
 
         # Jobs
-        running = [j for j in state.jobs if j.get("state") == "in progress"]
-        waiting = [j for j in state.jobs if j.get("state") == "waiting for action"]
+        running = [j for j in state.jobs if j.get("state") == JobState.IN_PROGRESS]
+        waiting = [j for j in state.jobs if j.get("state") == JobState.WAITING]
         jobs = Text()
         jobs.append(f"{len(running)}", style="bold")
         jobs.append(" in progress · ")
         jobs.append(f"{len(waiting)}", style=f"bold {colors['warning']}" if waiting else "bold")
         jobs.append(" waiting for action")
-        failed = [j for j in state.jobs[:20] if j.get("state") == "failed"]
+        failed = [j for j in state.jobs[:20] if j.get("state") == JobState.FAILED]
         if failed:
             jobs.append(" · ")
             jobs.append(f"{len(failed)} failed", style=colors["error"])
@@ -180,7 +186,7 @@ class Dashboard(Panel):
         for j in shown:
             jobs.append("\n")
             jobs.append(Text(str(j["name"]), style="bold"))
-            jobs.append(f"  {j['state']}", style=f"{colors['warning']}" if j["state"] == "waiting for action"
+            jobs.append(f"  {j['state']}", style=f"{colors['warning']}" if j["state"] == JobState.WAITING
                         else "dim")
         jobs.no_wrap = True
         jobs.overflow = "ellipsis"

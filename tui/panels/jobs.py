@@ -6,9 +6,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
-from ..host import Confirm
-from ..state import LabState, fmt_day_time, fmt_duration, fmt_time
-from ..widgets import Column, LabTable
+from engine import JobState
+
+from ..host import CompleteForm
+from ..state import LabState, fmt_day_time, fmt_duration, fmt_time, waiting_step
+from ..widgets import Column, LabTable, show_text
 from .base import Panel, PanelAction
 
 JOB_COLUMNS_WIDE = [
@@ -39,12 +41,15 @@ WIDE_MIN = 110
 
 def state_style(state: str, colors: dict) -> str:
     return {
-        "succeeded": colors["ok"],
-        "failed": colors["error"],
-        "cancelled": "dim",
-        "waiting for action": f"bold {colors['warning']}",
-        "in progress": colors["accent"],
+        JobState.SUCCEEDED: colors["ok"],
+        JobState.FAILED: colors["error"],
+        JobState.CANCELLED: "dim",
+        JobState.WAITING: f"bold {colors['warning']}",
+        JobState.IN_PROGRESS: colors["accent"],
     }.get(state, "")
+
+
+ENDED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 class Jobs(Panel):
@@ -55,14 +60,22 @@ class Jobs(Panel):
         PanelAction("steps", "enter", "Steps", "Job steps",
                     "move into the selected job's steps (esc comes back)", mutates=False, key_display="⏎",
                     priority=True),
-        PanelAction("complete_job", "a", "Complete", "Complete manual action",
-                    "complete the action a job is waiting for"),
+        PanelAction("complete_job", "a", "Complete", "Complete test / manual action",
+                    "complete the step a job waits for (Complete test, start a failback...), with a note"),
     ]
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen: dict | None = None  # job id -> its state in the last lab state shown (None: none yet)
 
     def compose(self) -> ComposeResult:
         yield LabTable(JOB_COLUMNS, id="jobs-table", title="Jobs (newest first)")
         yield LabTable(STEP_COLUMNS, id="steps-table", title="Steps")
         yield Static("", id="job-error")
+        yield Static("", id="job-report")
+
+    def on_mount(self) -> None:
+        self.query_one("#job-report").border_title = "Report"
 
     @property
     def jobs_table(self) -> LabTable:
@@ -105,8 +118,41 @@ class Jobs(Panel):
             rows.append((f"job:{j['id']}", tuple(cells)))
         if not rows:
             rows.append(("none", (Text(""), Text("no jobs yet", style="dim"))))
-        self.jobs_table.set_rows(rows)
+        table = self.jobs_table
+        keys = table.row_keys
+        follow = bool(keys) and table.cursor_key == keys[0]  # on the newest job: stay on the newest
+        table.set_rows(rows)
+        if follow and table.row_keys and table.row_keys[0] != keys[0]:
+            table.move_cursor(row=0, animate=False)
         self.show_steps()
+        self.tell_changes(state)
+
+    def tell_changes(self, state: LabState) -> None:
+        """Say when a job comes to wait for action, and when a job with a report (a failover)
+        ends: wherever the user is, they learn it without watching this panel."""
+        if not state.loaded:
+            return
+        before, self.seen = self.seen, {j["id"]: j.get("state") for j in state.jobs}
+        if before is None:  # the lab as the app found it: nothing to tell
+            return
+        for j in state.jobs:
+            now = j.get("state")
+            if before.get(j["id"]) == now:
+                continue
+            name = str(j.get("name", ""))
+            if now == JobState.WAITING:
+                step = waiting_step(state, j["id"]) or "an action"
+                self.app.notify(f"job {j['id']} {name} waits for action: {step}. Jobs (4): complete it with a note.",
+                                title=JobState.WAITING.value, severity="warning", timeout=10, markup=False)
+            elif now in ENDED and j["id"] in state.reports and not self.showing(j["id"]):
+                self.app.notify(f"job {j['id']} {name} {now}: its report is on Jobs (4).", title="failover report",
+                                timeout=10, markup=False,
+                                severity="error" if now == JobState.FAILED else "information")
+
+    def showing(self, job_id) -> bool:
+        """Is this job's detail on the screen now?"""
+        job = self.selected_job()
+        return self.display and job is not None and job["id"] == job_id
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "jobs-table":
@@ -118,12 +164,15 @@ class Jobs(Panel):
         job = self.selected_job()
         steps = self.steps_table
         err = self.query_one("#job-error", Static)
+        report = self.query_one("#job-report", Static)
         if job is None:
             steps.base_title = "Steps"
             steps.set_filter(steps.filter_text)
             steps.set_rows([])
             err.update("")
             err.display = False
+            report.display = False
+            steps.styles.height = 9
             return
         detail = self.state.job_details.get(job["id"], {})
         steps.base_title = f"Steps of job {job['id']}: {job.get('name', '')} · {job.get('target', '')}"
@@ -145,6 +194,12 @@ class Jobs(Panel):
         err.display = bool(error)
         if error:
             err.update(Text.assemble(("Error: ", f"bold {colors['error']}"), Text(str(error))))
+        lines = self.state.reports.get(job["id"], [])
+        report.display = bool(lines)
+        # a report takes the room the steps table does not need
+        steps.styles.height = min(9, len(rows) + 3) if lines else 9
+        if lines:
+            show_text(report, Text("\n").join(Text(line) for line in lines))
 
     show_detail = show_steps  # what the filter refreshes when the cursor row changes
 
@@ -167,13 +222,8 @@ class Jobs(Panel):
 
     def action_complete_job(self) -> None:
         job = self.selected_job()
-        if job is None:
-            return
-        jid = job["id"]
-        lines = [Text.assemble("Complete the manual action job ", (str(jid), "bold"), " waits for: ",
-                               Text(str(job.get("name", ""))), ".")]
-        self.show_dialog(Confirm("Complete manual action", lines, lambda lab: lab.complete_job(jid),
-                                 ok_label="Complete"))
+        if job is not None:
+            self.show_dialog(CompleteForm(job["id"]))
 
     def back(self) -> bool:
         """esc from the steps goes back to the job list."""

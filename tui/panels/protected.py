@@ -8,9 +8,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
-from ..host import Confirm, ProtectForm, TargetForm, VmDetails
-from ..render import health_style, policy_text, vm_detail_text
-from ..state import LabState, fmt_duration, fmt_frequency
+from engine import Failover, Protection
+
+from ..host import ChangePointForm, Confirm, FailoverForm, ProtectForm, TargetForm, VmDetails
+from ..render import health_style, policy_text, recovery_side, vm_detail_text
+from ..state import LabState, at_recovery_side, fmt_duration, fmt_frequency
 from ..widgets import Column, LabTable, show_text
 from .base import Panel, PanelAction
 
@@ -19,32 +21,71 @@ WIDE = [
     Column("name", "Name", 18),
     Column("location", "Active location", 18),
     Column("health", "Health", 8),
-    Column("status", "Status", 34),
+    Column("status", "Status", 28),
     Column("size", "Size", 4),
-    Column("failover", "Failover", 9),
+    Column("failover", "Failover", 15),
     Column("rpo", "RPO", 8),
 ]
 COMPACT = [
     Column("mark", " ", 1),
     Column("name", "Name", 12),
     Column("health", "Health", 8),
-    Column("status", "Status", 22),
+    Column("status", "Status", 15),
     Column("size", "Size", 4),
-    Column("failover", "Failover", 8),
+    Column("failover", "Failover", 15),
     Column("rpo", "RPO", 7),
 ]
 WIDE_MIN = 110  # terminal columns from which the wide layout (with active location) is used
 
+# The failover column's short words (the detail pane shows the engine's full state name).
+FAILOVER_SHORT = {
+    Failover.READY: Failover.READY.value,
+    Failover.TEST: "Testing",
+    Failover.FAILOVER: "Failing over",
+    Failover.COMMIT_PENDING: Failover.COMMIT_PENDING.value,
+    Failover.COMMITTED: "Committed",
+    Failover.FAILBACK: "Failing back",
+    Failover.REVERSE_PENDING: "Reverse pending",
+}
+
 _PCT = re.compile(r"\s*\d+(\.\d+)?%$")
 
 
+# The status column's short words when the terminal is narrow (the detail pane shows the full ones).
+PROTECTION_SHORT = {
+    Protection.ENABLING: "enabling",
+    Protection.INITIAL_PENDING: "initial pending",
+    Protection.INITIAL: "initial",
+    Protection.FINALIZING: "finalizing",
+    Protection.REVERSE: "reverse repl.",
+    Protection.DISABLING: "disabling",
+}
+
+
 def status_cell(vm: dict, compact: bool) -> Text:
-    """The engine's protection state; with initial replication, the percentage first when narrow."""
+    """The engine's protection state; when narrow, in a word or two, with the initial
+    replication's percentage first."""
     text = str(vm.get("protection", ""))
     progress = vm.get("progress")
-    if compact and progress is not None:
-        text = f"{progress:>3}% {_PCT.sub('', text)}"
+    if compact:
+        bare = _PCT.sub("", text)
+        try:
+            text = PROTECTION_SHORT.get(Protection(bare), bare)
+        except ValueError:  # a state this app does not know yet: the engine's words
+            text = bare
+        if progress is not None:
+            text = f"{progress:>3}% {text}"
     return Text(text, no_wrap=True, overflow="ellipsis")
+
+
+def failover_cell(state: str | None) -> str:
+    """The failover column: the state in a word or two."""
+    if not state:
+        return ""
+    try:
+        return FAILOVER_SHORT.get(Failover(state), state)
+    except ValueError:  # a state this app does not know yet: the engine's words
+        return state
 
 
 class ProtectedItems(Panel):
@@ -66,6 +107,22 @@ class ProtectedItems(Panel):
         PanelAction("details", "enter", "Details", "VM details",
                     "the VM's disks, policy, recovery points and errors", mutates=False, key_display="⏎",
                     priority=True),
+        PanelAction("test_failover", "f", "Test", "Test failover",
+                    "a copy of the VM at the recovery side from a recovery point, in an isolated network; "
+                    "production goes on; the job waits for Complete test (Jobs)"),
+        PanelAction("planned_failover", "F,shift+f", "Planned", "Planned failover / failback",
+                    "shut the VM down, synchronize the latest data, start it at the recovery side (no data "
+                    "loss); on a VM running at the recovery side: fail it back", key_display="F"),
+        PanelAction("unplanned_failover", "U,shift+u", "Unplanned", "Unplanned failover",
+                    "start the VM at the recovery side from a recovery point: the source may be gone, "
+                    "writes after the point are lost", key_display="U"),
+        PanelAction("change_point", "P,shift+p", "Point", "Change recovery point",
+                    "while commit is pending: rebuild the failed-over VM from another recovery point",
+                    key_display="P"),
+        PanelAction("commit", "C,shift+c", "Commit", "Commit failover",
+                    "end the failover: its recovery point can no longer be changed", key_display="C"),
+        PanelAction("reprotect", "R,shift+r", "Reprotect", "Reverse replicate (reprotect)",
+                    "after a committed failover or failback: replicate the other way again", key_display="R"),
     ]
 
     def __init__(self, **kw):
@@ -130,17 +187,20 @@ class ProtectedItems(Panel):
             members = [v for v in vms if (v.get("cloud") or v.get("location") or v.get("site") or "") == cloud]
             key = f"cloud:{cloud}"
             sticky.add(key)
-            n_prot = sum(1 for v in members if v.get("protection", "not protected") != "not protected")
+            n_prot = sum(1 for v in members
+                         if v.get("protection", Protection.NOT_PROTECTED) != Protection.NOT_PROTECTED)
             head = Text(f"▾ {cloud}", style="bold", no_wrap=True, overflow="ellipsis")
-            summary = Text(f"protection on {n_prot}/{len(members)}", style="dim", no_wrap=True, overflow="ellipsis")
+            # the item count under Status, the cloud's policy in short under Failover
+            count = Text(f"{n_prot}/{len(members)} protected" if self.compact else
+                         f"protection on {n_prot}/{len(members)}", style="dim")
             pol = cloud_policy.get(cloud)
-            if cloud in cloud_policy:
-                summary.append(" · not configured" if not pol else
-                               f" · {policy_text(pol).plain.split(' · ')[0]} every {fmt_frequency(pol.get('frequency'))}")
+            where = "" if cloud not in cloud_policy else "not configured" if not pol else (
+                f"→ {'Azure' if pol.get('target_kind') == 'azure' else pol.get('target', '')}"
+                f" · {fmt_frequency(pol.get('frequency'))}")
+            cells = ["", head, "", "", count, "", Text(where, style="dim"), ""]
             if self.compact:
-                rows.append((key, ("", head, "", summary, "", "", "")))
-            else:
-                rows.append((key, ("", head, "", "", summary, "", "", "")))
+                del cells[2]
+            rows.append((key, tuple(cells)))
             for v in members:
                 name = v["name"]
                 health = str(v.get("health") or "")
@@ -153,7 +213,7 @@ class ProtectedItems(Panel):
                     Text(health, style=health_style(health, colors)),
                     status_cell(v, self.compact),
                     Text(str(v.get("target_size") or "")),
-                    Text(str(v.get("failover_state") or "")),
+                    Text(failover_cell(v.get("failover_state"))),
                     Text(fmt_duration(rpo) if rpo is not None else ""),
                 ]
                 if self.compact:
@@ -280,3 +340,62 @@ class ProtectedItems(Panel):
         vm = self.cursor_vm()
         if vm:
             self.show_dialog(VmDetails(vm))
+
+    # ---- failover ----------------------------------------------------------------------------
+
+    def _failover(self, kind: str) -> None:
+        vm = self.cursor_vm()
+        if vm:
+            self.show_dialog(FailoverForm(vm, kind))
+
+    def action_test_failover(self) -> None:
+        self._failover("test")
+
+    def action_planned_failover(self) -> None:
+        self._failover("planned")
+
+    def action_unplanned_failover(self) -> None:
+        self._failover("unplanned")
+
+    def action_change_point(self) -> None:
+        vm = self.cursor_vm()
+        if vm:
+            self.show_dialog(ChangePointForm(vm))
+
+    def action_commit(self) -> None:
+        vm = self.cursor_vm()
+        v = self.state.vm(vm) if vm else None
+        if not vm or v is None:
+            return
+        if at_recovery_side(v):
+            lines = [
+                Text.assemble("Commit the failover of ", (vm, "bold"), ": it runs at ",
+                              (str(v.get("active_location", "")), "bold"), "."),
+                Text("After the commit its recovery point can no longer be changed, and there is no cancel "
+                     "(to start over: disable protection and enable it again)."),
+            ]
+        else:
+            lines = [
+                Text.assemble("Commit the failback of ", (vm, "bold"), ": it runs at ",
+                              (str(v.get("location", "")), "bold"), " again."),
+                Text("Then reverse replicate it (Reprotect) so that it is protected again."),
+            ]
+        self.show_dialog(Confirm("Commit", lines, lambda lab: lab.commit([vm]), ok_label="Commit"))
+
+    def action_reprotect(self) -> None:
+        vm = self.cursor_vm()
+        v = self.state.vm(vm) if vm else None
+        if not vm or v is None:
+            return
+        here = str(v.get("active_location") or v.get("location") or "")
+        there = str(v.get("location", "")) if at_recovery_side(v) else recovery_side(v)
+        lines = [
+            Text.assemble("Reverse replicate ", (vm, "bold"), ": replication ", (here, "bold"), " → ",
+                          (there, "bold"), "."),
+            Text("Replication starts over with an initial replication; the item is protected again when it "
+                 "ends." if not at_recovery_side(v) else
+                 "The VM keeps running where it is and replicates back, ready to fail back with a planned "
+                 "failover."),
+        ]
+        self.show_dialog(Confirm("Reverse replicate", lines, lambda lab: lab.reprotect([vm]),
+                                 ok_label="Reprotect"))
