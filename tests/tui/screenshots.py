@@ -26,6 +26,7 @@ SHOTS = [
     ("tui-cloud-form.svg", (80, 24), ["3", "slash", *"OnPrem", "enter", "c"]),
     ("tui-jobs.svg", (80, 24), ["4", "slash", *"MYWSV01 (Enable", "enter"]),
     ("tui-vm-details.svg", (80, 24), ["2", "slash", *"MYWSV01", "enter", "enter"]),
+    ("tui-failover.svg", (80, 24), ["2", "slash", *"MYWSV01", "enter", "f"]),
     ("tui-events.svg", (80, 24), ["6"]),
     ("tui-help.svg", (80, 24), ["2", "question_mark"]),
 ]
