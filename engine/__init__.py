@@ -7,7 +7,7 @@ plain formatting of lab times and durations.
 from .clock import format_duration, format_time, parse_duration
 from .errors import InvalidInput, LabError, Refused, SiteFileError
 from .lab import Lab
-from .states import Failover, JobState, Protection
+from .states import Failover, JobState, Protection, StepState
 
-__all__ = ["Lab", "LabError", "InvalidInput", "Refused", "SiteFileError", "Protection", "Failover", "JobState",
+__all__ = ["Lab", "LabError", "InvalidInput", "Refused", "SiteFileError", "Protection", "Failover", "JobState", "StepState",
            "format_duration", "format_time", "parse_duration"]

@@ -53,8 +53,11 @@ def check(lab, op: str, name: str, key_file: str | None = None, need_key: bool =
 
 
 def _check_key_file(lab, vm: VM, key_file: str) -> None:
+    path = Path(key_file)
+    if not path.is_absolute() and not path.exists():
+        path = lab.path / path  # as `srlab resources` shows it: relative to the lab
     try:
-        given = Path(key_file).read_bytes()
+        given = path.read_bytes()
     except OSError as e:
         raise InvalidInput(f"cannot read the key file {key_file}: {e.strerror}") from None
     if given != setup.encryption_key(lab, vm):
