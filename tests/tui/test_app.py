@@ -29,10 +29,10 @@ async def test_panels_by_key_and_esc_goes_back(lab):
         assert switcher.current == "plans"
         await keys(pilot, "escape")
         assert switcher.current == "jobs"
-        # the plans panel explains what plans are and that they come later
+        # with no plan yet, the plans panel explains what plans are and how to make one
         await keys(pilot, "5")
-        text = str(app.query_one("#plans-empty").render())
-        assert "recovery plan" in text.lower() and "later" in text
+        text = app.query_one("#plan-progress").content.plain
+        assert "recovery plan" in text.lower() and "n creates one" in text
 
 
 async def test_tables_update_by_diffing_cells_not_rebuilding(lab):
