@@ -5,7 +5,7 @@ plain formatting of lab times and durations.
 """
 
 from .clock import format_duration, format_time, parse_duration
-from .errors import InvalidInput, LabError, Refused, SiteFileError
+from .errors import Damaged, EnvironmentProblem, InvalidInput, LabError, Refused, SiteFileError, environment_error
 from .lab import Lab
 from .states import Failover, JobState, Protection, StepState
 

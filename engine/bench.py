@@ -8,6 +8,8 @@ the replica at its latest point is timed next to `cp --sparse=always` of the sou
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import re
 import shutil
@@ -16,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import InvalidInput, environment
 from .lab import Lab
+from .replication import changelog
 from .states import JobState, Protection
 
 _SITE = """
@@ -65,12 +69,37 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     return time.perf_counter() - t, out
 
 
+SIZE_MB_MAX = 65536  # 64 GiB logical
+CONTENT_MB_MAX = 8192  # written for real: 8 GiB
+
+
+def check_bench_args(size_mb: int, content_mb: int, change_pct: float) -> None:
+    if not 1 <= size_mb <= SIZE_MB_MAX:
+        raise InvalidInput(f"--size-mb must be 1-{SIZE_MB_MAX}, not {size_mb}")
+    if not 0 <= content_mb <= min(size_mb, CONTENT_MB_MAX):
+        raise InvalidInput(f"--content-mb must be 0-{min(size_mb, CONTENT_MB_MAX)} (at most --size-mb and "
+                           f"{CONTENT_MB_MAX}), not {content_mb}")
+    if not (math.isfinite(change_pct) and 0 < change_pct <= 100):
+        raise InvalidInput(f"--change-pct must be greater than 0 and at most 100, not {change_pct}")
+
+
+_PREFIX = "srlab-bench-"
+
+
 def run_bench(size_mb: int = 512, content_mb: int = 192, change_pct: float = 1.0, seed: int = 1) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="srlab-bench-"))
-    try:
-        return _bench(work, size_mb, content_mb, change_pct, seed)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """Run the benchmark in a temporary folder, removed at the end (a SIGTERM'd or Ctrl-C'd bench
+    too, by the CLI; one that was killed outright is removed by the next bench)."""
+    check_bench_args(size_mb, content_mb, change_pct)
+    for old in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = old.name[len(_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not changelog.process_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    with environment("the benchmark failed"):
+        work = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
+        try:
+            return _bench(work, size_mb, content_mb, change_pct, seed)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _bench(work: Path, size_mb: int, content_mb: int, change_pct: float, seed: int) -> dict:

@@ -8,16 +8,25 @@ from .errors import InvalidInput
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+)([smhd])")
 
+# The range of lab time srlab supports: a lab starts between these (site file, lab.start) and
+# its clock never passes LAB_TIME_MAX (Lab.run refuses to); every date shown stays a real date.
+LAB_START_MIN = 0  # 1970-01-01T00:00:00Z
+LAB_START_MAX = 4102444800  # 2100-01-01T00:00:00Z
+LAB_TIME_MAX = 7258118400  # 2200-01-01T00:00:00Z
+DURATION_MAX = 100 * 365 * 86400  # one `run`: at most 100 years (36500d)
+
 
 def parse_duration(text: str) -> int:
     """'90s', '15m', '2h', '1d', '1h30m' -> seconds."""
     s = text.strip().lower()
-    parts = _DURATION.findall(s)
+    parts = _DURATION.findall(s) if len(s) <= 100 else []
     if not s or "".join(n + u for n, u in parts) != s:
         raise InvalidInput(
-            f"bad duration {text!r}",
+            f"bad duration {text[:40]!r}",
             "write a number and a unit: 90s, 15m, 2h, 1d (or combined, 1h30m)",
         )
+    if any(len(n.lstrip("0")) > 12 for n, _ in parts) or sum(int(n) * _UNITS[u] for n, u in parts) > DURATION_MAX:
+        raise InvalidInput(f"duration {text[:40]!r} is too long", f"give at most {DURATION_MAX // 86400}d (100 years)")
     return sum(int(n) * _UNITS[u] for n, u in parts)
 
 

@@ -166,7 +166,7 @@ def _finish_step(db, job_id, idx, t, state: StepState):
 
 
 def listing(db, now: int, limit: int = 100) -> list[dict]:
-    rows = db.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])
+    rows = db.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [max(0, min(limit, 2**62))])
     return [_public(r, now) for r in rows]
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 from . import failover, guests, jobs, protection, scenarios, setup, states, status, store, workload
-from .clock import to_epoch
+from .clock import LAB_TIME_MAX, format_duration, format_time, to_epoch
 from .disks import SourceFingerprints, create_disk
-from .errors import InvalidInput, LabError, Refused
+from .errors import EnvironmentProblem, InvalidInput, LabError, Refused, SiteFileError, environment, environment_error
 from .model import MIB, VM, Site, slug
 from .replication import changelog
 from .replication.cycle import Replication
@@ -49,7 +51,14 @@ class Lab:
         self.replication = Replication(_Surroundings(self))
         self.source_fingerprints = SourceFingerprints()
         self._clock_fd: int | None = None
-        setup.ensure_links(self)
+        self._interrupted = False  # a run failed part-way: repair the change logs before the next
+        if not self.read_only:
+            setup.ensure_links(self)
+
+    @property
+    def read_only(self) -> bool:
+        """Opened on a read-only folder or file system: queries work, nothing changes."""
+        return bool(getattr(self.db, "srlab_read_only", False))
 
     # ---- creating and opening -------------------------------------------------------------
 
@@ -61,6 +70,11 @@ class Lab:
         """
         path = Path(path).absolute()
         site = load_site(site_file)
+        with environment(f"cannot create the lab at {path}; nothing was created"):
+            return cls._create(path, site, site_file, force)
+
+    @classmethod
+    def _create(cls, path: Path, site: Site, site_file, force: bool) -> "Lab":
         if path.exists():
             if not path.is_dir():
                 raise Refused(f"{path} exists and is not a directory", "choose another --lab")
@@ -104,12 +118,22 @@ class Lab:
                 store.set_meta(db, "site_text", site_text)
                 store.set_meta(db, "now", start)
                 store.set_meta(db, "created", start)
-                for vm in site.vms:
+                for vi, vm in enumerate(site.vms):
                     db["vms"].insert({"name": vm.name, "power": vm.power})
                     for i, d in enumerate(vm.disks):
+                        # Paths are ours: slugs, which the site file's validation keeps distinct.
                         rel = Path("sites") / slug(vm.location) / slug(vm.name) / f"{slug(d.name)}.vhd"
                         seed = vm.workload.seed * 1000 + i
-                        create_disk(root / rel, d.size_bytes, start, default_content_bytes(vm, i), seed)
+                        try:
+                            create_disk(root / rel, d.size_bytes, start, default_content_bytes(vm, i), seed)
+                        except OSError as e:
+                            if e.errno != errno.EFBIG:
+                                raise
+                            raise InvalidInput(
+                                f"vms[{vi}].disks[{i}].size_gb: {d.size_gb:g} GB ({vm.name} disk {d.name}) is more "
+                                f"than a file can be on the file system of {root.parent}",
+                                "give a smaller size_gb, or put the lab on a file system that allows larger "
+                                "files; nothing was created") from None
                         db["disks"].insert(
                             {"vm": vm.name, "idx": i, "name": d.name, "path": str(rel), "size_bytes": d.size_bytes}
                         )
@@ -119,13 +143,53 @@ class Lab:
 
     @classmethod
     def open(cls, path: str | Path) -> "Lab":
+        """Open a lab. Nothing is written to a vault.db that is not an srlab vault (empty, foreign,
+        damaged); a lab on a read-only folder opens read-only (Lab.read_only)."""
         path = Path(path).absolute()
         if not is_lab(path):
             raise Refused(f"no lab at {path}", "create one with: srlab init --site FILE --lab DIR")
-        db = store.connect(path / DB_NAME)
-        store.migrate(db)
-        site = parse_site(store.get_meta(db, "site_text"), str(path / DB_NAME))
-        return cls(path, db, site)
+        vault = path / DB_NAME
+        hint = "restore it from a backup, or replace the lab: srlab init --site FILE --force"
+        if problem := store.vault_problem(vault):
+            raise EnvironmentProblem(f"{vault} {problem}", hint)
+        read_only = not (os.access(path, os.W_OK) and os.access(vault, os.W_OK))
+        db = None
+        try:
+            with environment(f"cannot open the lab at {path}"):
+                probe = store.connect(vault, read_only=True)  # a foreign database stays untouched
+                try:
+                    version = store.schema_version(probe)
+                    ours = version > 0 and store.get_meta(probe, "site_text") is not None
+                finally:
+                    probe.conn.close()
+                if not ours:
+                    raise EnvironmentProblem(f"{vault} is not an srlab vault (no srlab schema in it)", hint)
+                db = store.connect(vault, read_only=read_only)
+                if read_only and version < store.SCHEMA_VERSION:
+                    raise Refused(f"the lab at {path} is read-only and was made by an older srlab: its vault "
+                                  "needs a one-time upgrade", "make it writable once (chmod -R u+w) and open it again")
+                store.migrate(db)
+                text = store.get_meta(db, "site_text")
+            try:
+                site = parse_site(text, str(vault))
+            except SiteFileError as e:
+                raise Refused(f"the lab at {path} was made from a site file this srlab refuses:\n"
+                              + "\n".join(f"  {p}" for p in e.problems),
+                              "fix the site file and create the lab again: srlab init --site FILE --force") from None
+            lab = cls(path, db, site)
+        except BaseException:
+            if db is not None:
+                db.conn.close()
+            raise
+        lab._sweep_scratch()
+        return lab
+
+    def _sweep_scratch(self) -> None:
+        """Remove the scratch folders (verify's) of srlab processes that are gone."""
+        for d in (self.path / ".scratch").glob("*-*"):
+            pid = d.name.rsplit("-", 1)[1]
+            if pid.isdigit() and not changelog.process_alive(int(pid)):
+                shutil.rmtree(d, ignore_errors=True)
 
     def close(self) -> None:
         self.release_clock()
@@ -145,6 +209,8 @@ class Lab:
         """
         if self._clock_fd is not None:
             return True
+        if self.read_only:
+            return False  # nothing may change: an observer
         fd = os.open(self.path / "clock.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -333,6 +399,8 @@ class Lab:
         return jobs.listing(self.db, self.now, limit)
 
     def job(self, job_id: int) -> dict:
+        if not 0 < job_id < 2**63:
+            raise InvalidInput(f"no job {job_id}", "list jobs with: srlab jobs")
         j = jobs.detail(self.db, job_id, self.now)
         if j is None:
             raise InvalidInput(f"no job {job_id}", "list jobs with: srlab jobs")
@@ -341,14 +409,15 @@ class Lab:
     def complete_job(self, job_id: int, note: str = "") -> dict:
         """Complete the step a job waits on (a manual action, Complete test); the job carries on."""
         job = _check_complete_job(self, job_id)
-        jobs.complete(self, job["id"], self.now, note)
+        with environment(f"cannot complete job {job['id']}"):
+            jobs.complete(self, job["id"], self.now, note)
         if note:
             self.event(self.now, "info", job["target"], f"{job['name']}: completed with note: {note}")
         return self.job(job["id"])
 
     def run_until_done(self, job_ids: list[int], limit: int = 6 * 3600) -> None:
         """Advance lab time until the jobs end (as a portal waits on its jobs)."""
-        deadline = self.now + limit
+        deadline = min(self.now + limit, LAB_TIME_MAX)
         while self.now < deadline:
             running = [j for j in job_ids if self.job(j)["state"] == states.JobState.IN_PROGRESS]
             if not running:
@@ -362,9 +431,29 @@ class Lab:
         """Advance lab time by `seconds`, doing all the work that falls due, as fast as possible."""
         if seconds <= 0:
             raise InvalidInput("run needs a positive duration", "for example: srlab run --for 15m")
+        if self.now + seconds > LAB_TIME_MAX:
+            left = LAB_TIME_MAX - self.now
+            raise Refused(f"lab time would pass {format_time(LAB_TIME_MAX)}, the end of the time srlab supports "
+                          f"(the lab is at {format_time(self.now)})",
+                          f"run for at most {format_duration(left)}" if left else "create a new lab")
+        if self.read_only:
+            raise Refused(f"the lab at {self.path} is read-only: lab time cannot move",
+                          "make it writable (chmod -R u+w) to run it; reading it works as it is")
         if not self.acquire_clock():
             raise Refused(f"another srlab process (pid {self.clock_holder()}) is advancing this lab's clock",
                           "use that one, close it first, or watch with: srlab tui --observer")
+        try:
+            if self._interrupted:
+                self.replication.repair_logs()
+                self._interrupted = False
+            return self._run(seconds)
+        except BaseException as e:
+            self._interrupted = True  # a slice may have left a torn change-log record
+            if isinstance(e, (OSError, sqlite3.Error)):
+                raise environment_error(e, f"lab time stopped at {format_time(self.now)}") from e
+            raise
+
+    def _run(self, seconds: int) -> dict:
         start = self.now
         end = start + seconds
         writes = 0

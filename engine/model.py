@@ -9,9 +9,19 @@ from datetime import datetime
 GIB = 1024**3
 MIB = 1024**2
 
+# Ranges a site file's values must be in (engine.sites says so with the range).
+DISK_MIN_BYTES = MIB  # room for the largest guest write (64 KiB) and the VHD footer
+DISK_MAX_GB = 65536  # 64 TB, a VHDX's limit
+SEED_MAX = 2**63 - 1
+MBPS_MAX = 1_000_000.0  # 1 Tbps
+
+
 def slug(name: str) -> str:
-    """A name as a safe file name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
+    """A name as a safe file or folder name: letters, digits, '.', '_' and '-' only, never
+    empty, '.', '..' or hidden. Different names may give one slug: engine.sites refuses a site
+    file where two of a kind do (so file names never collide), and commands check theirs."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_").lstrip(".")
+    return s[:100] or "x"
 
 
 SCENARIOS = ("hyperv-to-azure", "vmm-to-vmm", "azure-to-azure", "physical-to-azure")

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
-from . import jobs, rules, scenarios, setup, states, store
+from . import jobs, rules, scenarios, setup, states, store, workload
 from .clock import format_time
 from .disks import fingerprint
-from .errors import InvalidInput, LabError, Refused
+from .errors import Damaged, InvalidInput, LabError, Refused, environment
 from .jobs import Run, Step
-from .model import VM
-from .replication import replica
+from .model import VM, slug
+from .replication import changelog, replica
 from .replication.cycle import log_path
+from .sites import name_problem
 from .states import Protection
 
 
@@ -106,6 +108,8 @@ def _plan(lab, name: str, target_size: str | None, target_name: str | None,
     if jobs.running(lab.db, "unprotect_cloud", container):
         problems.append(f"the protection settings of {container} are being removed")
     as_name = target_name or vm.name
+    if problem := target_name_problem(lab, vm.name, pol["target"], as_name):
+        problems.append(problem)
     for row in lab.db.query("SELECT name, vm, place, power FROM recovered WHERE name IN (?, ?)",
                             [as_name, f"{as_name}-test"]):
         problems.append(f"a VM named {row['name']} already exists at {row['place']} ({row['power']}; built from "
@@ -117,6 +121,24 @@ def _plan(lab, name: str, target_size: str | None, target_name: str | None,
             "target_name": as_name, "target_size": (size or "") if target.picks_size else "",
             "nic": rules.chosen_nic(vm, nic), "enabled_at": lab.now}
     return item, notes
+
+
+def target_name_problem(lab, vm: str, place: str, name: str) -> str | None:
+    """Why `name` cannot name the VM built at the recovery side `place`, or None. Its disks go to
+    recovery/<place>/<slug(name)>/ (and <slug(name-test)>/ for a test): no other VM may get the
+    same folder there."""
+    if problem := name_problem(name):
+        return f"target name {name!r} {problem}"
+    mine = {slug(name).lower(), slug(f"{name}-test").lower()}
+    others = [(r[0], r[1]) for r in lab.db.execute("SELECT vm, target_name FROM items WHERE target=? AND vm != ?",
+                                                     [place, vm])]
+    others += [(r[0], r[1]) for r in lab.db.execute("SELECT vm, name FROM recovered WHERE place=? AND vm != ?",
+                                                      [place, vm])]
+    for other, other_name in others:
+        if mine & {slug(other_name).lower(), slug(f"{other_name}-test").lower()}:
+            return (f"target name {name!r} would share its folder at {place} with {other}'s VM {other_name!r} "
+                    "— give another target name")
+    return None
 
 
 def check_protect(lab, name: str, target_size: str | None = None, target_name: str | None = None,
@@ -229,6 +251,8 @@ def check_set_target(lab, name: str, size: str | None = None, target_name: str |
     if target_name is not None and target.picks_size and not rules.azure_name_ok(target_name):
         raise InvalidInput(f"{target_name!r} is not a valid Azure VM name",
                            "1-63 letters, digits and hyphens, starting and ending with a letter or digit")
+    if target_name is not None and (problem := target_name_problem(lab, vm.name, item["target"], target_name)):
+        raise InvalidInput(problem)
     if nic and nic not in [n.name for n in vm.nics]:
         raise InvalidInput(f"{vm.name} has no NIC named {nic!r}")
     return vm
@@ -302,36 +326,79 @@ def build_at_point(lab, name: str, point: str | int | None, out_dir: Path) -> tu
     return row, out
 
 
+def _scratch(lab, what: str) -> Path:
+    """A scratch folder of this process: in the lab (Lab.open sweeps those of dead processes),
+    or in the system's temporary folder when the lab is read-only."""
+    if lab.read_only:
+        return Path(tempfile.mkdtemp(prefix=f"srlab-{what}-{os.getpid()}-"))
+    return lab.path / ".scratch" / f"{what}-{os.getpid()}"
+
+
 def verify(lab, name: str, point: str | int | None = None) -> dict:
-    """Build the disks at a point in a scratch folder and compare with the point's fingerprints."""
+    """Build the disks at a point in a scratch folder and compare with the point's fingerprints.
+    A damaged replica (a frame that fails its checksums, a base without its footer...) is a
+    verdict too: not identical, with the damaged file named."""
     vm = lab.vm(name)
-    scratch = lab.path / ".scratch" / f"verify-{os.getpid()}"
+    row = find_point(lab, vm, point)
+    scratch = _scratch(lab, "verify")
     shutil.rmtree(scratch, ignore_errors=True)
+    disks, damaged, scan = [], [], workload.TxScan()
     try:
-        row, paths = build_at_point(lab, vm.name, point, scratch)
-        expected = json.loads(row["fingerprints"])
-        disks = []
-        for i, (p, d) in enumerate(zip(paths, vm.disks)):
-            got = fingerprint(p, d.size_bytes)
-            disks.append({"disk": d.name, "expected": expected[i], "actual": got, "identical": got == expected[i]})
-        scan = lab.scan_disks(paths, vm)
+        with environment(f"cannot verify {vm.name}"):
+            try:
+                row, paths = build_at_point(lab, vm.name, point, scratch)
+            except Damaged as e:
+                damaged.append({"file": e.file, "reason": e.message})
+                paths = []
+            expected = json.loads(row["fingerprints"])
+            for i, (p, d) in enumerate(zip(paths, vm.disks)):
+                got = fingerprint(p, d.size_bytes)
+                disks.append({"disk": d.name, "expected": expected[i], "actual": got, "identical": got == expected[i]})
+            if paths:
+                scan = lab.scan_disks(paths, vm)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {"vm": vm.name, "point": row["id"], "time": row["time"], "kind": row["kind"],
-            "identical": all(d["identical"] for d in disks), "disks": disks,
-            "last_transaction": scan.last_seq, "expected_last_transaction": row["last_seq"]}
+            "identical": bool(disks) and not damaged and all(d["identical"] for d in disks), "disks": disks,
+            "damaged": damaged, "last_transaction": scan.last_seq, "expected_last_transaction": row["last_seq"]}
+
+
+_EXPORTING = ".srlab-export-"  # a folder in --out holding an export until it is complete
 
 
 def export(lab, name: str, point: str | int | None, out_dir: str | Path) -> dict:
-    out_dir = Path(out_dir)
+    """Write the disks at a point into out_dir. They are built in a hidden folder and put in
+    place only when all are complete — a new out_dir by one rename of that folder, an existing
+    one file by file —, so a killed export leaves no file that looks finished and is not (the
+    hidden folder is removed by the next export there)."""
+    out_dir = Path(out_dir).absolute()
     vm = lab.vm(name)
-    clash = [lab.disk_path(vm.name, i).name for i in range(len(vm.disks))
-             if (out_dir / lab.disk_path(vm.name, i).name).exists()]
+    names = [lab.disk_path(vm.name, i).name for i in range(len(vm.disks))]
+    clash = [n for n in names if (out_dir / n).exists() or (out_dir / n).is_symlink()]
     if clash:
         raise Refused(f"{out_dir} already holds {', '.join(clash)}", "choose an empty --out folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    row, paths = build_at_point(lab, vm.name, point, out_dir)
-    return {"vm": vm.name, "point": row["id"], "time": row["time"], "files": [str(p) for p in paths]}
+    row = find_point(lab, vm, point)
+    with environment(f"cannot export {vm.name} into {out_dir}"):
+        fresh = not out_dir.exists()
+        home = out_dir.parent if fresh else out_dir
+        home.mkdir(parents=True, exist_ok=True)
+        for old in home.glob(f"{_EXPORTING}*"):
+            pid = old.name[len(_EXPORTING):]
+            if pid.isdigit() and not changelog.process_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        work = home / f"{_EXPORTING}{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            row, built = build_at_point(lab, vm.name, point, work)
+            if fresh:
+                os.rename(work, out_dir)
+            else:
+                for p in built:
+                    os.replace(p, out_dir / p.name)
+            changelog.fsync_dir(home)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return {"vm": vm.name, "point": row["id"], "time": row["time"], "files": [str(out_dir / p.name) for p in built]}
 
 
 # ---- job kinds ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the end of the module, each step beside what it does.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from pathlib import Path
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from . import jobs, rules, scenarios, states, store
 from .errors import InvalidInput, Refused
 from .jobs import Run, Step
-from .model import VM, slug
+from .model import MBPS_MAX, VM, slug
 from .replication import changelog
 from .replication.link import LINK_STATES
 
@@ -267,8 +268,8 @@ def find_link(lab, source: str | None, target: str | None) -> dict:
 
 
 def check_link_values(mbps: float | None, state: str | None) -> None:
-    if mbps is not None and not mbps > 0:
-        raise InvalidInput(f"bandwidth must be greater than 0 Mbps, not {mbps}")
+    if mbps is not None and not (math.isfinite(mbps) and 0 < mbps <= MBPS_MAX):
+        raise InvalidInput(f"bandwidth must be greater than 0 and at most {MBPS_MAX:.0f} Mbps (1 Tbps), not {mbps}")
     if state is not None and state not in LINK_STATES:
         raise InvalidInput(f"link state must be one of {', '.join(LINK_STATES)}, not {state!r}")
     if mbps is None and state is None:

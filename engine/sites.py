@@ -8,14 +8,16 @@ say (choices, ranges) are in CHECKS; rules across the file (names, references) i
 from __future__ import annotations
 
 import dataclasses
-import re
+import math
 import tomllib
 import types
 import typing
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 
 from . import model as m
+from .clock import LAB_START_MAX, LAB_START_MIN, format_time, to_epoch
 from .errors import SiteFileError
 
 _BAD = object()
@@ -25,17 +27,58 @@ def _choice(*allowed):
     return lambda v: None if v in allowed else f"must be one of {', '.join(map(str, allowed))}"
 
 
-def _positive(v):
-    return None if v > 0 else "must be greater than 0"
+NAME_MAX = 80
+TEXT_MAX = 200
+SITE_MAX_CHARS = 10_000_000
 
 
-_NAME = re.compile(r"^[^\x00-\x1f/\\]{1,80}$")
+def _control(v: str) -> bool:
+    """Control, format or unassigned characters (\\x00-\\x1f, DEL, bidi overrides...)."""
+    return any(unicodedata.category(c).startswith("C") for c in v)
+
+
+def name_problem(v: str) -> str | None:
+    """Why a name (of a VM, disk, cloud, server...) cannot be used, or None. Names are data:
+    files and folders get m.slug(name), so a name may not look like a path."""
+    if not v or len(v) > NAME_MAX or v.strip() != v:
+        return f"must be 1-{NAME_MAX} characters without leading or trailing spaces"
+    if "/" in v or "\\" in v or v in (".", ".."):
+        return "must not contain / or \\ or be . or .. (a name is not a path)"
+    if _control(v):
+        return "must not contain control characters"
+    return None
+
+
+def _text(v: str):
+    if len(v) > TEXT_MAX:
+        return f"must be at most {TEXT_MAX} characters"
+    return "must not contain control characters" if _control(v) else None
 
 
 def _name(v):
-    return None if _NAME.match(v) and v.strip() == v else (
-        "must be 1-80 characters, no slashes or control characters, no leading/trailing spaces"
-    )
+    return name_problem(v)
+
+
+def _finite_range(low, high, what):
+    """low < v <= high (low exclusive when given as a tuple (low,)), finite."""
+    def check(v):
+        lo_ok = v > low[0] if isinstance(low, tuple) else v >= low
+        return None if math.isfinite(v) and lo_ok and v <= high else what
+    return check
+
+
+def _size_gb(v):
+    if not math.isfinite(v) or v > m.DISK_MAX_GB or int(v * m.GIB) // 512 * 512 < m.DISK_MIN_BYTES:
+        return (f"must be greater than 0 and at most {m.DISK_MAX_GB} (64 TB), and at least "
+                f"{m.DISK_MIN_BYTES // m.MIB} MiB ({m.DISK_MIN_BYTES / m.GIB} GB: room for guest writes)")
+    return None
+
+
+def _start(v):
+    t = to_epoch(v)
+    if not LAB_START_MIN <= t <= LAB_START_MAX:
+        return f"must be from {format_time(LAB_START_MIN)} to {format_time(LAB_START_MAX)} (UTC)"
+    return None
 
 
 CHECKS = {
@@ -45,22 +88,26 @@ CHECKS = {
     "VM.generation": _choice(1, 2),
     "VM.cpus": lambda v: None if 1 <= v <= 64 else "must be 1-64",
     "VM.memory_mb": lambda v: None if 32 <= v <= 4 * 1024 * 1024 else "must be 32-4194304 (MB)",
-    "VM.dynamic_memory_max_mb": lambda v: None if v >= 0 else "must be 0 (static memory) or more",
+    "VM.dynamic_memory_max_mb": lambda v: None if 0 <= v <= 4 * 1024 * 1024 else (
+        "must be 0 (static memory) to 4194304 (MB)"),
     "VM.power": _choice("running", "off"),
     "Disk.name": _name,
-    "Disk.size_gb": lambda v: None if 0 < v <= 65536 else "must be greater than 0 and at most 65536 (64 TB)",
+    "Disk.size_gb": _size_gb,
     "Disk.role": _choice("os", "data"),
     "Disk.controller": _choice("ide", "scsi"),
     "Disk.format": _choice("vhd", "vhdx"),
     "Disk.type": _choice("fixed", "dynamic", "differencing"),
     "Disk.attachment": _choice(*m.DISK_ATTACHMENTS),
-    "Disk.content_mb": lambda v: None if v >= 0 else "must be 0 or more",
+    "Disk.content_mb": lambda v: None if math.isfinite(v) and v >= 0 else "must be 0 or more",
     "Nic.addressing": _choice("dhcp", "static"),
     "Workload.rate_kib_s": lambda v: None if 0 <= v <= 102400 else "must be 0-102400 (KiB/s)",
     "Workload.pattern": _choice(*m.PATTERNS),
+    "Workload.seed": lambda v: None if 0 <= v <= m.SEED_MAX else f"must be 0-{m.SEED_MAX}",
     "Workload.block_kib": _choice(4, 8, 16, 32, 64),
     "StorageAccount.redundancy": _choice("geo", "local"),
-    "Link.mbps": _positive,
+    "Link.mbps": _finite_range((0,), m.MBPS_MAX, f"must be greater than 0 and at most {m.MBPS_MAX:.0f} (1 Tbps)"),
+    "LabInfo.start": _start,
+    "LabInfo.name": _text,
     "Link.state": _choice("up", "down", "lossy"),
 }
 
@@ -88,9 +135,20 @@ def _convert(tp, value, path, problems):
         datetime: isinstance(value, datetime),
     }[tp]
     if not ok:
-        problems.append(f"{path}: must be {_TYPE_WORDS[tp]}, not {value!r}")
+        problems.append(f"{path}: must be {_TYPE_WORDS[tp]}, not {_show(value)}")
+        return _BAD
+    if tp is float and not isinstance(value, float) and abs(value) > 1e300:
+        problems.append(f"{path}: must be a number in range, not {_show(value)}")
         return _BAD
     return float(value) if tp is float else value
+
+
+def _show(value) -> str:
+    """A value in a message, cut short (a site file may hold anything)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"a {len(str(abs(value)))}-digit number"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _build(cls, raw, path, problems):
@@ -112,16 +170,34 @@ def _build(cls, raw, path, problems):
         v = _convert(hints[name], raw[name], where, problems)
         if v is _BAD:
             continue
-        check = CHECKS.get(f"{cls.__name__}.{name}")
+        check = CHECKS.get(f"{cls.__name__}.{name}") or _default_check(name, v)
         msg = check(v) if check and v is not None else None
         if msg:
-            problems.append(f"{where}: {msg}, not {v!r}")
+            problems.append(f"{where}: {msg}, not {_show(v)}")
             continue
+        if isinstance(v, list) and v and isinstance(v[0], str):
+            bad = [(i, x, _default_check(name, x)(x)) for i, x in enumerate(v)]
+            for i, x, msg in (b for b in bad if b[2]):
+                problems.append(f"{where}[{i}]: {msg}, not {_show(x)}")
+            if any(b[2] for b in bad):
+                continue
         values[name] = v
     try:
         return cls(**values)
     except TypeError:  # a required field was missing: already reported
         return _BAD
+
+
+# Fields that hold a name of something in the file (used for file and folder names, or to refer
+# to a named thing): the name rule applies. Other strings are free text.
+_NAME_FIELDS = {"name", "cloud", "host", "hosts", "region", "physical_site", "network", "source", "target",
+                "vault_region", "configuration_server", "process_servers", "master_target"}
+
+
+def _default_check(field: str, v):
+    if not isinstance(v, str):
+        return None
+    return _name if field in _NAME_FIELDS else _text
 
 
 def _dupes(names, where, what, problems):
@@ -132,8 +208,33 @@ def _dupes(names, where, what, problems):
         seen.add(n)
 
 
+def _collisions(entries: list[tuple[str, str]], what: str, problems: list[str], ignore_case: bool = False) -> None:
+    """Different names that get the same file or folder name (m.slug, compared without case, as
+    some file systems do): two of them would share files. `entries` are (place in the file, name)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for where, name in entries:
+        key = m.slug(name).lower()
+        first = seen.setdefault(key, (where, name))
+        if first[1] == name or (ignore_case and first[1].lower() == name.lower()):
+            continue  # the same name: a duplicate, reported as one
+        problems.append(f"{where}: {what} {name!r} and {first[1]!r} ({first[0]}) both get the file name "
+                        f"{m.slug(name)!r}; rename one")
+
+
 def _cross_check(site: m.Site, problems: list[str]) -> None:
     clouds, regions, hosts = site.clouds(), site.regions(), site.hosts()
+    _collisions([(f"vms[{i}].name", v.name) for i, v in enumerate(site.vms)], "VM", problems, ignore_case=True)
+    _collisions([(f"vmm_servers[{si}].clouds[{ci}].name", c.name) for si, s in enumerate(site.vmm_servers)
+                 for ci, c in enumerate(s.clouds)]
+                + [(f"azure_subscriptions[{bi}].regions[{ri}].name", r.name)
+                   for bi, b in enumerate(site.azure_subscriptions) for ri, r in enumerate(b.regions)]
+                + [(f"physical_sites[{pi}].name", p.name) for pi, p in enumerate(site.physical_sites)],
+                "place", problems)
+    _collisions([(f"vmm_servers[{si}].name", s.name) for si, s in enumerate(site.vmm_servers)], "VMM server",
+                problems)
+    _collisions([(f"azure_subscriptions[{bi}].regions[{ri}].storage_accounts[{ai}].name", a.name)
+                 for bi, b in enumerate(site.azure_subscriptions) for ri, r in enumerate(b.regions)
+                 for ai, a in enumerate(r.storage_accounts)], "storage account", problems)
     _dupes([v.name.lower() for v in site.vms], "vms", "VM", problems)
     _dupes([s.name for s in site.vmm_servers], "vmm_servers", "VMM server", problems)
     _dupes([c for s in site.vmm_servers for c in (x.name for x in s.clouds)], "clouds", "cloud", problems)
@@ -179,7 +280,12 @@ def _cross_check(site: m.Site, problems: list[str]) -> None:
         if not vm.disks:
             problems.append(f"{where}.disks: a VM needs at least one disk")
         _dupes([d.name.lower() for d in vm.disks], f"{where}.disks", "disk", problems)
+        _collisions([(f"{where}.disks[{di}].name", d.name) for di, d in enumerate(vm.disks)], "disk", problems,
+                    ignore_case=True)
         for di, d in enumerate(vm.disks):
+            if d.size_bytes < vm.workload.block_kib * 1024:
+                problems.append(f"{where}.disks[{di}].size_gb: smaller than one guest write "
+                                f"({vm.workload.block_kib} KiB)")
             if d.format == "vhd" and d.size_gb > 2040:
                 problems.append(f"{where}.disks[{di}].size_gb: a VHD holds at most 2040 GB, not {d.size_gb}")
             if d.content_mb is not None and d.content_mb * m.MIB > d.size_bytes:
@@ -203,10 +309,12 @@ def _networks_near(site: m.Site, vm: m.VM) -> set[str] | None:
 
 def parse_site(text: str, path: str = "<site>") -> m.Site:
     """Parse and validate a site file's text; raise SiteFileError listing every problem."""
+    if len(text) > SITE_MAX_CHARS:
+        raise SiteFileError(path, [f"larger than {SITE_MAX_CHARS // 1_000_000} MB: not a site file"])
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SiteFileError(path, [f"not valid TOML: {e}"]) from None
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError, an integer too long, nesting too deep
+        raise SiteFileError(path, [f"not valid TOML: {str(e)[:200] or type(e).__name__}"]) from None
     problems: list[str] = []
     site = _build(m.Site, raw, "", problems)
     if site is not _BAD:
@@ -219,7 +327,8 @@ def parse_site(text: str, path: str = "<site>") -> m.Site:
 def load_site(path: str | Path) -> m.Site:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        with open(p, encoding="utf-8") as f:
+            text = f.read(SITE_MAX_CHARS + 1)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise SiteFileError(str(p), [f"cannot read the file: {e}"]) from None
     return parse_site(text, str(p))

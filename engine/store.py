@@ -154,21 +154,50 @@ MIGRATIONS: list[str] = [
         created INTEGER NOT NULL
     );
     """,
+    # 5: hardening. A link bandwidth is finite and at most 1 Tbps (older versions accepted inf).
+    """
+    UPDATE links SET mbps=1000000.0 WHERE mbps > 1000000.0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def connect(path: Path) -> sqlite_utils.Database:
+def connect(path: Path, read_only: bool = False) -> sqlite_utils.Database:
+    """The vault. read_only: for a lab on a read-only folder or file system (nothing is written,
+    not even SQLite's -shm file: the database is opened immutable when it has none)."""
     import sqlite3
 
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    if read_only:
+        shared = Path(f"{path}-shm").exists() and Path(f"{path}-wal").exists()
+        uri = f"{Path(path).absolute().as_uri()}?mode=ro" + ("" if shared else "&immutable=1")
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    else:
+        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
     db = sqlite_utils.Database(conn)
-    db.execute("PRAGMA journal_mode=WAL")
-    # FULL: each commit is durable, so a recovery point recorded is never lost to a crash.
-    db.execute("PRAGMA synchronous=FULL")
+    db.srlab_read_only = read_only
+    if not read_only:
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: each commit is durable, so a recovery point recorded is never lost to a crash.
+        db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA busy_timeout=5000")
     return db
+
+
+def vault_problem(path: Path) -> str | None:
+    """Why the file at `path` is not a vault srlab may open, judged without writing to it (an
+    empty or foreign file must stay as it is); None when it looks like one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not head:
+        return "is empty: it is not an srlab vault"
+    if len(head) < 100 or not head.startswith(SQLITE_HEADER):
+        return "is not an srlab vault (not a SQLite database)"
+    return None
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
@@ -198,10 +227,15 @@ class transaction:
     """`with transaction(db):` BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error. Nests as a no-op."""
 
     def __init__(self, db: sqlite_utils.Database):
+        self.db = db
         self.conn = db.conn
         self.outer = False
 
     def __enter__(self):
+        if getattr(self.db, "srlab_read_only", False):
+            raise Refused("the lab is read-only: nothing in it can change",
+                          "make it writable (chmod -R u+w LAB) to change it; status, points, jobs, verify and "
+                          "export work as it is")
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
             self.outer = True
@@ -209,7 +243,15 @@ class transaction:
 
     def __exit__(self, exc_type, *_):
         if self.outer:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                except BaseException:  # e.g. the disk is full: nothing of it stays
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            elif self.conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                self.conn.execute("ROLLBACK")
         return False
 
 

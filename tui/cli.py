@@ -4,29 +4,45 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import signal
+import sqlite3
 import sys
 
 import click
 
-from engine import JobState, Lab, LabError, format_duration, format_time, parse_duration, rules
+from engine import (JobState, Lab, LabError, environment_error, format_duration, format_time, parse_duration,
+                    rules)
 
 from .state import fmt_bytes
 
 
 def handle_errors(fn):
-    """Turn engine errors into a message on stderr and the error's exit code."""
+    """Turn engine errors into a message on stderr and the error's exit code. What the machine
+    refuses (no space, a read-only folder, a damaged vault) is a message too, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except LabError as e:
-            click.echo(f"srlab: {e.message}", err=True)
-            if e.hint:
-                click.echo(f"  {e.hint}", err=True)
-            sys.exit(e.exit_code)
+        except BrokenPipeError:  # `srlab status | head`: the reader has gone, say nothing more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except (OSError, sqlite3.Error) as exc:
+            e = environment_error(exc, f"srlab {fn.__name__.replace('_cmd', '').replace('_', ' ')} failed")
+        except LabError as exc:
+            e = exc
+        click.echo(f"srlab: {e.message}", err=True)
+        if e.hint:
+            click.echo(f"  {e.hint}", err=True)
+        sys.exit(e.exit_code)
 
     return wrapper
+
+
+def _terminated(signum, frame):
+    """SIGTERM ends a command as Ctrl-C does: what it was writing is rolled back or removed."""
+    raise KeyboardInterrupt
 
 
 def _lab_dir(ctx: click.Context) -> str:
@@ -56,6 +72,11 @@ def main(ctx: click.Context, lab: str, readonly: bool) -> None:
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(tui, observer=readonly)
+    elif ctx.invoked_subcommand != "tui" and ctx.obj is None:  # not a command the app runs
+        try:
+            signal.signal(signal.SIGTERM, _terminated)
+        except ValueError:  # not the main thread (an embedding program): leave signals alone
+            pass
 
 
 @main.command()
@@ -506,6 +527,8 @@ def verify(ctx, name, point, as_json):
     if as_json:
         click.echo(json.dumps(r, indent=2))
     else:
+        for d in r["damaged"]:
+            click.echo(f"damaged: {d['reason']}")
         for d in r["disks"]:
             click.echo(f"{d['disk']}: {'identical' if d['identical'] else 'DIFFERENT'} ({d['actual']})")
         click.echo(f"{r['vm']} at point {r['point']} ({format_time(r['time'])}, {r['kind']}): "

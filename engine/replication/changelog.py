@@ -1,9 +1,19 @@
 """Change logs and the frames that carry them.
 
-A change log (the seeds' .hrl) is a file of records: offset (u64), length (u32), data. Every write
-to a tracked disk is appended to its log. At each copy interval the log is frozen and shipped as
-one LZ4 frame (content checksum on, 4 MB independent blocks, so `lz4 -t` verifies it), optionally
-encrypted with AES-GCM. Initial-replication chunks travel in the same form.
+A change log (the seeds' .hrl) is a file of records. Every write to a tracked disk is appended
+to its log. At each copy interval the log is frozen and shipped as one LZ4 frame (content
+checksum on, 4 MB independent blocks, so `lz4 -t` verifies it), optionally encrypted with
+AES-GCM. Initial-replication chunks travel in the same form.
+
+A record is a 28-byte header — magic b"\\xa5SR2", offset (u64), length (u32), xxh3-64 of the
+data (u64), xxh32 of those 24 bytes (u32) — then the data. Every record is checked (header,
+data, and that it lies inside the disk) before any record of its buffer is written anywhere:
+damage is refused (errors.Damaged), never applied. The header's own checksum tells a torn last
+record (a crash mid-append: its header is whole and its data runs past the end, or the header
+itself is cut) from a damaged one. Records of srlab 0.1 (offset u64, length u32, data; no
+checksum) are still read, so logs and frames of older labs stay usable: a record that does not
+start with the magic is one of those (the magic's first byte could only start an offset past 64
+PB), checked only for lying inside the disk.
 """
 
 from __future__ import annotations
@@ -13,36 +23,112 @@ import struct
 from pathlib import Path
 
 import lz4.frame
+import xxhash
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..errors import Refused
+from ..errors import Damaged, Refused
 
-_REC = struct.Struct(">QI")
+_LEGACY = struct.Struct(">QI")  # srlab 0.1: offset, length
+REC_MAGIC = b"\xa5SR2"
+_HEAD = struct.Struct(">4sQIQ")  # magic, offset, length, xxh3-64 of the data
+_CHECK = struct.Struct(">I")  # xxh32 of _HEAD
+HEADER = _HEAD.size + _CHECK.size
 ENC_MAGIC = b"SRLABENC1\0"
+FOOTER = 512  # a fixed VHD's footer: a disk file's logical size is its length less this
 
 
 def record(offset: int, data: bytes) -> bytes:
-    return _REC.pack(offset, len(data)) + data
+    head = _HEAD.pack(REC_MAGIC, offset, len(data), xxhash.xxh3_64_intdigest(data))
+    return head + _CHECK.pack(xxhash.xxh32_intdigest(head)) + data
 
 
-def records(buf: bytes):
-    """Yield (offset, data) from a change-log buffer; a torn last record (a crash mid-append) is ignored."""
+class _Torn(Exception):
+    """The buffer ends inside its last record."""
+
+
+def _walk(buf, size: int | None, check_data: bool = True):
+    """Yield (offset, start, length) of each record: its data is buf[start:start + length].
+    Raises Damaged (with the byte position) or _Torn (a cut last record)."""
     pos, end = 0, len(buf)
-    while pos + _REC.size <= end:
-        offset, length = _REC.unpack_from(buf, pos)
-        pos += _REC.size
-        if pos + length > end:
-            return
-        yield offset, buf[pos : pos + length]
-        pos += length
+    while pos < end:
+        if buf[pos : pos + 4] == REC_MAGIC:
+            if end - pos < HEADER:
+                raise _Torn(pos)
+            magic, offset, length, digest = _HEAD.unpack_from(buf, pos)
+            if xxhash.xxh32_intdigest(buf[pos : pos + _HEAD.size]) != _CHECK.unpack_from(buf, pos + _HEAD.size)[0]:
+                raise Damaged(f"the change-log record at byte {pos} has a damaged header")
+            start = pos + HEADER
+            if start + length > end:
+                raise _Torn(pos)
+            if check_data and xxhash.xxh3_64_intdigest(buf[start : start + length]) != digest:
+                raise Damaged(f"the data of the change-log record at byte {pos} fails its checksum")
+        else:  # a record of srlab 0.1
+            if end - pos < _LEGACY.size:
+                raise _Torn(pos)
+            offset, length = _LEGACY.unpack_from(buf, pos)
+            start = pos + _LEGACY.size
+            if start + length > end:
+                if size is not None and offset + length > size:
+                    raise Damaged(f"the change-log record at byte {pos} is not a valid record")
+                raise _Torn(pos)
+        if size is not None and offset + length > size:
+            raise Damaged(f"the change-log record at byte {pos} writes at {offset:,} (+{length:,} bytes), "
+                          f"past the end of the disk ({size:,} bytes)")
+        yield offset, start, length
+        pos = start + length
+
+
+def _cut_new_record(buf, pos: int) -> bool:
+    """Does the cut record at `pos` start as a checksummed one (its magic, or the start of it)?"""
+    return buf[pos : pos + 4] == REC_MAGIC or (len(buf) - pos < 4 and REC_MAGIC.startswith(bytes(buf[pos:])))
+
+
+def _checked(buf, size: int | None) -> list[tuple[int, int, int]]:
+    """(offset, start, length) of every record, each checked; raise Damaged if any record is
+    damaged, cut short, or (given the disk's size) outside the disk. A cut last record of srlab
+    0.1 is ignored, as it always was."""
+    try:
+        return list(_walk(buf, size))
+    except _Torn as t:
+        pos = t.args[0]
+        if _cut_new_record(buf, pos):
+            raise Damaged(f"the change log is cut short inside its record at byte {pos}") from None
+        return list(_walk(buf[:pos], size))
+
+
+def records(buf: bytes, size: int | None = None) -> list[tuple[int, bytes]]:
+    """Every (offset, data) of a change-log buffer, all checked first (see _checked)."""
+    return [(offset, buf[start : start + length]) for offset, start, length in _checked(buf, size)]
+
+
+def check(buf: bytes, size: int | None) -> int:
+    """Check every record without applying any; return how many there are."""
+    return len(_checked(buf, size))
+
+
+def complete_length(buf: bytes) -> int:
+    """How much of a change-log file is whole records: less than len(buf) only when the file ends
+    in a torn checksummed record (a process killed while appending), which the next append must
+    not follow. Damage is never cut off here: shipping it is refused at the recovery side."""
+    try:
+        for _ in _walk(buf, None, check_data=False):
+            pass
+    except _Torn as t:
+        return t.args[0] if _cut_new_record(buf, t.args[0]) else len(buf)
+    except Damaged:
+        pass
+    return len(buf)
 
 
 def apply_records(fd: int, buf: bytes) -> int:
-    """Write every record of `buf` into the open disk file; return bytes written."""
+    """Write every record of `buf` into the open disk file (a fixed VHD: the records must lie
+    before its footer), all of them checked before the first is written; return bytes written."""
+    size = os.fstat(fd).st_size - FOOTER
+    view = memoryview(buf)
     n = 0
-    for offset, data in records(buf):
-        os.pwrite(fd, data, offset)
-        n += len(data)
+    for offset, start, length in _checked(buf, size if size >= 0 else None):
+        os.pwrite(fd, view[start : start + length], offset)
+        n += length
     return n
 
 
@@ -77,23 +163,28 @@ def unseal(blob: bytes, key: bytes | None, label: str) -> bytes:
         try:
             blob = AESGCM(key).decrypt(nonce, blob[len(ENC_MAGIC) + 12 :], label.encode())
         except Exception:
-            raise Refused(f"{label} cannot be decrypted: wrong key or damaged data",
+            raise Damaged(f"{label} cannot be decrypted: wrong key or damaged data",
                           "use the key file made at server registration") from None
     try:
         return lz4.frame.decompress(blob)
-    except RuntimeError as e:
-        raise Refused(f"{label} is not a valid LZ4 frame ({e})", "the replica store is damaged") from None
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as e:
+        raise Damaged(f"{label}: the frame fails its LZ4 checks ({str(e)[:120]})",
+                      "it was damaged on the way or at rest; it is not applied") from None
 
 
 def write_durable(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # disk full, killed...: no half file left
+        raise
     fsync_dir(path.parent)
 
 
@@ -104,3 +195,14 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def process_alive(pid: int) -> bool:
+    """Is process `pid` still there? (Whose temporary folder is this?)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True

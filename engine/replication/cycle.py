@@ -8,6 +8,10 @@ process leaves at worst an orphan file, never a recovery point without its data:
   later freeze that finds one ships it again first (a replayed log does no harm);
 - an arrival redone after a rollback finds its frames already moved or applied;
 - expired points are folded after the commit, each step committed on its own.
+
+Nothing damaged is applied: every arriving frame and every change-log record in it is checked
+(changelog) before the arrival is claimed. A damaged arrival is dropped, the item's error says so
+(health Critical: a resynchronization is needed) and the rest of the lab goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .. import states, store
+from ..errors import Damaged, LabError
 from ..model import VM
 from ..states import Protection
 from ..disks import allocated_bytes, data_extents
@@ -67,17 +72,34 @@ class Replication:
     def begin_slice(self) -> None:
         """Forget what an interrupted slice left to do after its commit (it was rolled back)."""
         self._frozen: list[Path] = []
+        self._dropped: list[Path] = []
         self._retention_due: set[str] = set()
 
     def after_commit(self, now: int) -> None:
-        """The slice is committed: its frozen logs are shipped for good; fold expired points."""
+        """The slice is committed: its frozen logs are shipped for good, damaged arrivals are
+        gone for good; fold expired points (a damaged point stops only its own item's folds)."""
         for f in self._frozen:
             f.unlink(missing_ok=True)
+        for d in self._dropped:
+            shutil.rmtree(d, ignore_errors=True)
         for vm in sorted(self._retention_due):
             item = self.item(vm)
             if item is not None:
-                self.apply_retention(item, now)
+                try:
+                    self.apply_retention(item, now)
+                except Damaged as e:
+                    self.item_error(vm, now, f"retention cannot fold expired recovery points: {e.message}; "
+                                             "resynchronization required")
         self.begin_slice()
+
+    def item_error(self, vm: str, at: int, message: str) -> None:
+        """Set an item's error (health Critical, with the message) and say so in the events, once."""
+        with store.transaction(self.db):
+            row = self.db.execute("SELECT error FROM items WHERE vm=?", [vm]).fetchone()
+            if row is None or row[0] == message:
+                return
+            self.db.execute("UPDATE items SET error=? WHERE vm=?", [message, vm])
+            self.env.event(at, "error", vm, message)
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -240,6 +262,37 @@ class Replication:
 
     # ---- the recovery side ----------------------------------------------------------------
 
+    def _check_arrival(self, t: dict, stage: Path) -> None:
+        """Raise Damaged unless every frame of an arrival unseals and every record in it checks."""
+        vm = self.env.vm(t["vm"])
+        disks = [t["disk"]] if t["kind"] == "initial" else range(len(vm.disks))
+        try:
+            key = self.key_for(vm.name)
+        except LabError as e:
+            raise Damaged(f"it cannot be checked: {e.message}") from None
+        for i in disks:
+            f = replica.frame_path(stage, 0 if t["kind"] == "initial" else i)
+            if f is None:
+                raise Damaged(f"its frame for disk {vm.disks[i].name} is missing")
+            label = self.labels(vm.name)[i]
+            try:
+                buf = changelog.unseal(f.read_bytes(), key, label)
+            except Damaged as e:
+                raise Damaged(f"{e.message}; {f.name} was damaged on the way") from None
+            try:
+                changelog.check(buf, vm.disks[i].size_bytes)
+            except Damaged as e:
+                raise Damaged(f"{label}: {e.message}; the log was damaged before it was shipped") from None
+
+    def _drop(self, t: dict, stage: Path, at: int, e: Damaged) -> None:
+        """A damaged arrival: not applied; the transfer is gone (its folder after the commit)."""
+        self._dropped.append(stage)
+        what = "initial-replication chunk" if t["kind"] == "initial" else "change log"
+        msg = (f"a damaged {what} arrived and was not applied (transfer {t['id']}: {e.message}); the replica "
+               "misses its writes: resynchronization required")
+        self.db.execute("UPDATE items SET error=? WHERE vm=?", [msg, t["vm"]])
+        self.env.event(at, "error", t["vm"], msg)
+
     def arrive(self, t: dict, at: int) -> None:
         item = self.item(t["vm"])
         stage = self.env.path / t["dir"]
@@ -247,11 +300,15 @@ class Replication:
         if item is None or item["state"] == Protection.DISABLING:  # disabled while in flight
             shutil.rmtree(stage, ignore_errors=True)
             return
-        key = self.key_for(t["vm"])
         if t["kind"] == "initial":
             f = replica.frame_path(stage, 0)
             if f is not None:  # None: applied already, by a slice that was then rolled back
-                replica.apply_blob(self.base_path(item, t["disk"]), f.read_bytes(), key,
+                try:
+                    self._check_arrival(t, stage)
+                except Damaged as e:
+                    self._drop(t, stage, at, e)
+                    return
+                replica.apply_blob(self.base_path(item, t["disk"]), f.read_bytes(), self.key_for(t["vm"]),
                                    self.labels(t["vm"])[t["disk"]])
             shutil.rmtree(stage, ignore_errors=True)
             self.db.execute("UPDATE items SET initial_done=initial_done+? WHERE vm=?", [t["raw_bytes"], t["vm"]])
@@ -260,6 +317,13 @@ class Replication:
         points.mkdir(parents=True, exist_ok=True)
         dest = points / f"p{t['id']}"
         if stage.exists() or not dest.exists():  # dest alone: moved by a slice that was rolled back
+            try:
+                if not stage.exists():
+                    raise Damaged("its frames are gone")
+                self._check_arrival(t, stage)
+            except Damaged as e:
+                self._drop(t, stage, at, e)
+                return
             os.replace(stage, dest)
             changelog.fsync_dir(points)
         kind = "app-consistent" if t["app"] else "crash-consistent"
@@ -342,7 +406,24 @@ class Replication:
                 gone.append(d)
         for d in gone:
             shutil.rmtree(d, ignore_errors=True)
+        self.repair_logs()
         return gone
+
+    def repair_logs(self) -> list[Path]:
+        """Cut the torn last record a killed process may have left at the end of a change log
+        (source disks' logs, and recovered VMs' for reverse replication), so that the next
+        append follows whole records. Only the clock's holder may call this."""
+        cut = []
+        for root in (self.env.path / "sites", self.env.path / "recovery"):
+            for log in [*root.glob("**/*.hrl"), *root.glob("**/*.hrl.frozen")]:
+                buf = log.read_bytes()
+                whole = changelog.complete_length(buf)
+                if whole < len(buf):
+                    with open(log, "r+b") as f:
+                        f.truncate(whole)
+                        os.fsync(f.fileno())
+                    cut.append(log)
+        return cut
 
     def remove_replica(self, item: dict) -> None:
         shutil.rmtree(self.store_dir(item), ignore_errors=True)
@@ -375,7 +456,10 @@ class Replication:
                         for d, label in enumerate(labels):
                             f = replica.frame_path(self.env.path / old["dir"], d)
                             if f is not None:
-                                replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, label)
+                                try:
+                                    replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, label)
+                                except Damaged as e:
+                                    raise Damaged(f"{f}: {e.message}", file=str(f)) from None
                         self._forget_points([old])
                 elif expired:
                     newer = self.env.path / r["dir"]

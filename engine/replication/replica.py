@@ -20,15 +20,26 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..disks import FOOTER, data_extents, vhd_footer
-from ..errors import Refused
+from ..disks import FOOTER, check_footer, data_extents, vhd_footer
+from ..errors import Damaged
 from . import changelog
 
 
 @contextmanager
 def store_lock(store: Path, exclusive: bool):
     """Folding expired points rewrites the base and frames in place: it holds this lock
-    exclusively, and builders (verify, export) hold it shared, so no build reads a half fold."""
+    exclusively, and builders (verify, export) hold it shared, so no build reads a half fold.
+    A builder on a read-only lab (where nothing folds) reads without it."""
+    if not exclusive and not os.access(store, os.W_OK):
+        try:
+            f = open(store / ".lock", "rb")
+        except OSError:
+            yield
+            return
+        with f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            yield
+        return
     store.mkdir(parents=True, exist_ok=True)
     with open(store / ".lock", "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
@@ -85,18 +96,37 @@ def sparse_copy(src: Path, dst: Path, size: int) -> None:
         d.write(s.read(FOOTER))
 
 
+def check_base(base: Path, size: int, label: str) -> None:
+    """Raise Damaged when a replica base is missing, of the wrong length or without its footer."""
+    try:
+        length = base.stat().st_size
+    except OSError:
+        raise Damaged(f"{base}: the replica base of {label} is missing", _RESYNC, file=str(base)) from None
+    problem = check_footer(base, size) if length == size + FOOTER else f"{length:,} bytes long, not {size + FOOTER:,}"
+    if problem:
+        raise Damaged(f"{base}: the replica base of {label} is damaged ({problem})", _RESYNC, file=str(base))
+
+
+_RESYNC = "the replica needs a resynchronization (or disable and re-enable protection)"
+
+
 def build_disk(base: Path, point_dirs: list[Path], disk_index: int, out: Path, size: int,
                key: bytes | None, label: str) -> None:
-    """The disk as it was at the last of `point_dirs` (all retained points up to it, in order)."""
+    """The disk as it was at the last of `point_dirs` (all retained points up to it, in order).
+    Damage in the base or a point's frame raises Damaged naming the file."""
+    check_base(base, size, label)
     sparse_copy(base, out, size)
     fd = os.open(out, os.O_RDWR)
     try:
         for d in point_dirs:
             p = frame_path(d, disk_index)
             if p is None:  # every point holds a frame per disk (an empty log too)
-                raise Refused(f"the replica is in an invalid state: recovery point data {d.name} of {label} "
-                              "is missing", "disable and re-enable protection to rebuild the replica")
-            changelog.apply_records(fd, changelog.unseal(p.read_bytes(), key, label))
+                raise Damaged(f"the replica is in an invalid state: recovery point data {d.name} of {label} "
+                              "is missing", "disable and re-enable protection to rebuild the replica", file=str(d))
+            try:
+                changelog.apply_records(fd, changelog.unseal(p.read_bytes(), key, label))
+            except Damaged as e:
+                raise Damaged(f"{p}: {e.message}", _RESYNC, file=str(p)) from None
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -107,8 +137,14 @@ def merge_into_next(olders: list[Path], newer: Path, disk_count: int, key: bytes
     own, in time order. The expired folders stay: the caller removes them once the fold is committed."""
     for i in range(disk_count):
         parts = [f for f in (frame_path(d, i) for d in [*olders, newer]) if f is not None]
-        buf = b"".join(changelog.unseal(f.read_bytes(), key, labels[i]) for f in parts)
-        changelog.write_durable(newer / frame_name(i, key is not None), changelog.seal(buf, key, labels[i]))
+        bufs = []
+        for f in parts:  # every part checked before anything is written
+            try:
+                bufs.append(changelog.unseal(f.read_bytes(), key, labels[i]))
+                changelog.check(bufs[-1], None)
+            except Damaged as e:
+                raise Damaged(f"{f}: {e.message}", _RESYNC, file=str(f)) from None
+        changelog.write_durable(newer / frame_name(i, key is not None), changelog.seal(b"".join(bufs), key, labels[i]))
 
 
 def dir_size(path: Path) -> int:
