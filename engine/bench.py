@@ -69,13 +69,14 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     return time.perf_counter() - t, out
 
 
+SIZE_MB_MIN = 32  # an OS disk Azure accepts (20 MB at least), with room for content
 SIZE_MB_MAX = 65536  # 64 GiB logical
 CONTENT_MB_MAX = 8192  # written for real: 8 GiB
 
 
 def check_bench_args(size_mb: int, content_mb: int, change_pct: float) -> None:
-    if not 1 <= size_mb <= SIZE_MB_MAX:
-        raise InvalidInput(f"--size-mb must be 1-{SIZE_MB_MAX}, not {size_mb}")
+    if not SIZE_MB_MIN <= size_mb <= SIZE_MB_MAX:
+        raise InvalidInput(f"--size-mb must be {SIZE_MB_MIN}-{SIZE_MB_MAX}, not {size_mb}")
     if not 0 <= content_mb <= min(size_mb, CONTENT_MB_MAX):
         raise InvalidInput(f"--content-mb must be 0-{min(size_mb, CONTENT_MB_MAX)} (at most --size-mb and "
                            f"{CONTENT_MB_MAX}), not {content_mb}")

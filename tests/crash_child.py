@@ -1,6 +1,7 @@
 """A child process for the crash tests: runs one srlab command and SIGKILLs itself just before
 its N-th durable file operation (os.fsync or os.replace) — a real kill -9 at a chosen point,
-without the test having to sleep. N = 0 runs to the end and prints the count on stderr.
+without the test having to sleep. N = 0 runs to the end and prints the count on stderr; a
+negative N sends SIGTERM (a polite kill) instead, at the -N-th operation.
 
     python -m tests.crash_child N srlab-arguments...
 """
@@ -17,8 +18,8 @@ def main() -> None:
     def counted(fn):
         def wrapper(*args, **kwargs):
             count[0] += 1
-            if count[0] == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if count[0] == abs(kill_at):
+                os.kill(os.getpid(), signal.SIGKILL if kill_at > 0 else signal.SIGTERM)
             return fn(*args, **kwargs)
 
         return wrapper

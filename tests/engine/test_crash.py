@@ -116,3 +116,27 @@ def test_kill_9_at_random_points_leaves_a_lab_that_verifies(tmp_path, small_site
     subprocess.run([lz4, "-t", "-m", *frames], check=True, capture_output=True)
     print(f"crash suite: {kills} SIGKILLs ({RUN_KILLS} run, {EXPORT_KILLS} export, {VERIFY_KILLS} verify trials), "
           f"{verified} recovery points verified")
+
+
+@pytest.mark.heavy
+def test_bench_cleans_up_when_terminated_and_after_a_kill(tmp_path):
+    """`srlab bench` works in a temporary folder: a SIGTERM removes it at once; one a SIGKILL
+    left behind is removed by the next bench."""
+    env_tmp = tmp_path / "tmp"
+    env_tmp.mkdir()
+    os.environ["TMPDIR"], old = str(env_tmp), os.environ.get("TMPDIR")
+    try:
+        args = ["bench", "--size-mb", "32", "--content-mb", "4"]
+        r = child(-3, *args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr  # Ctrl-C's "Aborted!"
+        assert not list(env_tmp.iterdir())
+        r = child(3, *args)
+        assert r.returncode == -signal.SIGKILL and len(list(env_tmp.glob("srlab-bench-*"))) == 1
+        r = child(0, *args)
+        assert r.returncode == 0, r.stderr
+        assert not list(env_tmp.iterdir())
+    finally:
+        if old is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = old
