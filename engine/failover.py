@@ -39,14 +39,16 @@ SYNC_OPTIONS = {"before": "Synchronize data before failover (minimize downtime)"
 # ---- facts and checks ------------------------------------------------------------------------
 
 
-def check(lab, op: str, name: str, key_file: str | None = None, need_key: bool = False) -> VM:
+def check(lab, op: str, name: str, key_file: str | None = None, need_key: bool = False,
+          via_plan: bool = False) -> VM:
     """Raise with the rules table's reason if `op` is not allowed on the VM now. `need_key`:
     the command itself runs now, so an encrypted replica needs the key file (a UI asking
     whether to offer the action leaves it out: its dialog asks for the file)."""
     vm = lab.vm(name)
     if key_file is not None:
         _check_key_file(lab, vm, key_file)
-    reason = rules.operation_reason(op, protection.item_facts(lab, vm, key_file is not None or not need_key))
+    facts = protection.item_facts(lab, vm, key_file is not None or not need_key, via_plan)
+    reason = rules.operation_reason(op, facts)
     if reason:
         raise Refused(reason)
     return vm
@@ -84,7 +86,8 @@ def _network(lab, vm: VM, item: dict, requested: str | None, test: bool) -> str:
         if test:
             return ""  # isolated: a test failover must not meet production
         nic = next((n for n in vm.nics if n.name == item["nic"]), None)
-        row = lab.db.execute("SELECT target FROM network_mappings WHERE source=?", [nic.network if nic else ""]).fetchone()
+        row = lab.db.execute("SELECT target FROM network_mappings WHERE source=?",
+                             [nic.network if nic else ""]).fetchone()
         return row[0] if row else ""
     if requested.lower() == "none":
         return ""
@@ -99,7 +102,8 @@ def _network(lab, vm: VM, item: dict, requested: str | None, test: bool) -> str:
 
 
 def failover(lab, names: list[str], kind: str, point: str | None = None, network: str | None = None,
-             shutdown_sync: bool = False, sync: str | None = None, key_file: str | None = None) -> list[int]:
+             shutdown_sync: bool = False, sync: str | None = None, key_file: str | None = None,
+             via_plan: bool = False) -> list[int]:
     """Start a failover of each VM (all are checked before any starts). A planned failover of a
     VM that runs at the recovery side is its failback, with a sync option."""
     op = _kind_op(kind)
@@ -107,7 +111,7 @@ def failover(lab, names: list[str], kind: str, point: str | None = None, network
         raise InvalidInput(f"unknown sync option {sync!r}", "use --sync before or --sync during")
     plans = []
     for name in names:
-        vm = check(lab, op, name, key_file, need_key=True)
+        vm = check(lab, op, name, key_file, need_key=True, via_plan=via_plan)
         item = states.item(lab.db, vm.name)
         back = item["active"] == "recovery"
         if kind == "planned" and point not in (None, "latest"):
@@ -185,14 +189,15 @@ def _build(lab, run: Run, role: str) -> dict:
     shutil.rmtree(lab.path / folder, ignore_errors=True)
     point, paths = protection.build_at_point(lab, vm.name, run.data.get("point"), lab.path / folder)
     scan = guests.scan_disks(paths, vm)
+    built = [fingerprint(p, d.size_bytes) for p, d in zip(paths, vm.disks)]
     lab.db.execute("DELETE FROM recovered WHERE name=?", [name])
     lab.db["recovered"].insert({"name": name, "vm": vm.name, "role": role, "place": item["target"],
                                 "network": run.data.get("network", ""), "dir": str(folder), "point": point["id"],
                                 "power": "off", "seq_offset": scan.last_seq, "writes_done": scan.last_seq,
                                 "created": run.t})
     _report(lab, run, point=point["id"], point_time=point["time"], point_kind=point["kind"],
-            last_transaction=scan.last_seq, recovered_vm=name,
-            disks=[str(p) for p in paths])
+            last_transaction=scan.last_seq, recovered_vm=name, disks=[str(p) for p in paths],
+            disk_fingerprints=built, verified=built == json.loads(point["fingerprints"]))
     return point
 
 
@@ -348,9 +353,7 @@ def _create_vm(lab, run: Run) -> None:
     point = _build(lab, run, "failover")
     report = _job_report(lab, run)
     if "source_fingerprints" in report:  # the source was shut down and synced: prove nothing was lost
-        vm = lab.vm(run.target)
-        built = [fingerprint(Path(p), d.size_bytes) for p, d in zip(report["disks"], vm.disks)]
-        _report(lab, run, zero_data_loss_proven=built == report["source_fingerprints"]
+        _report(lab, run, zero_data_loss_proven=report["disk_fingerprints"] == report["source_fingerprints"]
                 and point["last_seq"] == report["source_last_transaction"])
 
 
@@ -600,7 +603,8 @@ def report_lines(report: dict | None) -> list[str]:
                    + " the recovered VM's (fingerprints)")
     if "rto_seconds" in report:
         out.append(f"RTO {format_duration(report['rto_seconds'])} (job start to VM running)"
-                   + (f"; downtime {format_duration(report['downtime_seconds'])}" if "downtime_seconds" in report else ""))
+                   + (f"; downtime {format_duration(report['downtime_seconds'])}"
+                      if "downtime_seconds" in report else ""))
     if report.get("note"):
         out.append(f"note: {report['note']}")
     return out

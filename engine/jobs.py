@@ -50,14 +50,21 @@ class Step:
 class Kind:
     kind: str
     name: str  # shown to users: "WEB01 (Enable protection)"
-    steps: list[Step]
+    steps: list[Step] | Callable[[dict], list[Step]]  # or made from the job's data (a recovery plan's groups)
     on_fail: Action | None = None  # (lab, run) after the failed step was rolled back; run.data has "error"
+
+    def steps_for(self, data: dict) -> list[Step]:
+        return self.steps(data) if callable(self.steps) else self.steps
 
 
 KINDS: dict[str, Kind] = {}
 
 
-def define(kind: str, name: str, steps: list[Step], on_fail: Action | None = None) -> Kind:
+# A step's `seconds` for "waits until its child jobs have run" (none in progress any more).
+CHILDREN = -1
+
+
+def define(kind: str, name: str, steps, on_fail: Action | None = None) -> Kind:
     k = Kind(kind, name, steps, on_fail)
     KINDS[kind] = k
     return k
@@ -71,7 +78,7 @@ def create(db, now: int, kind: str, target: str, data: dict | None = None, paren
             "started": now, "ended": None, "error": "", "step": 0, "data": json.dumps(data or {}),
             "parent": parent,
         }).last_pk
-        for i, step in enumerate(k.steps):
+        for i, step in enumerate(k.steps_for(data or {})):
             db["job_steps"].insert({
                 "job": job_id, "idx": i, "name": step.name, "seconds": step.seconds,
                 "state": StepState.NOT_STARTED.value, "started": None, "ended": None,
@@ -102,14 +109,15 @@ def complete(lab, job_id: int, now: int, note: str = "") -> None:
     kind, target, data, step = db.execute("SELECT kind, target, data, step FROM jobs WHERE id=?",
                                           [job_id]).fetchone()
     with store.transaction(db):
-        KINDS[kind].steps[step].action(lab, Run(job_id, kind, target, {**json.loads(data), "note": note}, now))
+        run = Run(job_id, kind, target, {**json.loads(data), "note": note}, now)
+        KINDS[kind].steps_for(run.data)[step].action(lab, run)
         _finish_step(db, job_id, step, now, StepState.SUCCEEDED)
         _next(db, job_id, kind, step, now)
 
 
 def _next(db, job_id: int, kind: str, step: int, t: int) -> bool:
     """Start the step after `step`, or end the job; True if the job ended."""
-    if step + 1 < len(KINDS[kind].steps):
+    if db.execute("SELECT COUNT(*) FROM job_steps WHERE job=?", [job_id]).fetchone()[0] > step + 1:
         _start_step(db, job_id, step + 1, t)
         return False
     db.execute("UPDATE jobs SET state=?, ended=? WHERE id=?", [JobState.SUCCEEDED.value, t, job_id])
@@ -119,46 +127,80 @@ def _next(db, job_id: int, kind: str, step: int, t: int) -> bool:
 def next_due(db) -> int | None:
     row = db.execute(
         "SELECT MIN(s.started + s.seconds) FROM jobs j JOIN job_steps s ON s.job = j.id AND s.idx = j.step "
-        "WHERE j.state = ?", [JobState.IN_PROGRESS.value]
+        "WHERE j.state = ? AND s.seconds >= 0", [JobState.IN_PROGRESS.value]
     ).fetchone()
     return row[0]
 
 
 def advance(lab, now: int) -> list[int]:
-    """Finish every step due by `now`, in time order; return ids of jobs that ended."""
+    """Finish every step due by `now`, in time order, and every step whose child jobs have
+    run; return ids of jobs that ended."""
     db = lab.db
-    ended = []
+    ended: list[int] = []
     while True:
         row = db.execute(
             "SELECT j.id, j.kind, j.target, j.data, j.step, s.started + s.seconds AS due FROM jobs j "
             "JOIN job_steps s ON s.job = j.id AND s.idx = j.step "
-            "WHERE j.state = ? AND s.started + s.seconds <= ? ORDER BY due, j.id LIMIT 1",
+            "WHERE j.state = ? AND s.seconds >= 0 AND s.started + s.seconds <= ? ORDER BY due, j.id LIMIT 1",
             [JobState.IN_PROGRESS.value, now],
-        ).fetchone()
+        ).fetchone() or _children_done(db)
         if row is None:
             return ended
         job_id, kind, target, data, step, due = row
-        run = Run(job_id, kind, target, json.loads(data), due)
-        k = KINDS[kind]
-        with store.transaction(db):
-            db.execute("SAVEPOINT step")
-            try:
-                k.steps[step].action(lab, run)
-                db.execute("RELEASE step")
-            except LabError as e:
-                db.execute("ROLLBACK TO step")
-                db.execute("RELEASE step")
-                _finish_step(db, job_id, step, due, StepState.FAILED)
-                db.execute("UPDATE jobs SET state=?, ended=?, error=? WHERE id=?",
-                           [JobState.FAILED.value, due, str(e), job_id])
-                lab.event(due, "error", target, f"job failed: {e.message}")
-                if k.on_fail:
-                    k.on_fail(lab, Run(job_id, kind, target, {**run.data, "error": e.message}, due))
-                ended.append(job_id)
-                continue
-            _finish_step(db, job_id, step, due, StepState.SUCCEEDED)
-            if _next(db, job_id, kind, step, due):
-                ended.append(job_id)
+        _end_step(lab, Run(job_id, kind, target, json.loads(data), due), step, ended)
+
+
+def _children_done(db):
+    """A job whose step waits on child jobs that are no longer in progress (ended, or waiting
+    for a user's action), as (id, kind, target, data, step, when the last one got there)."""
+    row = db.execute(
+        "SELECT j.id, j.kind, j.target, j.data, j.step, s.started FROM jobs j "
+        "JOIN job_steps s ON s.job = j.id AND s.idx = j.step WHERE j.state = ? AND s.seconds = ? "
+        "AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent = j.id AND c.state = ?) ORDER BY j.id LIMIT 1",
+        [JobState.IN_PROGRESS.value, CHILDREN, JobState.IN_PROGRESS.value]).fetchone()
+    if row is None:
+        return None
+    last = db.execute(
+        "SELECT MAX(COALESCE(c.ended, cs.started)) FROM jobs c JOIN job_steps cs ON cs.job = c.id AND cs.idx = c.step "
+        "WHERE c.parent = ?", [row[0]]).fetchone()[0]
+    return (*row[:5], max(row[5], last or row[5]))
+
+
+def _end_step(lab, run: Run, step: int, ended: list[int]) -> None:
+    """Run the step's action at its end; a LabError fails the step and the job, rolled back."""
+    db, k = lab.db, KINDS[run.kind]
+    with store.transaction(db):
+        db.execute("SAVEPOINT step")
+        try:
+            k.steps_for(run.data)[step].action(lab, run)
+            db.execute("RELEASE step")
+        except LabError as e:
+            db.execute("ROLLBACK TO step")
+            db.execute("RELEASE step")
+            _finish_step(db, run.id, step, run.t, StepState.FAILED)
+            db.execute("UPDATE jobs SET state=?, ended=?, error=? WHERE id=?",
+                       [JobState.FAILED.value, run.t, str(e), run.id])
+            lab.event(run.t, "error", run.target, f"job failed: {e.message}")
+            if k.on_fail:
+                k.on_fail(lab, Run(run.id, run.kind, run.target, {**run.data, "error": e.message}, run.t))
+            ended.append(run.id)
+            return
+        _finish_step(db, run.id, step, run.t, StepState.SUCCEEDED)
+        if _next(db, run.id, run.kind, step, run.t):
+            ended.append(run.id)
+
+
+def resume(lab, job_id: int, now: int) -> None:
+    """Run a failed job's failed step again (after its cause was fixed: a recovery plan's script)."""
+    db = lab.db
+    step = db.execute("SELECT step FROM jobs WHERE id=?", [job_id]).fetchone()[0]
+    with store.transaction(db):
+        db.execute("UPDATE jobs SET state=?, ended=NULL, error='' WHERE id=?", [JobState.IN_PROGRESS.value, job_id])
+        _start_step(db, job_id, step, now)
+
+
+def children(db, job_id: int) -> list[dict]:
+    return list(db.query("SELECT * FROM jobs WHERE parent=? ORDER BY id", [job_id]))
 
 
 def _finish_step(db, job_id, idx, t, state: StepState):
@@ -180,6 +222,7 @@ def detail(db, job_id: int, now: int) -> dict | None:
          "duration": (s["ended"] or now) - s["started"] if s["started"] is not None else None}
         for s in db.query("SELECT * FROM job_steps WHERE job=? ORDER BY idx", [job_id])
     ]
+    job["children"] = [r[0] for r in db.execute("SELECT id FROM jobs WHERE parent=? ORDER BY id", [job_id])]
     return job
 
 

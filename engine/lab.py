@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from . import failover, guests, jobs, protection, scenarios, setup, states, status, store, workload
+from . import failover, guests, jobs, plans, protection, scenarios, setup, states, status, store, workload
 from .clock import LAB_TIME_MAX, format_duration, format_time, to_epoch
 from .disks import SourceFingerprints, create_disk
 from .errors import EnvironmentProblem, InvalidInput, LabError, Refused, SiteFileError, environment, environment_error
@@ -367,7 +367,9 @@ class Lab:
 
     @staticmethod
     def report_lines(report: dict | None) -> list[str]:
-        """A failover job's report as plain lines."""
+        """A failover job's (or a recovery plan job's) report as plain lines."""
+        if report and "plan" in report:
+            return plans.report_lines(report)
         return failover.report_lines(report)
 
     def change_point(self, name: str, point: str, key_file: str | None = None) -> int:
@@ -384,6 +386,56 @@ class Lab:
         """Networks a protected VM can be attached to at its recovery side."""
         item = states.item(self.db, self.vm(name).name)
         return failover.target_networks(self, item) if item else []
+
+    # ---- commands: recovery plans and replication groups (engine.plans) -------------------
+
+    def plan_create(self, name: str, source: str, target: str, vms: list[str], rto_target: int | None = None) -> dict:
+        return plans.create(self, name, source, target, vms, rto_target)
+
+    def plan_add_group(self, name: str) -> int:
+        return plans.add_group(self, name)
+
+    def plan_move(self, name: str, vm: str, group: int) -> None:
+        plans.move(self, name, vm, group)
+
+    def plan_remove(self, name: str, vm: str) -> None:
+        plans.remove(self, name, vm)
+
+    def plan_add_action(self, name: str, group: int, phase: str, manual: str | None = None,
+                        script: str | None = None) -> int:
+        return plans.add_action(self, name, group, phase, manual, script)
+
+    def plan_delete(self, name: str) -> None:
+        plans.delete(self, name)
+
+    def plan(self, name: str) -> dict:
+        return plans.show(self, name)
+
+    def plans(self) -> list[dict]:
+        return plans.listing(self)
+
+    def plan_start(self, name: str, kind: str, point: str | None = None, shutdown_sync: bool = False,
+                   sync: str | None = None, key_file: str | None = None) -> int:
+        """test / planned / unplanned failover (planned from the recovery side: failback), commit
+        or reprotect of a whole plan, as one job."""
+        return plans.start(self, name, kind, point, shutdown_sync, sync, key_file)
+
+    def plan_check(self, name: str, kind: str) -> dict:
+        """Dry run: what would refuse the operation now, and the RTO its steps would take."""
+        return plans.check(self, name, kind)
+
+    def resume_job(self, job_id: int) -> dict:
+        return plans.resume(self, job_id)
+
+    def drill_report(self, job_id: int) -> dict:
+        return plans.drill_report(self, job_id)
+
+    @staticmethod
+    def drill_markdown(report: dict) -> str:
+        return plans.drill_markdown(report)
+
+    def create_replication_group(self, name: str, vms: list[str]) -> None:
+        plans.create_group(self, name, vms)
 
     # ---- commands: the VMs (engine.guests) ------------------------------------------------
 
@@ -507,6 +559,14 @@ def _item_op(op: str):
     return lambda lab, vm: failover.check(lab, op, vm)
 
 
+def _plan_op(kind: str):
+    """A recovery plan operation: refused with the first problem plans.problems() finds."""
+    def check(lab, plan):
+        if found := plans.problems(lab, plan, kind):
+            raise Refused(found[0])
+    return check
+
+
 COMMANDS: dict[str, Command] = {
     "register_server": Command("server", setup.check_register_server),
     "install_agent": Command("host", setup.check_install_agent),
@@ -529,6 +589,7 @@ COMMANDS: dict[str, Command] = {
     "commit": Command("vm", _item_op("commit")),
     "reprotect": Command("vm", _item_op("reprotect")),
     "complete_job": Command("job", _check_complete_job),
+    **{f"plan_{k}": Command("plan", _plan_op(k)) for k in plans.OPERATIONS},
 }
 
 

@@ -118,7 +118,8 @@ def remove(lab, name: str, vm_name: str) -> None:
     _plan(lab, name)
     vm = lab.vm(vm_name)
     if len(_members(lab, name)) == 1:
-        raise Refused(f"{vm.name} is the last VM of plan {name}", f"delete the plan instead: srlab plan delete {name!r}")
+        raise Refused(f"{vm.name} is the last VM of plan {name}",
+                      f"delete the plan instead: srlab plan delete {name!r}")
     with store.transaction(lab.db):
         if not lab.db.execute("DELETE FROM plan_items WHERE plan=? AND vm=?", [name, vm.name]).rowcount:
             raise InvalidInput(f"{vm.name} is not in plan {name}")
@@ -530,7 +531,8 @@ def drill_markdown(d: dict) -> str:
         verdict = "" if target is None else (" — within" if d["rto_seconds"] <= target else " — MISSED") + \
             f" the target of {format_duration(target)}"
         lines.append(f"- RTO: {format_duration(d['rto_seconds'])}{verdict}")
-    lines += ["", "| group | VM | recovered as | point | RPO at failover | last transaction | lost | RTO | disks verified |",
+    lines += ["", "| group | VM | recovered as | point | RPO at failover | last transaction | lost | RTO "
+              "| disks verified |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for v in d["vms"]:
         lost = "-" if v["transactions_lost"] is None else (
@@ -559,7 +561,8 @@ def report_lines(report: dict) -> list[str]:
         for vm, r in grp.get("vms", {}).items():
             if "transactions_lost" in r:
                 out.append(f"  {vm}: point {r.get('point', '-')}, last transaction {r['last_transaction']}, "
-                           f"{r['transactions_lost']} lost" + ("; disks verified" if r.get("verified") or r.get("identical") else ""))
+                           f"{r['transactions_lost']} lost"
+                           + ("; disks verified" if r.get("verified") or r.get("identical") else ""))
     if report.get("rto_seconds") is not None:
         out.append(f"plan RTO {format_duration(report['rto_seconds'])} (start to the last group ready)")
     out += [f"{a['step']}: note {a['note'] or '(none)'}" for a in report.get("manual_actions", [])]

@@ -32,7 +32,7 @@ def check_item_action(lab, action: str, name: str) -> VM:
     return vm
 
 
-def item_facts(lab, vm: VM, key_given: bool = True) -> rules.ItemFacts:
+def item_facts(lab, vm: VM, key_given: bool = True, via_plan: bool = False) -> rules.ItemFacts:
     """The plain facts the rules table judges an item operation on."""
     item = states.item(lab.db, vm.name)
     if item is None:
@@ -40,11 +40,13 @@ def item_facts(lab, vm: VM, key_given: bool = True) -> rules.ItemFacts:
     pol = policy_of(lab, vm)
     has_points = lab.db.execute("SELECT COUNT(*) FROM points WHERE vm=?", [vm.name]).fetchone()[0] > 0
     to_azure = scenarios.TARGETS[item["target_kind"]].picks_size
+    group = lab.db.execute("SELECT name FROM replication_groups WHERE vm=?", [vm.name]).fetchone()
     return rules.ItemFacts(
         vm=vm.name, scenario=lab.site.lab.scenario, protection=item["state"], failover=item["failover_state"],
         active=item["active"], source_reachable=True, has_points=has_points,
         target_name_ok=not to_azure or rules.azure_name_ok(item["target_name"]),
-        encrypted=bool(pol and pol["encrypt"]), key_given=key_given, last_failover=item["last_failover"])
+        encrypted=bool(pol and pol["encrypt"]), key_given=key_given, last_failover=item["last_failover"],
+        in_group=group[0] if group else "", via_plan=via_plan)
 
 
 def policy_of(lab, vm: VM) -> dict | None:

@@ -299,6 +299,8 @@ class ItemFacts:
     encrypted: bool = False
     key_given: bool = True  # a key file was given (or none is needed)
     last_failover: str = ""  # planned | unplanned
+    in_group: str = ""  # the replication group it shares recovery points with
+    via_plan: bool = False  # the operation comes from a recovery plan
 
     @property
     def back(self) -> bool:
@@ -323,6 +325,9 @@ _NO_POINT = (lambda f: not f.back and not f.has_points,
 _NO_KEY = (lambda f: not f.back and f.encrypted and not f.key_given,
            "{vm}'s replicas are encrypted: give the data-encryption key file made at server registration "
            "(--key-file PATH)")
+_GROUPED = (lambda f: f.in_group and not f.via_plan,
+            "{vm} shares recovery points with replication group {in_group}: fail the group over together, "
+            "through a recovery plan (srlab plan failover PLAN)")
 _BAD_NAME = (lambda f: not f.back and not f.target_name_ok,
              "{vm}'s target name is not a valid Azure VM name: set one first (srlab vm set-target {vm} --name NAME)")
 
@@ -333,7 +338,7 @@ OPERATIONS: dict[str, list[tuple]] = {
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
         (lambda f: f.protection not in (Protection.PROTECTED, Protection.REVERSE) or f.failover != Failover.READY,
          "{vm} is {protection} ({failover}): test failover needs a protected item that is Ready"),
-        _NO_POINT, _BAD_NAME, _NO_KEY,
+        _NO_POINT, _BAD_NAME, _NO_KEY, _GROUPED,
     ],
     "planned_failover": [
         (_kind_missing("planned"), "planned failover is not supported for {scenario}: use unplanned failover"),
@@ -347,7 +352,7 @@ OPERATIONS: dict[str, list[tuple]] = {
          "{vm} is {protection} ({failover}): planned failover needs a protected item that is Ready"),
         (lambda f: not f.back and not f.source_reachable,
          "planned failover needs the source site reachable: use unplanned failover"),
-        _NO_POINT, _BAD_NAME, _NO_KEY,
+        _NO_POINT, _BAD_NAME, _NO_KEY, _GROUPED,
     ],
     "unplanned_failover": [
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
@@ -358,7 +363,7 @@ OPERATIONS: dict[str, list[tuple]] = {
                                              "(srlab reprotect {vm})"),
         (lambda f: f.protection != Protection.PROTECTED or f.failover != Failover.READY,
          "{vm} is {protection} ({failover}): unplanned failover needs a protected item that is Ready"),
-        _NO_POINT, _BAD_NAME, _NO_KEY,
+        _NO_POINT, _BAD_NAME, _NO_KEY, _GROUPED,
     ],
     "commit": [
         _NOT_PROTECTED,

@@ -158,6 +158,33 @@ MIGRATIONS: list[str] = [
     """
     UPDATE links SET mbps=1000000.0 WHERE mbps > 1000000.0;
     """,
+    # 6: recovery plans (ordered groups of protected VMs, manual actions and scripts) and
+    # replication groups (multi-VM consistency: members share recovery points).
+    """
+    CREATE TABLE plans (
+        name TEXT PRIMARY KEY,
+        source TEXT NOT NULL,           -- the container its VMs are protected from
+        target TEXT NOT NULL,           -- where they replicate to (region or recovery cloud)
+        groups INTEGER NOT NULL DEFAULT 1,
+        rto_target INTEGER,             -- seconds; the drill report compares against it
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE plan_items (
+        plan TEXT NOT NULL REFERENCES plans(name) ON DELETE CASCADE,
+        vm TEXT NOT NULL,
+        grp INTEGER NOT NULL,
+        PRIMARY KEY (plan, vm)
+    );
+    CREATE TABLE plan_actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        plan TEXT NOT NULL REFERENCES plans(name) ON DELETE CASCADE,
+        grp INTEGER NOT NULL,
+        phase TEXT NOT NULL,            -- before | after (the group)
+        kind TEXT NOT NULL,             -- manual | script
+        text TEXT NOT NULL              -- the manual action's instructions, or the script's path
+    );
+    CREATE TABLE replication_groups (name TEXT NOT NULL, vm TEXT PRIMARY KEY);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_HEADER = b"SQLite format 3\x00"

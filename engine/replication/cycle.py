@@ -358,8 +358,12 @@ class Replication:
             nxt = item["next_cycle"]
             while nxt <= now:
                 nxt += freq
+            # A replication group's members freeze together (their points share each instant),
+            # so one member's log still on the wire holds the whole group's cycle back.
             in_flight = self.db.execute(
-                "SELECT COUNT(*) FROM transfers WHERE vm=? AND kind='delta'", [item["vm"]]).fetchone()[0]
+                "SELECT COUNT(*) FROM transfers WHERE kind='delta' AND created < ? AND (vm=? OR vm IN (SELECT vm "
+                "FROM replication_groups WHERE name=(SELECT name FROM replication_groups WHERE vm=?)))",
+                [now, item["vm"], item["vm"]]).fetchone()[0]
             if in_flight:
                 # The last log is still on the wire: this cycle is missed and the log grows.
                 self.db.execute("UPDATE items SET next_cycle=? WHERE vm=?", [nxt, item["vm"]])
