@@ -137,7 +137,7 @@ async def test_create_a_plan_edit_it_and_run_its_test_failover_by_keys(protected
         assert "✓ Group 1 · ready, RTO" in text
         assert "⏸ manual: Check the database is consistent" in text
         assert "· Group 2" in text and "· WEB01" in text  # group 2 has not started
-        assert panel.plans_table.get_row("plan:App")[-1].plain == f"test failover: {JobState.WAITING.value}"
+        assert panel.plans_table.get_row("plan:App")[-1].plain == f"test: {JobState.WAITING.value}"
 
         # a: complete the manual action with a note; group 2 runs, then the job waits for Complete test
         await keys(pilot, "a")

@@ -26,7 +26,7 @@ PLAN_COLUMNS = [
     Column("name", "Plan", 14),
     Column("route", "Protected", 0),
     Column("vms", "VMs", 3),
-    Column("last", "Last job", 26),
+    Column("last", "Last job", 28),
 ]
 PLAN_COLUMNS_WIDE = [
     Column("name", "Plan", 18),
@@ -101,6 +101,12 @@ def operation_name(job: dict) -> str:
             "commit": "commit", "reprotect": "reverse replicate"}.get(kind, kind)
 
 
+def is_failover(job: dict) -> bool:
+    """A plan's failover (test, planned, unplanned, failback), which has an RTO; not its commit
+    or reverse replication."""
+    return (job.get("report") or {}).get("kind") in ("test", "planned", "unplanned")
+
+
 def progress_lines(state: LabState, job: dict, colors: dict) -> list[Text]:
     """A plan job, group by group: each group's state and ready time, each VM's own job and the
     step it is at, the manual actions and scripts (the one waiting says how to go on)."""
@@ -108,6 +114,7 @@ def progress_lines(state: LabState, job: dict, colors: dict) -> list[Text]:
     steps = detail.get("steps", [])
     rep = job.get("report") or detail.get("report") or {}
     groups = rep.get("groups", {})
+    failover = is_failover(job)
     kids = children(state, job["id"])
     style = {StepState.SUCCEEDED: colors["ok"], StepState.FAILED: colors["error"],
              StepState.WAITING: f"bold {colors['warning']}", StepState.IN_PROGRESS: colors["accent"],
@@ -136,7 +143,8 @@ def progress_lines(state: LabState, job: dict, colors: dict) -> list[Text]:
             line = icon(gst) + Text(f"Group {g}", style="bold")
             rg = groups.get(str(g), {})
             if "running" in rg:
-                line.append(f" · ready, RTO {fmt_duration(rg.get('rto_seconds'))}", style="dim")
+                line.append(f" · ready, RTO {fmt_duration(rg.get('rto_seconds'))}" if failover
+                            else f" · done after {fmt_duration(rg.get('rto_seconds'))}", style="dim")
             out.append(line)
             what = name.split(": ", 1)[1]
             for verb in VERBS:
@@ -289,7 +297,8 @@ class RecoveryPlans(Panel):
             last = Text("")
             if jobs:
                 j = jobs[0]
-                last = Text(f"{operation_name(j)}: {j.get('state', '')}", style=job_style(str(j.get("state")), colors))
+                op = operation_name(j).removesuffix(" failover").replace("reverse replicate", "reprotect")
+                last = Text(f"{op}: {j.get('state', '')}", style=job_style(str(j.get("state")), colors))
             cells = [Text(p["name"]), Text(f"{p['source']} → {p['target']}"), Text(str(len(plan_vms(p))),
                                                                                 justify="right")]
             if not self.compact:
@@ -370,7 +379,7 @@ class RecoveryPlans(Panel):
             head.append(" · a: complete", style=f"bold {colors['warning']}")
         lines = [head, *progress_lines(self.state, job, colors)]
         rep = job.get("report") or {}
-        if rep.get("rto_seconds") is not None and jst == JobState.SUCCEEDED:
+        if rep.get("rto_seconds") is not None and jst == JobState.SUCCEEDED and is_failover(job):
             rto = Text.assemble(("RTO ", "bold"), fmt_duration(rep["rto_seconds"]))
             if plan.get("rto_target"):
                 within = rep["rto_seconds"] <= plan["rto_target"]
