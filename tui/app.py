@@ -27,6 +27,7 @@ from textual.widgets import ContentSwitcher, Input, Static
 from engine import Lab, LabError
 
 from .dialogs import HelpScreen, VmDetailScreen, dialog_for
+from .plan_dialogs import plan_dialog_for
 from .host import DialogRequest
 from .panels import PANELS
 from .panels.base import Panel
@@ -631,7 +632,7 @@ class SrlabApp(App):
 
     def show_dialog(self, request: DialogRequest, callback: Callable[[Any], None] | None = None) -> None:
         """Open what a panel asks for (see tui.host) on the current lab state."""
-        self.push_screen(dialog_for(request, self.state), callback)
+        self.push_screen(plan_dialog_for(request, self.state) or dialog_for(request, self.state), callback)
 
     async def _palette_run(self, panel_id: str, action_id: str) -> None:
         if panel_id != self._current:

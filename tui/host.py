@@ -93,6 +93,43 @@ DialogRequest = Union[Confirm, ProtectForm, TargetForm, CloudProtectionForm, Map
                       ChangePointForm, CompleteForm, VmDetails]
 
 
+# ---- recovery plans (their dialogs are in tui.plan_dialogs) -------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanCreateForm:
+    """Create a recovery plan: its name, where from and to, its VMs (all in group 1), an RTO target."""
+
+
+@dataclass(frozen=True)
+class PlanVmsForm:
+    """Add protected VMs to `plan`, into `group`."""
+
+    plan: str
+    group: int = 1
+
+
+@dataclass(frozen=True)
+class PlanActionForm:
+    """Add a manual action or a script before or after one of `plan`'s groups."""
+
+    plan: str
+    group: int = 1
+
+
+@dataclass(frozen=True)
+class PlanFailoverForm:
+    """Fail `plan` over as one job: `kind` is test, planned or unplanned (a planned one of a plan
+    whose VMs run at the recovery side is its failback). The dialog offers the other kinds,
+    greyed with the engine's reason when they are not allowed."""
+
+    plan: str
+    kind: str
+
+
+DialogRequest = Union[DialogRequest, PlanCreateForm, PlanVmsForm, PlanActionForm, PlanFailoverForm]
+
+
 # ---- the host ------------------------------------------------------------------------------
 
 

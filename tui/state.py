@@ -17,7 +17,7 @@ from engine import JobState, Lab, LabError, Protection, format_duration
 
 # The kinds of subject the app shows rows of. Which actions apply to each is the engine's
 # business (Lab.actions(kind)); the app only knows how to name each row as a subject.
-SUBJECT_KINDS = ("job", "vm", "server", "host", "cloud", "network", "link")
+SUBJECT_KINDS = ("job", "vm", "server", "host", "cloud", "network", "link", "plan")
 
 JOB_LIMIT = 100
 EVENT_LIMIT = 300
@@ -39,6 +39,8 @@ class LabState:
     reports: dict[Any, list[str]] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
     rpo_history: dict[str, list] = field(default_factory=dict)
+    # recovery plans (Lab.plans): name, source, target, rto_target, groups with VMs and actions
+    plans: list[dict] = field(default_factory=list)
     # subject kind -> the actions the engine judges for it (Lab.actions)
     actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # (action, subject) -> None when allowed, else the engine's reason
@@ -101,6 +103,7 @@ def rows_by_kind(st: LabState) -> list[tuple[str, str, Any]]:
     rows += [("cloud", c["name"], c["name"]) for c in res.get("clouds", [])]
     rows += [("network", n["name"], n["name"]) for n in res.get("networks", []) if n.get("side") != "azure"]
     rows += [("link", link_subject(x), (x["source"], x["target"])) for x in res.get("links", [])]
+    rows += [("plan", p["name"], p["name"]) for p in st.plans]
     return rows
 
 
@@ -136,6 +139,7 @@ def collect(lab: Lab) -> LabState:
                 except Exception as e:  # an engine bug must not take the UI down
                     st.problems.append(f"report_lines(job {j['id']}): {type(e).__name__}: {e}")
     st.events = lab.events(EVENT_LIMIT)
+    st.plans = _try(lab.plans, [])
     for vm in st.status.get("vms", []):
         if vm.get("protection", Protection.NOT_PROTECTED) == Protection.NOT_PROTECTED:
             continue
