@@ -398,6 +398,15 @@ class Lab:
     def plan_move(self, name: str, vm: str, group: int) -> None:
         plans.move(self, name, vm, group)
 
+    def plan_move_group(self, name: str, group: int, to: int) -> None:
+        plans.move_group(self, name, group, to)
+
+    def plan_remove_group(self, name: str, group: int) -> None:
+        plans.remove_group(self, name, group)
+
+    def plan_remove_action(self, name: str, action_id: int) -> None:
+        plans.remove_action(self, name, action_id)
+
     def plan_remove(self, name: str, vm: str) -> None:
         plans.remove(self, name, vm)
 

@@ -93,6 +93,42 @@ def add_group(lab, name: str) -> int:
     return plan["groups"] + 1
 
 
+def move_group(lab, name: str, group: int, to: int) -> None:
+    """Reorder: the group moves to position `to`; the groups between shift by one."""
+    plan = _plan(lab, name)
+    _group(plan, group), _group(plan, to)
+    order = list(range(1, plan["groups"] + 1))
+    order.insert(to - 1, order.pop(group - 1))
+    new = {old: i + 1 for i, old in enumerate(order)}
+    with store.transaction(lab.db):
+        for table in ("plan_items", "plan_actions"):
+            lab.db.execute(f"UPDATE {table} SET grp = -grp WHERE plan=?", [name])
+            for old, n in new.items():
+                lab.db.execute(f"UPDATE {table} SET grp=? WHERE plan=? AND grp=?", [n, name, -old])
+
+
+def remove_group(lab, name: str, group: int) -> None:
+    """Remove an empty group (its actions go with it); the groups after it move up."""
+    plan = _plan(lab, name)
+    _group(plan, group)
+    if lab.db.execute("SELECT 1 FROM plan_items WHERE plan=? AND grp=?", [name, group]).fetchone():
+        raise Refused(f"group {group} of plan {name} has VMs", "move them to another group first")
+    if plan["groups"] == 1:
+        raise Refused(f"group 1 is plan {name}'s only group")
+    with store.transaction(lab.db):
+        lab.db.execute("DELETE FROM plan_actions WHERE plan=? AND grp=?", [name, group])
+        for table in ("plan_items", "plan_actions"):
+            lab.db.execute(f"UPDATE {table} SET grp=grp-1 WHERE plan=? AND grp>?", [name, group])
+        lab.db.execute("UPDATE plans SET groups=groups-1 WHERE name=?", [name])
+
+
+def remove_action(lab, name: str, action_id: int) -> None:
+    _plan(lab, name)
+    with store.transaction(lab.db):
+        if not lab.db.execute("DELETE FROM plan_actions WHERE plan=? AND id=?", [name, action_id]).rowcount:
+            raise InvalidInput(f"plan {name} has no action {action_id}", f"see them with: srlab plan show {name!r}")
+
+
 def _group(plan: dict, group: int) -> int:
     if not 1 <= group <= plan["groups"]:
         raise InvalidInput(f"plan {plan['name']} has groups 1-{plan['groups']}, not {group}",
@@ -261,18 +297,29 @@ def _steps(data: dict) -> list[Step]:
             if g["vms"]:
                 out.append(Step(f"Group {g['group']}: shut down {', '.join(g['vms'])}", 60, _shut_down))
     actions = kind in ("test", "planned", "unplanned")  # a plan's actions belong to its failovers
+    # A failback that syncs before failing over syncs every group while the VMs keep running,
+    # waits for the user, then fails the groups over in order.
+    sync_first = data.get("back") and (data.get("sync") or "before") == "before"
+    if sync_first:
+        for g in groups:
+            if g["vms"]:
+                out.append(Step(f"Group {g['group']}: synchronize {', '.join(g['vms'])}", 0, _start_group))
+                out.append(Step(f"Group {g['group']}: wait for {', '.join(g['vms'])} to synchronize", CHILDREN,
+                                _finished))
+        out.append(Step("Start the failover (complete this step when ready)", None))
     for g in groups:
         out += [_action_step(g["group"], a) for a in g["before"] if actions]
         if g["vms"]:
-            verb = {"commit": "commit", "reprotect": "reverse replicate"}.get(kind, "fail over")
-            out.append(Step(f"Group {g['group']}: {verb} {', '.join(g['vms'])}", 0, _start_group))
-            out.append(Step(f"Group {g['group']}: wait for {', '.join(g['vms'])}", CHILDREN, _group_done))
+            vms = ", ".join(g["vms"])
+            if sync_first:
+                out.append(Step(f"Group {g['group']}: fail over {vms}", 0, _complete_group))
+            else:
+                verb = {"commit": "commit", "reprotect": "reverse replicate"}.get(kind, "fail over")
+                out.append(Step(f"Group {g['group']}: {verb} {vms}", 0, _start_group))
+            out.append(Step(f"Group {g['group']}: wait for {vms}", CHILDREN, _group_done))
         out += [_action_step(g["group"], a) for a in g["after"] if actions]
     if kind == "test":
         out += [Step("Complete test", None, _complete_children), Step("Clean up the test VMs", CHILDREN, _finished)]
-    elif data.get("back") and data.get("sync", "before") == "before":
-        out += [Step("Start the failover (complete this step when ready)", None, _complete_children),
-                Step("Fail over to the primary site", CHILDREN, _finished)]
     return out
 
 
@@ -438,6 +485,14 @@ def _run_script(lab, run: Run) -> None:
     _save(lab, run, report)
 
 
+def _complete_group(lab, run: Run) -> None:
+    """Failback, synced before: the group's VMs now shut down, send their last changes, start home."""
+    _, group = _current(lab, run)
+    for jid in _report(lab, run)["groups"][str(group["group"])]["jobs"]:
+        if lab.job(jid)["state"] == states.JobState.WAITING:
+            jobs.complete(lab, jid, run.t, run.data.get("note", ""))
+
+
 def _complete_children(lab, run: Run) -> None:
     """The user completes the plan's waiting step: every child job waiting on it carries on."""
     for child in jobs.children(lab.db, run.id):
@@ -476,15 +531,18 @@ def check(lab, name: str, kind: str) -> dict:
     """What would refuse the plan operation now, and the RTO its steps would take."""
     plan = show(lab, name)
     found = problems(lab, name, kind)
-    data = {"kind": kind, "back": False, "groups": plan["groups"]}
-    child = jobs.KINDS.get(f"{kind}_failover") or jobs.KINDS.get(kind)
+    back = kind == "planned" and any(states.item(lab.db, vm)["active"] == "recovery"
+                                     for g in plan["groups"] for vm in g["vms"] if states.item(lab.db, vm))
+    data = {"kind": kind, "back": back, "sync": "during", "groups": plan["groups"]}
+    child = jobs.KINDS["failback_during" if back else f"{kind}_failover"] if kind in ("test", "planned", "unplanned") \
+        else jobs.KINDS[kind]
     per_vm = sum(s.seconds or 0 for s in child.steps_for({})) if child else 0
     rto, manual = 0, 0
     for s in _steps(data):
         if s.seconds == CHILDREN:
-            rto += per_vm
+            rto += per_vm if s.action is _group_done else 0
         elif s.seconds is None:
-            manual += 1
+            manual += s.action is _manual_done
         else:
             rto += s.seconds
     return {"plan": name, "kind": kind, "problems": found, "rto_seconds": rto, "manual_actions": manual,

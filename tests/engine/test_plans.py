@@ -165,3 +165,41 @@ def test_replication_group_members_share_points_and_fail_over_only_together(plan
     points = {v["name"]: r["point"] for v in lab.status()["vms"] for r in v["recovered"]}
     times = {vm: next(p["time"] for p in lab.points(vm) if p["id"] == pid) for vm, pid in points.items()}
     assert len(set(times.values())) == 1  # both recovered to the same instant
+
+
+def test_a_plan_failback_synced_before_waits_then_fails_back_group_by_group(plan_lab):
+    lab = plan_lab
+    lab.run_until_done([lab.plan_start("App", "planned")])
+    lab.run_until_done([lab.plan_start("App", "commit")])
+    lab.run(20 * 60)
+    back = lab.plan_start("App", "planned")  # sync before (the default): the VMs keep running in Azure
+    lab.run(30 * 60)
+    j = lab.job(back)
+    waiting = [s["name"] for s in j["steps"] if s["state"] == "waiting for action"]
+    assert waiting == ["Start the failover (complete this step when ready)"]
+    assert all(r["power"] == "running" for v in lab.status()["vms"] for r in v["recovered"])
+    lab.complete_job(back)
+    lab.run_until_done([back])
+    j = lab.job(back)
+    assert j["state"] == "succeeded", j
+    kids = {lab.job(c)["target"]: lab.job(c) for c in j["children"]}
+    assert kids["IDLE01"]["ended"] <= kids["WEB01"]["steps"][-3]["started"]  # WEB01 shut down after IDLE01 ran
+    assert all(v["identical"] for g in j["report"]["groups"].values() for v in g["vms"].values())
+    c = lab.plan_check("App", "commit")
+    assert c["problems"] == []
+
+
+def test_groups_reorder_and_empty_ones_go(plan_lab):
+    lab = plan_lab
+    a = lab.plan_add_action("App", 2, "after", manual="smoke test the web tier")
+    lab.plan_add_group("App")
+    lab.plan_move_group("App", 2, 1)  # WEB01's group first
+    assert [g["vms"] for g in lab.plan("App")["groups"]] == [["WEB01"], ["IDLE01"], []]
+    assert lab.plan("App")["groups"][0]["after"][0]["id"] == a
+    with pytest.raises(Refused, match="has VMs"):
+        lab.plan_remove_group("App", 1)
+    lab.plan_remove_group("App", 3)
+    lab.plan_remove_action("App", a)
+    assert [(g["vms"], g["after"]) for g in lab.plan("App")["groups"]] == [(["WEB01"], []), (["IDLE01"], [])]
+    with pytest.raises(InvalidInput, match="no action"):
+        lab.plan_remove_action("App", a)
