@@ -427,6 +427,283 @@ def reprotect(ctx, vms, wait):
                        f"active location {st['active_location']}")
 
 
+@main.group()
+def plan():
+    """Recovery plans: ordered groups of VMs, manual actions and scripts, failed over as one."""
+
+
+@plan.command("create")
+@click.argument("name")
+@click.option("--source", required=True, help="Where the VMs are protected from (their cloud).")
+@click.option("--target", required=True, help="Where they replicate to (Azure region or recovery cloud).")
+@click.option("--vm", "vms", multiple=True, required=True, help="A VM of the plan (repeat); all start in group 1.")
+@click.option("--rto", help="The plan's RTO target (e.g. 30m), for drill reports.")
+@click.pass_context
+@handle_errors
+def plan_create(ctx, name, source, target, vms, rto):
+    """Create a recovery plan (at most 7 groups, 100 VMs)."""
+    with open_lab(ctx) as lab:
+        _print_plan(lab.plan_create(name, source, target, list(vms), parse_duration(rto) if rto else None))
+
+
+@plan.group("group")
+def plan_group():
+    """A plan's groups."""
+
+
+@plan_group.command("add")
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def plan_group_add(ctx, name):
+    """Add a group at the end of the plan."""
+    with open_lab(ctx) as lab:
+        click.echo(f"{name}: group {lab.plan_add_group(name)} added")
+
+
+@plan.command("move")
+@click.argument("name")
+@click.argument("vm_name", metavar="VM")
+@click.option("--group", type=int, required=True)
+@click.pass_context
+@handle_errors
+def plan_move(ctx, name, vm_name, group):
+    """Put a VM (protected between the plan's source and target) in a group of the plan."""
+    with open_lab(ctx) as lab:
+        lab.plan_move(name, vm_name, group)
+        _print_plan(lab.plan(name))
+
+
+@plan.command("remove")
+@click.argument("name")
+@click.argument("vm_name", metavar="VM")
+@click.pass_context
+@handle_errors
+def plan_remove(ctx, name, vm_name):
+    """Take a VM out of the plan."""
+    with open_lab(ctx) as lab:
+        lab.plan_remove(name, vm_name)
+        _print_plan(lab.plan(name))
+
+
+@plan_group.command("move")
+@click.argument("name")
+@click.argument("group", type=int)
+@click.option("--to", type=int, required=True, help="Its new position.")
+@click.pass_context
+@handle_errors
+def plan_group_move(ctx, name, group, to):
+    """Reorder the plan's groups: GROUP moves to position --to."""
+    with open_lab(ctx) as lab:
+        lab.plan_move_group(name, group, to)
+        _print_plan(lab.plan(name))
+
+
+@plan_group.command("remove")
+@click.argument("name")
+@click.argument("group", type=int)
+@click.pass_context
+@handle_errors
+def plan_group_remove(ctx, name, group):
+    """Remove an empty group (and its actions)."""
+    with open_lab(ctx) as lab:
+        lab.plan_remove_group(name, group)
+        _print_plan(lab.plan(name))
+
+
+@plan.group("action")
+def plan_action():
+    """Manual actions and scripts before or after a group."""
+
+
+@plan_action.command("add")
+@click.argument("name")
+@click.option("--group", type=int, required=True)
+@click.option("--before", "phase", flag_value="before", help="Before the group's VMs start.")
+@click.option("--after", "phase", flag_value="after", default=True, help="After they run (default).")
+@click.option("--manual", help="A manual action: the job waits until it is completed (srlab complete JOB).")
+@click.option("--script", type=click.Path(dir_okay=False), help="An executable run with the runbook's context "
+                                                                "as JSON on stdin and SRLAB_* variables.")
+@click.pass_context
+@handle_errors
+def plan_action_add(ctx, name, group, phase, manual, script):
+    """Add a manual action or a script to a group."""
+    with open_lab(ctx) as lab:
+        lab.plan_add_action(name, group, phase, manual, script)
+        _print_plan(lab.plan(name))
+
+
+@plan_action.command("remove")
+@click.argument("name")
+@click.argument("action_id", type=int)
+@click.pass_context
+@handle_errors
+def plan_action_remove(ctx, name, action_id):
+    """Remove an action (its id is in srlab plan show PLAN --json)."""
+    with open_lab(ctx) as lab:
+        lab.plan_remove_action(name, action_id)
+        _print_plan(lab.plan(name))
+
+
+@plan.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def plan_show(ctx, name, as_json):
+    """A plan's groups, VMs and actions."""
+    with open_lab(ctx) as lab:
+        p = lab.plan(name)
+    if as_json:
+        click.echo(json.dumps(p, indent=2))
+    else:
+        _print_plan(p)
+
+
+@plan.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def plan_list(ctx, as_json):
+    """Every plan."""
+    with open_lab(ctx) as lab:
+        ps = lab.plans()
+    if as_json:
+        click.echo(json.dumps(ps, indent=2))
+        return
+    for p in ps:
+        vms = sum(len(g["vms"]) for g in p["groups"])
+        click.echo(f"{p['name']}: {p['source']} -> {p['target']}, {len(p['groups'])} groups, {vms} VMs")
+
+
+@plan.command("delete")
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def plan_delete(ctx, name):
+    """Delete a plan (its VMs stay protected)."""
+    with open_lab(ctx) as lab:
+        lab.plan_delete(name)
+    click.echo(f"plan {name} deleted")
+
+
+def _print_plan(p: dict) -> None:
+    rto = f", RTO target {format_duration(p['rto_target'])}" if p.get("rto_target") else ""
+    click.echo(f"plan {p['name']}: {p['source']} -> {p['target']}{rto}")
+    for g in p["groups"]:
+        for a in g["before"]:
+            click.echo(f"  before group {g['group']}: {a['kind']} {a['text']}")
+        click.echo(f"  group {g['group']}: {', '.join(g['vms']) or '(empty)'}")
+        for a in g["after"]:
+            click.echo(f"  after group {g['group']}: {a['kind']} {a['text']}")
+
+
+@plan.command("failover")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(["test", "planned", "unplanned"]),
+              help="As for a VM; planned when the plan's VMs run at the recovery side is the failback.")
+@click.option("--point", type=click.Choice(["latest", "latest-processed", "latest-app"]),
+              help="Plans offer no custom point (default latest).")
+@click.option("--shutdown-sync", is_flag=True, help="Unplanned: shut the VMs down and sync when reachable.")
+@click.option("--sync", type=click.Choice(["before", "during"]), help="Failback: when to synchronize.")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="The data-encryption key file, if encrypted.")
+@wait_option
+@click.pass_context
+@handle_errors
+def plan_failover(ctx, name, kind, point, shutdown_sync, sync, key_file, wait):
+    """Fail a whole plan over: groups in order, each group's VMs in parallel."""
+    with open_lab(ctx) as lab:
+        ids = [lab.plan_start(name, kind, point, shutdown_sync, sync, key_file)]
+        _wait(lab, ids, wait)
+        _reports(lab, ids)
+
+
+def _plan_op_command(op: str, doc: str):
+    @plan.command(name=op, help=doc)
+    @click.argument("name")
+    @wait_option
+    @click.pass_context
+    @handle_errors
+    def cmd(ctx, name, wait):
+        with open_lab(ctx) as lab:
+            ids = [lab.plan_start(name, op)]
+            _wait(lab, ids, wait)
+            _reports(lab, ids)
+
+    return cmd
+
+
+_plan_op_command("commit", "Commit every VM of the plan, group by group.")
+_plan_op_command("reprotect", "Reverse replicate every VM of the plan, group by group.")
+
+
+@plan.command("check")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(["test", "planned", "unplanned", "commit", "reprotect"]))
+@click.pass_context
+@handle_errors
+def plan_check(ctx, name, kind):
+    """Dry run: which steps would fail now and why, and the RTO the plan's steps would take."""
+    with open_lab(ctx) as lab:
+        c = lab.plan_check(name, kind)
+    for p in c["problems"]:
+        click.echo(f"would fail: {p}")
+    target = f" (target {format_duration(c['rto_target'])})" if c["rto_target"] else ""
+    click.echo(f"{name} {kind}: {'ready' if not c['problems'] else 'not ready'}; RTO by its steps "
+               f"{format_duration(c['rto_seconds'])}{target}, plus {c['manual_actions']} manual action(s)")
+    if c["problems"]:
+        sys.exit(1)
+
+
+@main.command("resume")
+@click.argument("job_id", type=int)
+@wait_option
+@click.pass_context
+@handle_errors
+def resume_cmd(ctx, job_id, wait):
+    """Run a failed recovery plan job again from its failed step (after fixing its script)."""
+    with open_lab(ctx) as lab:
+        lab.resume_job(job_id)
+        _wait(lab, [job_id], wait)
+        _reports(lab, [job_id])
+
+
+@main.command("report")
+@click.argument("job_id", type=int)
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Where to write it.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of Markdown.")
+@click.pass_context
+@handle_errors
+def report_cmd(ctx, job_id, out_file, as_json):
+    """A DR drill report of a plan's or a VM's failover job, for an auditor."""
+    with open_lab(ctx) as lab:
+        d = lab.drill_report(job_id)
+        text = json.dumps(d, indent=2) if as_json else lab.drill_markdown(d)
+    try:
+        with open(out_file, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {out_file}: {e.strerror}", param_hint="--out") from None
+    click.echo(f"wrote {out_file}")
+
+
+@main.group("group")
+def replication_group():
+    """Replication groups: VMs whose recovery points share each instant (multi-VM consistency)."""
+
+
+@replication_group.command("create")
+@click.argument("name")
+@click.option("--vm", "vms", multiple=True, required=True, help="A protected VM (repeat).")
+@click.pass_context
+@handle_errors
+def group_create(ctx, name, vms):
+    """Group protected VMs: their logs freeze together; they fail over together, through a plan."""
+    with open_lab(ctx) as lab:
+        lab.create_replication_group(name, list(vms))
+    click.echo(f"replication group {name}: {', '.join(vms)}")
+
+
 @vm.command("set-target")
 @click.argument("name")
 @click.option("--size", help="Azure size: XS S M L XL A5 A6 A7.")
@@ -596,6 +873,7 @@ def job_cmd(ctx, job_id, as_json):
     """One job with its steps."""
     with open_lab(ctx) as lab:
         j = lab.job(job_id)
+        children = [lab.job(c) for c in j["children"]]
     if as_json:
         click.echo(json.dumps(j, indent=2))
         return
@@ -606,6 +884,10 @@ def job_cmd(ctx, job_id, as_json):
     for s in j["steps"]:
         dur = format_duration(s["duration"]) if s["duration"] is not None else ""
         click.echo(f"  {s['name']:<48} {s['state']:<14} {format_time(s['started']):<19}  {dur}")
+    for c in children:  # a recovery plan's per-VM jobs
+        click.echo(f"  job {c['id']}: {c['name']} — {c['state']}")
+        for s in c["steps"]:
+            click.echo(f"      {s['name']:<44} {s['state']:<14} {format_time(s['started'])}")
     lines = lab.report_lines(j["report"])
     if lines:
         click.echo("report:")
