@@ -351,3 +351,22 @@ def test_plan_failover_dialog_snapshot(snap_compare, ready_lab):
     """U on the plan: direction, kinds, the groups' order, the dry run's RTO, the recovery point
     (latest, latest processed, latest app-consistent) and the shutdown-and-sync option."""
     assert snap_compare(make_app(ready_lab), press=["5", "U"], terminal_size=(80, 24), run_before=settle)
+
+
+async def test_groups_reorder_and_an_empty_one_goes_by_keys(plan_lab):
+    lab = plan_lab
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await keys(pilot, "5", "enter")  # into the editor, on group 1
+        await keys(pilot, "right_square_bracket")  # group 1 (IDLE01 and its action) fails over later
+        await settle(pilot)
+        groups = lab.plan("App")["groups"]
+        assert [g["vms"] for g in groups] == [["WEB01"], ["IDLE01"]]
+        assert groups[1]["after"][0]["text"] == "Check the database is consistent"
+        await keys(pilot, "N")  # an empty group 3, then remove it again
+        await settle(pilot)
+        assert len(lab.plan("App")["groups"]) == 3
+        await keys(pilot, "end", "X")
+        await settle(pilot)
+        assert len(lab.plan("App")["groups"]) == 2

@@ -224,6 +224,13 @@ class RecoveryPlans(Panel):
                     "(in the editor)", key_display="⇧↓"),
         PanelAction("add_group", "N,shift+n", "Group", "Add group to plan", "add an empty group at the end of the plan",
                     key_display="N"),
+        PanelAction("group_earlier", "left_square_bracket", "Earlier", "Move the group earlier",
+                    "the group under the cursor (its VMs and actions) fails over one place earlier (in the editor)",
+                    key_display="["),
+        PanelAction("group_later", "right_square_bracket", "Later", "Move the group later",
+                    "the group under the cursor fails over one place later (in the editor)", key_display="]"),
+        PanelAction("remove_group", "X,shift+x", "Drop group", "Remove the empty group",
+                    "remove the empty group under the cursor and its actions (in the editor)", key_display="X"),
         PanelAction("add_action", "m", "Action", "Add manual action / script",
                     "a manual action (the job waits for it) or a script, before or after a group"),
         PanelAction("delete_plan", "ctrl+d", "Delete", "Delete recovery plan",
@@ -440,6 +447,18 @@ class RecoveryPlans(Panel):
             return None
         if action_id in ("add_action", "delete_plan"):
             return None
+        if action_id in ("group_earlier", "group_later", "remove_group"):
+            if not self.editing():
+                return "in the plan's groups (enter), put the cursor on a group"
+            g = self.cursor_group()
+            if action_id == "remove_group" and plan["groups"][g - 1]["vms"]:
+                return f"group {g} has VMs: move them to another group first"
+            if action_id == "remove_group" and len(plan["groups"]) == 1:
+                return "a plan keeps at least one group"
+            edge = {"group_earlier": 1, "group_later": len(plan["groups"])}.get(action_id)
+            if edge == g:
+                return f"group {g} is already the {'first' if g == 1 else 'last'}"
+            return None
         # the editor's actions: on the VM under the cursor
         vm = self.cursor_vm() if self.editing() else None
         if vm is None:
@@ -502,6 +521,29 @@ class RecoveryPlans(Panel):
         if name:
             self.host.engine_call("add group", lambda lab: lab.plan_add_group(name),
                                   on_done=lambda n: self.app.notify(f"plan {name}: group {n} added", title="srlab"))
+
+    def _move_group(self, step: int) -> None:
+        plan = self.selected()
+        if plan is None or not self.editing():
+            return
+        name, g = plan["name"], self.cursor_group()
+        to = min(max(1, g + step), len(plan["groups"]))
+        if to != g:
+            self.host.engine_call("move group", lambda lab: lab.plan_move_group(name, g, to))
+
+    def action_group_earlier(self) -> None:
+        self._move_group(-1)
+
+    def action_group_later(self) -> None:
+        self._move_group(1)
+
+    def action_remove_group(self) -> None:
+        plan = self.selected()
+        if plan is None or not self.editing():
+            return
+        name, g = plan["name"], self.cursor_group()
+        self.host.engine_call("remove group", lambda lab: lab.plan_remove_group(name, g),
+                              on_done=lambda _r: self.app.notify(f"plan {name}: group {g} removed", title="srlab"))
 
     def _move(self, step: int) -> None:
         plan, vm = self.selected(), self.cursor_vm()
