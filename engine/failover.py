@@ -25,7 +25,7 @@ from pathlib import Path
 from . import guests, jobs, protection, rules, scenarios, setup, states, store
 from .clock import format_duration, format_time
 from .disks import FP_CHUNK, chunk_digests, fingerprint
-from .errors import InvalidInput, Refused
+from .errors import Damaged, InvalidInput, Refused
 from .jobs import Run, Step
 from .model import VM, slug
 from .replication import changelog, replica
@@ -568,14 +568,18 @@ def reverse_tick(lab, now: int) -> None:
                 log.write_bytes(b"")
                 if frozen.exists():
                     label = f"{vm.name}/{d.name}"
-                    replica.apply_blob(lab.disk_path(vm.name, i), changelog.seal(frozen.read_bytes(), key, label),
-                                       key, label)
+                    try:
+                        replica.apply_blob(lab.disk_path(vm.name, i),
+                                           changelog.seal(frozen.read_bytes(), key, label), key, label)
+                    except Damaged as e:  # never applied; the item says so, the clock goes on
+                        lab.db.execute("UPDATE items SET error=? WHERE vm=?", [
+                            f"{e.message}; reverse replication needs a resynchronization", vm.name])
+                        lab.event(now, "error", vm.name, f"reverse replication: {e.message}")
                     frozen.unlink()
         nxt = item["next_cycle"]
         while nxt <= now:
             nxt += freq
         lab.db.execute("UPDATE items SET next_cycle=?, last_replication=? WHERE vm=?", [nxt, now, vm.name])
-
 
 
 
