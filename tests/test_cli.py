@@ -108,3 +108,67 @@ def test_bench_prints_ratios(cli):
     assert "point verified identical" in out
     assert "the lz4 CLI's speed" in out or "lz4 CLI not installed" in out
     assert "rsync's speed" in out or "rsync not installed" in out
+
+
+def test_status_columns_follow_the_content(cli, tmp_path):
+    """A long status ("initial replication pending (starts ...)") or a site name longer than six
+    characters widens its column; the columns after it never shift from row to row."""
+    from tests.conftest import SMALL_SITE
+
+    site = tmp_path / "long.toml"
+    site.write_text(SMALL_SITE.replace('"SC01"', '"SC01-PRIMARY-DATACENTER"'))
+    cli("init", "--site", str(site))
+    cli("server", "register", "SC01-PRIMARY-DATACENTER")
+    cli("agent", "install", "HV01")
+    cli("cloud", "configure", "OnPremise Cloud", "--target", "azure", "--storage-account", "mysiterecovery",
+        "--start", "23:30")
+    cli("protect", "WEB01")
+    out = cli("status").splitlines()
+    header = out[1]
+    rows = [line for line in out[2:] if line.startswith(("WEB01", "IDLE01"))]
+    web = next(r for r in rows if r.startswith("WEB01"))
+    assert "initial replication pending (starts" in web
+    for col in ("site", "active location", "power", "replication status", "health", "failover", "size"):
+        at = header.index(col)
+        for row in rows:
+            assert row[at - 1] == " " and row[at] != " ", (col, row)  # each value starts under its header
+    assert header.index("RPO") + 3 == len(header.split("last replication")[0].rstrip())
+    assert json.loads(cli("status", "--json"))["vms"][0]["site"] == "SC01-PRIMARY-DATACENTER"
+
+
+def test_bad_policy_values_are_bad_input(cli, small_site):
+    cli("init", "--site", str(small_site))
+    for args in (["--retention", "99"], ["--app-consistent", "13", "--retention", "24"], ["--frequency", "7m"],
+                 ["--start", "25:00"], ["--retention", "1", "--app-consistent", "2"]):
+        out = cli("cloud", "configure", "OnPremise Cloud", "--target", "azure", *args, code=2)
+        assert "cannot configure protection" in out and "nothing was changed" in out, args
+    # a refusal by the lab's rules (the server is not registered) is still exit 1
+    out = cli("cloud", "configure", "OnPremise Cloud", "--target", "azure", "--storage-account",
+              "mysiterecovery", code=1)
+    assert "registered" in out
+
+
+def test_the_app_runs_the_cli_commands_on_its_open_lab(lab):
+    """`:` in the app: the same click commands, on the app's Lab (not opened again, not closed),
+    jobs not waited for unless --wait, and the CLI's exit codes and messages."""
+    from tui.cli import run_in_app
+
+    code, out, err = run_in_app(lab, "server register SC01")
+    assert code == 0 and "in progress" in out and err == ""
+    assert lab.jobs()[0]["state"] == "in progress"  # the app's clock runs it
+    code, out, err = run_in_app(lab, "server register SC01")
+    assert code == 1 and err.startswith("srlab: ")  # refused by the lab's rules
+    code, out, err = run_in_app(lab, "run --for 15m")
+    assert code == 0 and "09:00:00 -> 2026-01-05 09:15:00" in out
+    code, out, err = run_in_app(lab, "run --for soon")
+    assert code == 2 and "bad duration" in err
+    code, out, err = run_in_app(lab, "agent install HV01 --wait")
+    assert code == 0 and "succeeded" in out
+    assert run_in_app(lab, "failover 'no such vm' --kind test")[0] == 2
+    assert run_in_app(lab, "nonsense")[0] == 2
+    assert run_in_app(lab, 'network map "unbalanced')[0] == 2
+    code, out, _ = run_in_app(lab, "help")
+    assert code == 0 and "Commands:" in out
+    code, out, _ = run_in_app(lab, "help failover")
+    assert code == 0 and "--kind" in out
+    assert lab.status()["name"] == "small"  # still open

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import sys
 
 import click
 
-from engine import (JobState, Lab, LabError, environment_error, format_duration, format_time, parse_duration,
+from engine import (InvalidInput, JobState, Lab, LabError, environment_error, format_duration, format_time, parse_duration,
                     rules)
 
 from .state import fmt_bytes
@@ -49,8 +52,63 @@ def _lab_dir(ctx: click.Context) -> str:
     return ctx.find_root().params["lab"]
 
 
-def open_lab(ctx: click.Context) -> Lab:
+def open_lab(ctx: click.Context):
+    """The lab a command works on, to use in `with`: the app's own open Lab when the app runs
+    the command (`:` in the app; run_in_app gives it as ctx.obj, and `with` leaves it open),
+    else the lab directory's, opened now and closed after."""
+    given = ctx.find_root().obj
+    if isinstance(given, Lab):
+        return contextlib.nullcontext(given)
     return Lab.open(_lab_dir(ctx))
+
+
+# Commands the app's command line does not run (it is the app; the lab is open in it).
+NOT_IN_APP = {"init": "srlab init replaces the lab the app has open: quit the app first",
+              "tui": "this is the app already",
+              "bench": "srlab bench takes the machine for a while: run it in a shell"}
+
+
+def wait_defaults(group: click.Group, value: bool) -> dict:
+    """A click default_map that sets every command's --wait/--no-wait to `value`."""
+    out: dict = {}
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            sub = wait_defaults(cmd, value)
+            if sub:
+                out[name] = sub
+        elif any(p.name == "wait" for p in cmd.params):
+            out[name] = {"wait": value}
+    return out
+
+
+def run_in_app(lab: Lab, line: str) -> tuple[int, str, str]:
+    """Run one command line (`failover MYWSV01 --kind test`) as `srlab` would, parsed by the same
+    click commands, on the app's open `lab`: (exit code, what it printed, what it said on stderr).
+    In the app, commands that start a job do not wait for it (the app's clock runs it): --wait asks."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        args = shlex.split(line)
+    except ValueError as e:
+        return 2, "", f"srlab: cannot read the command line: {e}\n"
+    if not args or args[0] in ("help", "-h"):  # `help`, `help failover`, `help cloud configure`
+        args = [*args[1:], "--help"]
+    if args[0] in NOT_IN_APP:
+        return 2, "", f"srlab: {NOT_IN_APP[args[0]]}\n"
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main.main(args, prog_name="srlab", standalone_mode=False, obj=lab,
+                      default_map=wait_defaults(main, False))
+        except click.exceptions.Exit as e:
+            code = e.exit_code
+        except click.ClickException as e:
+            e.show(file=err)
+            code = e.exit_code
+        except click.exceptions.Abort:
+            code = 1
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, out.getvalue(), err.getvalue()
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,6 +151,15 @@ def init(ctx, site_file, force):
                    f"{sum(len(v['disks']) for v in st['vms'])} disks")
 
 
+def columns(rows: list[list], right: set[int] = frozenset()) -> list[str]:
+    """Rows as lines of columns, each as wide as its widest cell (`right`: aligned right), two
+    spaces apart."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))] if cells else []
+    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in cells]
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -105,13 +172,17 @@ def status(ctx, as_json):
         click.echo(json.dumps(st, indent=2))
         return
     click.echo(f"{st['name']}  [{st['scenario']}]  lab time {st['now_text']}")
-    click.echo(f"{'VM':<10} {'site':<6} {'active location':<17} {'power':<8} {'replication status':<38} "
-               f"{'health':<8} {'failover':<27} {'size':<4} {'RPO':>8}  last replication")
-    for vm in st["vms"]:
-        rpo = format_duration(vm["rpo_seconds"]) if vm["rpo_seconds"] is not None else "-"
-        click.echo(f"{vm['name']:<10} {vm['site']:<6} {vm['active_location']:<17} {vm['power']:<8} "
-                   f"{vm['protection']:<38} {vm['health'] or '-':<8} {vm['failover_state'] or '-':<27} "
-                   f"{vm['target_size'] or '-':<4} {rpo:>8}  {format_time(vm['last_replication'])}")
+    # each column as wide as its longest value: a long status or site name never shifts the rest
+    header = ["VM", "site", "active location", "power", "replication status", "health", "failover", "size", "RPO",
+              "last replication"]
+    rows = [[vm["name"], vm["site"], vm["active_location"] or "-", vm["power"], vm["protection"], vm["health"] or "-",
+             vm["failover_state"] or "-", vm["target_size"] or "-",
+             format_duration(vm["rpo_seconds"]) if vm["rpo_seconds"] is not None else "-",
+             format_time(vm["last_replication"])] for vm in st["vms"]]
+    lines = columns([header, *rows], right={8})
+    click.echo(lines[0])
+    for vm, line in zip(st["vms"], lines[1:]):
+        click.echo(line)
         for d in vm["disks"]:
             click.echo(f"    {d['role']:<4} {d['name']:<16} {fmt_bytes(d['logical_bytes']):>10} "
                        f"({fmt_bytes(d['allocated_bytes'])} used)  {d['path']}")
@@ -255,6 +326,10 @@ def cloud():
 def cloud_configure(ctx, cloud_name, target, storage_account, frequency, retention, app_consistent, encrypt, start,
                     wait):
     """Set CLOUD's replication policy (a Configure protection job)."""
+    # values out of the policy's ranges are bad input (exit 2), whatever state the cloud is in
+    if problems := rules.policy_problems(frequency, retention, app_consistent, start):
+        raise InvalidInput(f"cannot configure protection for cloud {cloud_name}:\n  - " + "\n  - ".join(problems),
+                           "fix the settings above and try again; nothing was changed")
     with open_lab(ctx) as lab:
         _wait(lab, [lab.configure_cloud(cloud_name, target, storage_account, frequency, retention,
                                         app_consistent, encrypt, start)], wait)
@@ -950,9 +1025,9 @@ def tui(ctx, observer=False):
     """Open the terminal app on the lab."""
     from .app import SrlabApp
 
-    lab = open_lab(ctx)
+    lab = Lab.open(_lab_dir(ctx))
     try:
-        SrlabApp(lab, observer=observer).run()
+        SrlabApp(lab, observer=observer, commands=run_in_app).run()
     finally:
         lab.close()
 
