@@ -1,8 +1,18 @@
 """The Textual app: the whole lab under your fingers, keyboard first, k9s conventions.
 
-Threading: the UI thread never calls the lab. Every engine call (commands, the clock's
-`lab.run`, and the queries that follow each one) runs in a thread worker under one lock, and
-hands back a plain-data `LabState` that the panels diff into their tables.
+Threading: the UI thread never calls the lab. One engine thread (a Textual thread worker that
+lives as long as the app) makes every call to the lab, in the order they were asked for:
+commands first, then the lab clock's next slice; after each it reads a plain-data `LabState`
+that the panels diff into their tables.
+
+The lab clock is honest: a slice is at most one refresh interval (FRAME) of lab time at the
+chosen speed; pause stops lab time once the slice in flight ends; an action asked for while the
+clock runs is applied before the next slice; a machine that cannot keep up shows "behind" and
+the rate it really achieves instead of jumping ahead.
+
+Keys are handled one at a time, each once the previous one has taken effect (the widgets it
+went through have handled it, a dialog it opened is up, a dialog it confirmed has its answer
+from the engine): keys that arrive in one read over a slow link act as if typed slowly.
 """
 
 from __future__ import annotations
@@ -10,34 +20,40 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding, Keymap
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.containers import Horizontal
 from textual.dom import DOMNode
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import ContentSwitcher, Input, Static
+from textual.worker import get_current_worker
 
 from engine import Lab, LabError
 
 from .dialogs import HelpScreen, VmDetailScreen, dialog_for
 from .plan_dialogs import plan_dialog_for
-from .host import DialogRequest
+from .host import CommandOutput, DialogRequest, ExportForm, RunForForm
 from .panels import PANELS
 from .panels.base import Panel
-from .state import LabState, collect, fmt_duration, fmt_time
-from .widgets import FilterInput, KeyBar, LabTable
+from .state import LabState, clock_holder_gone, collect, fmt_duration, fmt_time, job_ids_of
+from .widgets import AppBar, CommandInput, FilterInput, KeyBar, LabTable
 
 SPEEDS = [1, 10, 60, 600]
+FRAME = 0.25  # real seconds: the lab clock's refresh interval (a slice is speed x FRAME lab seconds)
+RATE_WINDOW = 2.0  # real seconds over which the clock's real rate is measured
+BEHIND = 0.8  # below this share of the chosen speed, the header says "behind" and the real rate
 # actions of the global priority bindings (not esc: see BINDINGS)
-_GLOBAL_KEY_ACTIONS = {"show_panel", "help", "filter", "pause", "resume", "advance", "faster", "slower",
-                       "toggle_theme", "quit"}
+_GLOBAL_KEY_ACTIONS = {"show_panel", "help", "filter", "command_line", "pause", "resume", "take_over", "advance",
+                       "run_for", "faster", "slower", "toggle_theme", "quit"}
 DARK, LIGHT = "textual-dark", "textual-light"
 
 # Global actions: (binding id, palette title, help). Keys live in BINDINGS (remappable by id).
@@ -51,9 +67,23 @@ GLOBAL_HELP = [
     ("clock.slower", "Clock slower", "previous speed: 600x, 60x, 10x, 1x"),
     ("clock.advance_15m", "Advance 15 minutes", "run 15 minutes of lab time now, as fast as the machine can"),
     ("clock.advance_1h", "Advance 1 hour", "run 1 hour of lab time now, as fast as the machine can"),
+    ("clock.run_for", "Run for a duration", "run lab time for a duration you type (90s, 15m, 2h, 1d), as srlab run"),
+    ("clock.take_over", "Take over the lab clock",
+     "observer: the srlab that drove this lab's clock has gone; drive it from here"),
+    ("command", "Command line", "run one of srlab's commands on this lab (:failover MYWSV01 --kind test)"),
     ("theme", "Light / dark theme", "switch between the light and the dark theme"),
     ("quit", "Quit", "leave srlab (the lab stays as it is)"),
 ]
+
+
+# The command line's commands an observer may run: they only read the lab (verify and export
+# write scratch files and the folder you name, never the lab's state).
+READ_ONLY_COMMANDS = {"status", "resources", "points", "jobs", "job", "verify", "export", "help", "--help", "-h"}
+
+
+def is_read_only_command(line: str) -> bool:
+    words = [w for w in line.split() if not w.startswith("-")]
+    return not words or words[0] in READ_ONLY_COMMANDS or "--help" in line.split() or "-h" in line.split()
 
 
 def parse_keymap(text: str) -> dict[str, str]:
@@ -89,26 +119,99 @@ class SrlabCommands(Provider):
                 yield Hit(score, matcher.highlight(title), callback, help=help_text)
 
 
-class AppBar(Horizontal):
-    """Top line: the lab's name on the left, the lab clock and its speed on the right."""
-
-    DEFAULT_CSS = """
-    AppBar { height: 1; background: $panel; }
-    AppBar > #bar-title { width: 1fr; padding: 0 1; }
-    AppBar > #bar-clock { width: auto; padding: 0 1; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield Static("srlab", id="bar-title")
-        yield Static("", id="bar-clock")
-
-
 class TabBar(Static):
     """Second line: the panels and their keys, the current one highlighted."""
 
     DEFAULT_CSS = """
     TabBar { height: 1; background: $boost; }
     """
+
+
+# ---- the engine thread's plumbing ---------------------------------------------------------------
+
+
+class WallClock:
+    """Real time, which paces the lab clock. Tests give the app a manual one instead
+    (tests/tui/helpers.ManualWall) and move it themselves: no test sleeps."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, cond: threading.Condition, timeout: float) -> None:
+        cond.wait(timeout)
+
+
+class Pace:
+    """How much lab time the clock owes at the chosen speed, and the rate the machine really
+    achieves. The engine thread's alone."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None  # real time up to which lab time is accounted for
+        self.last_slice = 0.0
+        self.started = 0.0
+        self.owed = 0.0
+        self.done: deque[tuple[float, int]] = deque()  # (real time, lab seconds) of each slice
+
+    def stop(self) -> None:
+        self.last = None
+        self.owed = 0.0
+        self.done.clear()
+
+    def due(self, now: float, speed: int) -> tuple[int, float]:
+        """(lab seconds to run now, or 0 and the real seconds until some are due)."""
+        if self.last is None:  # (re)started: lab time is owed from now on
+            self.last = self.last_slice = self.started = now
+            return 0, FRAME
+        self.owed += (now - self.last) * speed
+        self.last = now
+        frame = speed * FRAME
+        if self.owed > 2 * frame + 1:  # the machine did not keep up: it does not catch up either
+            self.owed = frame
+        wait = self.last_slice + FRAME - now
+        if wait > 0:
+            return 0, wait
+        if self.owed < 1:
+            return 0, (1 - self.owed) / speed
+        step = int(self.owed)
+        self.owed -= step
+        self.last_slice = now
+        self.done.append((now, step))
+        return step, 0.0
+
+    def rate(self, now: float) -> float | None:
+        """Lab seconds per real second over the last RATE_WINDOW (None until one has passed)."""
+        while self.done and self.done[0][0] <= now - RATE_WINDOW:
+            self.done.popleft()
+        if self.last is None or now - self.started < RATE_WINDOW:
+            return None
+        return sum(s for _, s in self.done) / RATE_WINDOW
+
+
+@dataclass
+class EngineCall:
+    """One call the engine thread makes: fn(lab), then the lab state; callbacks in the UI."""
+
+    label: str
+    fn: Callable[[Lab], Any] | None
+    on_done: Callable[[Any], None] | None
+    on_error: Callable[[BaseException], None] | None
+    quiet: bool
+    shown: int  # the lab time on the screen when it was asked for
+    applied: int | None = None  # the lab time when the engine thread applied it
+
+
+class EngineDone(Message):
+    """From the engine thread: a call's result (or a clock slice's), and the lab state after it."""
+
+    def __init__(self, seq: int, call: EngineCall | None, result: Any, err: BaseException | None,
+                 state: LabState | None, rate: float | None, holder_gone: bool) -> None:
+        super().__init__()
+        self.seq, self.call, self.result, self.err, self.state = seq, call, result, err, state
+        self.rate, self.holder_gone = rate, holder_gone
+
+
+class EngineIdle(Message):
+    """From the engine thread: nothing to do until asked, or until lab time is due."""
 
 
 class SrlabApp(App):
@@ -120,7 +223,8 @@ class SrlabApp(App):
     # around it, even when several arrive in one read (laggy SSH, a paste): "3/SC01" opens
     # Resources, then the filter, then types "SC01" into it. They step aside (check_action)
     # in dialogs and while text is typed into a field. esc stays a normal binding: fields,
-    # lists and dialogs use it first.
+    # lists and dialogs use it first. enter in the filter or the command line is a priority
+    # binding too: it leaves the line at once, so the keys after it act on the panel.
     BINDINGS = [
         *[
             Binding(p.KEY, f"show_panel('{p.PANEL_ID}')", p.TITLE, show=False, id=f"panel.{p.PANEL_ID}",
@@ -129,11 +233,15 @@ class SrlabApp(App):
         ],
         Binding("question_mark", "help", "Help", key_display="?", id="help", priority=True),
         Binding("slash", "filter", "Filter", key_display="/", id="filter", priority=True),
+        Binding("colon", "command_line", "Command", key_display=":", show=False, id="command", priority=True),
+        Binding("enter", "line_enter", "Enter", show=False, priority=True),
         Binding("escape", "back", "Back", show=False, id="back"),
         Binding("p", "pause", "Pause", id="clock.pause", priority=True),
         Binding("p", "resume", "Run", id="clock.resume", priority=True),
+        Binding("p", "take_over", "Take over", id="clock.take_over", priority=True),
         Binding("t", "advance(900)", "+15m", id="clock.advance_15m", priority=True),
         Binding("T,shift+t", "advance(3600)", "+1h", key_display="T", id="clock.advance_1h", priority=True),
+        Binding("ctrl+r", "run_for", "Run for", key_display="^r", show=False, id="clock.run_for", priority=True),
         Binding("plus,equals_sign", "faster", "Faster", key_display="+", show=False, id="clock.faster",
                 priority=True),
         Binding("minus", "slower", "Slower", key_display="-", show=False, id="clock.slower", priority=True),
@@ -151,6 +259,8 @@ class SrlabApp(App):
         poll: float | None = 1.0,
         theme: str | None = None,
         animations: bool = True,
+        wall: Any = None,
+        commands: Callable[[Lab, str], tuple[int, str, str]] | None = None,
     ):
         super().__init__()
         self.lab = lab
@@ -159,21 +269,42 @@ class SrlabApp(App):
         self.clock_running = clock_running and not observer
         self.speed = speed if speed in SPEEDS else 60
         self.poll = poll
+        self.wall = wall or WallClock()
+        # the command line's commands (tui.cli.run_in_app: the CLI's own parser, on this lab)
+        self.commands = commands
         self.state = LabState()
         self.status_colors = {"ok": "green", "warning": "yellow", "error": "red", "accent": "cyan"}
         self.busy_action = ""
         self.last_refusal: str | None = None
         self.last_error: str | None = None
+        self.proofs: dict[str, dict] = {}
+        self.rate: float | None = None  # the lab clock's real rate (lab seconds per second), when known
+        self.holder_gone = False  # observer: the process that drove the clock has gone
+        self.last_applied: EngineCall | None = None  # the last command: lab time shown when asked, when applied
+        self.last_command: tuple[str, int, str, str] | None = None  # (line, exit code, stdout, stderr)
         self._lock = threading.Lock()
+        # the engine thread's queue and the clock settings it reads, under one condition
+        self._cv = threading.Condition()
+        self._calls: deque[EngineCall] = deque()
+        self._clock_on = False  # the engine thread runs slices (set from clock_running once loaded)
+        self._engine_speed = self.speed
+        self._stopping = False
+        self._engine_waiting = False  # the engine thread waits: nothing asked, nothing due
+        self._posted = 0  # EngineDone messages posted by the engine thread / handled by the UI
+        self._handled = 0
+        self._applied_seq = 0
         self._inflight = 0
-        self._clock_inflight = False
-        self._debt = 0.0
-        self._last_tick = time.monotonic()
-        self._last_poll = time.monotonic()
+        self._idle = None  # asyncio.Event, made on mount: something the waiters wait on happened
+        # keys: one at a time (see on_event)
+        self._key_backlog: deque[events.Key] = deque()
+        self._key_busy = False
+        self._key_screen: Any = None
+        self._key_token = 0
         self._history: list[str] = []
         self._current = "dashboard"
         self._bindings_sig: Any = None
         self._filter_table: LabTable | None = None
+        self._told_holder_gone = False
         self.key_overrides: dict[str, str] = {}  # binding id -> keys, as given to set_keymap / update_keymap
         # SRLAB_THEME=light|dark (or any Textual theme name) picks the theme; ctrl+t switches.
         theme = theme or os.environ.get("SRLAB_THEME", "")
@@ -191,17 +322,22 @@ class SrlabApp(App):
             for cls in PANELS:
                 yield cls()
         yield FilterInput(placeholder="filter: type to filter, enter keeps it, esc clears", id="filter-input")
+        yield CommandInput(placeholder="an srlab command: failover MYWSV01 --kind test · verify MYWSV01 · "
+                                       "run --for 2h · help", id="command-input")
         yield KeyBar(id="keybar")
 
     def on_mount(self) -> None:
+        import asyncio
+
+        self._idle = asyncio.Event()
         keymap = parse_keymap(os.environ.get("SRLAB_KEYMAP", ""))
         if keymap:
             self.set_keymap(keymap)
         self._update_colors()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._update_bars()
-        self.set_interval(0.5, self._tick)
         self.panel().focus_default()
+        self._engine_loop()
         self.engine_call("open", self._startup, on_done=self._started, mutates=False, quiet=True)
 
     def _startup(self, lab: Lab) -> str | None:
@@ -218,10 +354,14 @@ class SrlabApp(App):
             self.observer_why = f"another srlab process ({holder}) drives this lab's clock"
             self.notify(f"Another srlab process ({holder}) drives this lab's clock: opened as observer, "
                         "watch only.", title="observer", severity="warning", timeout=10)
+        self._clock_settings()
         self._update_bars()
         self.refresh_bindings()
 
     def on_unmount(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
         if not self.observer:
             with self._lock:
                 try:
@@ -250,26 +390,25 @@ class SrlabApp(App):
             "accent": v.get("accent", "cyan"),
         }
 
-    def _update_bars(self) -> None:
-        if not self.is_mounted:
-            return
-        try:
-            title = self.query_one("#bar-title", Static)
-            clock = self.query_one("#bar-clock", Static)
-            tabs = self.query_one("#tabbar", TabBar)
-        except Exception:
-            return
+    def behind(self) -> bool:
+        """The clock runs, and the machine does less than BEHIND of the chosen speed."""
+        return bool(self.clock_running and not self.observer and self.rate is not None
+                    and self.rate < BEHIND * self.speed)
+
+    def header_text(self) -> tuple[Text, Text]:
+        """The top line of every screen: the lab's name; the lab clock, its speed, OBSERVER."""
         st = self.state.status
         left = Text.assemble(("srlab", "bold"), "  ")
         left.append(Text(str(st.get("name") or "")))
         left.no_wrap = True
         left.overflow = "ellipsis"
-        title.update(left)
         c = self.status_colors
         right = Text()
         if self.observer:
             right.append(" OBSERVER ", style=f"bold reverse {c['warning']}")
             right.append(" ")
+            if self.holder_gone and self.can_take_over():
+                right.append("clock free: p takes over ", style=f"bold {c['accent']}")
         if self.busy_action:
             right.append(f"{self.busy_action}… ", style=c["accent"])
         if self.clock_running:
@@ -280,7 +419,23 @@ class SrlabApp(App):
         right.append(fmt_time(self.state.now) if self.state.loaded else "loading…", style="bold")
         if not self.observer:
             right.append(f" · {self.speed}x")
-        clock.update(right)
+            if self.behind():
+                right.append(f" behind: {self.rate:.0f}x", style=f"bold {c['warning']}")
+        return left, right
+
+    def _update_bars(self) -> None:
+        if not self.is_mounted:
+            return
+        left, right = self.header_text()
+        for screen in self.screen_stack:
+            for bar in screen.query(AppBar):
+                if bar.is_mounted:
+                    bar.show(left, right)
+        try:
+            tabs = self.query_one("#tabbar", TabBar)
+        except Exception:
+            return
+        c = self.status_colors
         wide = self.size.width >= 100
         t = Text(no_wrap=True, overflow="ellipsis")
         for cls in PANELS:
@@ -309,7 +464,7 @@ class SrlabApp(App):
     def on_resize(self) -> None:
         self._update_bars()
 
-    # ---- the engine worker -------------------------------------------------------------------
+    # ---- the engine thread -------------------------------------------------------------------
 
     def engine_call(
         self,
@@ -321,7 +476,8 @@ class SrlabApp(App):
         mutates: bool = True,
         quiet: bool = False,
     ) -> None:
-        """Run `fn(lab)` in the engine thread, then re-read the lab; callbacks run in the UI."""
+        """Ask the engine thread for `fn(lab)` (after the calls asked before it, before the
+        clock's next slice), then the lab state; callbacks run in the UI."""
         if mutates and self.observer:
             err = LabError(self.observer_reason())
             if on_error:
@@ -333,54 +489,159 @@ class SrlabApp(App):
         if not quiet:
             self.busy_action = label
             self._update_bars()
-        self._engine_worker(label, fn, on_done, on_error, quiet)
+        with self._cv:
+            self._calls.append(EngineCall(label, fn, on_done, on_error, quiet, self.state.now))
+            self._cv.notify_all()
 
-    @work(thread=True, group="engine", exit_on_error=False, description="engine call")
-    def _engine_worker(self, label, fn, on_done, on_error, quiet) -> None:
+    def _clock_settings(self) -> None:
+        """Tell the engine thread whether the clock runs, and how fast."""
+        with self._cv:
+            self._clock_on = bool(self.clock_running and not self.observer and self.state.loaded)
+            self._engine_speed = self.speed
+            self._engine_waiting = False  # not idle until it has looked again
+            self._cv.notify_all()
+
+    def wake_engine(self) -> None:
+        """Let the engine thread look again (tests call it after moving their manual wall clock)."""
+        with self._cv:
+            self._engine_waiting = False  # not idle until it has looked again
+            self._cv.notify_all()
+
+    @work(thread=True, group="engine", exit_on_error=False, description="the engine thread")
+    def _engine_loop(self) -> None:
+        """The one thread that calls the lab: asked-for calls in order, else the clock's slices,
+        else (paused, an observer) a look at the lab every `poll` seconds."""
+        worker = get_current_worker()
+        pace = Pace()
+        last_poll = self.wall.monotonic()
+        while True:
+            call: EngineCall | None = None
+            step = 0
+            with self._cv:
+                while True:
+                    if self._stopping or worker.is_cancelled:
+                        return
+                    now = self.wall.monotonic()
+                    if self._calls:
+                        call = self._calls.popleft()
+                        break
+                    timeout = FRAME
+                    if self._clock_on:
+                        step, timeout = pace.due(now, self._engine_speed)
+                        if step:
+                            break
+                    else:
+                        pace.stop()
+                        if self.poll:
+                            if now - last_poll >= self.poll:
+                                last_poll = now
+                                break
+                            timeout = self.poll - (now - last_poll)
+                    if not self._engine_waiting:
+                        self._engine_waiting = True
+                        self.post_message(EngineIdle())
+                    self.wall.wait(self._cv, min(max(timeout, 0.001), FRAME))
+                self._engine_waiting = False
+            self._engine_step(call, step, pace)
+
+    def _engine_step(self, call: EngineCall | None, step: int, pace: Pace) -> None:
+        """In the engine thread: one call, one clock slice or one look, then the lab state."""
         result: Any = None
         err: BaseException | None = None
         state: LabState | None = None
+        holder_gone = False
         with self._lock:
-            if fn is not None:
+            if call is not None and call.fn is not None:
                 try:
-                    result = fn(self.lab)
+                    call.applied = self.lab.now
+                    result = call.fn(self.lab)
                 except Exception as e:  # LabError: refused; anything else: shown, never a traceback
+                    err = e
+            elif step:
+                try:
+                    self.lab.run(step)
+                except Exception as e:
                     err = e
             try:
                 state = collect(self.lab)
             except Exception as e:
                 if err is None:
                     err = e
-        try:
-            self.call_from_thread(self._finish, label, result, err, state, on_done, on_error, quiet)
-        except RuntimeError:  # the app is closing
-            pass
+            if self.observer and not self.observer_why.startswith("opened with"):
+                holder_gone = clock_holder_gone(self.lab)
+        with self._cv:
+            self._posted += 1
+            seq = self._posted
+        if not self.post_message(EngineDone(seq, call, result, err, state, pace.rate(self.wall.monotonic()),
+                                            holder_gone)):
+            with self._cv:
+                self._posted -= 1  # the app is closing: nobody will handle it
 
-    def _finish(self, label, result, err, state, on_done, on_error, quiet) -> None:
-        self._inflight -= 1
-        if not quiet and self.busy_action == label:
-            self.busy_action = ""
-        if state is not None:
-            self.apply_state(state)
-        if err is not None:
-            if on_error is not None:
-                on_error(err)
+    def on_engine_done(self, msg: EngineDone) -> None:
+        self._handled += 1
+        call = msg.call
+        if msg.state is not None and msg.seq > self._applied_seq:
+            self._applied_seq = msg.seq
+            self.rate = msg.rate if call is None else self.rate
+            self.apply_state(msg.state)
+        self._observe_holder(msg.holder_gone)
+        if call is None:  # a clock slice or a look
+            if msg.err is not None:
+                self.clock_running = False
+                self._clock_settings()
+                self.report_refusal(msg.err, "lab clock paused")
+        else:
+            self._inflight -= 1
+            self.last_applied = call
+            if not call.quiet and self.busy_action == call.label:
+                self.busy_action = ""
+            if msg.err is not None:
+                if call.on_error is not None:
+                    call.on_error(msg.err)
+                else:
+                    self.report_refusal(msg.err, call.label)
             else:
-                self.report_refusal(err, label)
-        elif on_done is not None:
-            on_done(result)
+                self._name_started_jobs(msg.result)
+                if call.on_done is not None:
+                    call.on_done(msg.result)
         self._update_bars()
+        self._key_check()
+        self._wake_waiters()
+
+    def on_engine_idle(self, _msg: EngineIdle) -> None:
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        if self._idle is not None:
+            self._idle.set()
+
+    def engine_idle(self) -> bool:
+        """Nothing asked of the engine thread is left undone or unshown."""
+        with self._cv:
+            return not self._calls and self._engine_waiting and self._posted == self._handled
+
+    async def wait_engine_idle(self) -> None:
+        """Wait until engine_idle() (tests: what every key asked for has happened and shows)."""
+        while not (self.engine_idle() and self.keys_idle()):
+            self._idle.clear()
+            await self._idle.wait()
+
+    def _name_started_jobs(self, result: Any) -> None:
+        """A command started jobs: Jobs opens on the newest of them."""
+        ids = job_ids_of(result)
+        if ids:
+            self.panel("jobs").name_job(max(ids))
 
     def report_refusal(self, err: BaseException, label: str = "") -> None:
         if isinstance(err, LabError):
             msg = err.message + (f"\n{err.hint}" if err.hint else "")
             self.last_refusal = msg
-            self.notify(msg, title=label or "not done", severity="warning", timeout=8)
+            self.notify(msg, title=label or "not done", severity="warning", timeout=8, markup=False)
         else:
             msg = f"{type(err).__name__}: {err}"
             self.last_error = msg
             self.log.error(msg)
-            self.notify(msg, title=f"{label}: unexpected error", severity="error", timeout=10)
+            self.notify(msg, title=f"{label}: unexpected error", severity="error", timeout=10, markup=False)
 
     def refresh_state(self) -> None:
         self.engine_call("refresh", None, mutates=False, quiet=True)
@@ -389,41 +650,95 @@ class SrlabApp(App):
         self.state = state
         for p in self.panels():
             p.update_state(state)
-        if isinstance(self.screen, VmDetailScreen):
-            self.screen.update_state(state)
+        for screen in self.screen_stack:
+            if isinstance(screen, VmDetailScreen):
+                screen.update_state(state)
         self._update_bars()
         sig = (tuple(sorted(state.allowed.items(), key=repr)), tuple((j["id"], j.get("state")) for j in state.jobs))
         if sig != self._bindings_sig:
             self._bindings_sig = sig
             self.refresh_bindings()
+        if not self._clock_on and self.clock_running:
+            self._clock_settings()  # the first state: the clock may start
+
+    # ---- keys: one at a time -----------------------------------------------------------------
+
+    async def on_event(self, event: events.Event) -> None:
+        """A key from the terminal waits until the keys before it have taken effect."""
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            if self._key_busy or self._key_backlog:
+                self._key_backlog.append(event)
+                return
+            await self._handle_key(event)
+            return
+        await super().on_event(event)
+
+    async def _handle_key(self, event: events.Key) -> None:
+        self._key_busy = True
+        self._key_token += 1
+        self._key_screen = self.screen
+        token = self._key_token
+        await super().on_event(event)
+        self.set_timer(2.0, partial(self._key_watchdog, token))
+        self._follow_key(token, passes=2)
+
+    def _follow_key(self, token: int, passes: int) -> None:
+        """Follow the key from the focused widget up to the app, hop by hop (each widget's queue
+        has handled what came before), twice: once for the key, once for what handling it asked
+        of the same widgets (a submitted field, a pressed button)."""
+        focused = self.focused or self.screen
+        path = [n for n in focused.ancestors_with_self]
+        self._key_hop(token, path, passes)
+
+    def _key_hop(self, token: int, path: list, passes: int) -> None:
+        if token != self._key_token:
+            return
+        while path:
+            node, path = path[0], path[1:]
+            if node.call_later(self._key_hop, token, path, passes):
+                return
+        if passes > 1:
+            self._follow_key(token, passes - 1)
+        else:
+            self._key_check(token)
+
+    def _key_check(self, token: int | None = None) -> None:
+        """The key has gone through: let the next one in once a screen it opened or closed is
+        up, and a dialog it confirmed has the engine's answer."""
+        if not self._key_busy or (token is not None and token != self._key_token):
+            return
+        if self._key_screen is not self.screen:
+            self._key_screen = self.screen
+            token = self._key_token
+            if self.screen.call_later(self._key_check, token):
+                return
+        if getattr(self.screen, "pending", False):
+            return  # on_engine_done looks again
+        self._key_busy = False
+        self._next_key()
+
+    def _key_watchdog(self, token: int) -> None:
+        """Never let the keyboard stick: a key still following its path after 2 s lets the next in."""
+        if self._key_busy and token == self._key_token and not getattr(self.screen, "pending", False):
+            self._key_busy = False
+            self._next_key()
+
+    def _next_key(self) -> None:
+        if self._key_backlog and not self._key_busy:
+            self._key_busy = True
+            self.call_later(self._release_key)
+        else:
+            self._wake_waiters()
+
+    async def _release_key(self) -> None:
+        self._key_busy = False
+        if self._key_backlog:
+            await self._handle_key(self._key_backlog.popleft())
+
+    def keys_idle(self) -> bool:
+        return not self._key_busy and not self._key_backlog
 
     # ---- the lab clock -----------------------------------------------------------------------
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        elapsed, self._last_tick = now - self._last_tick, now
-        if self.clock_running and not self.observer:
-            self._debt = min(self._debt + elapsed * self.speed, self.speed * 3.0)
-            if self._clock_inflight or not self.state.loaded:
-                return
-            seconds = int(self._debt)
-            if seconds < 1:
-                return
-            self._debt -= seconds
-            self._clock_inflight = True
-            self.engine_call("clock", lambda lab: lab.run(seconds), on_done=self._clock_done,
-                             on_error=self._clock_failed, quiet=True)
-        elif self.poll and now - self._last_poll >= self.poll and self._inflight == 0:
-            self._last_poll = now
-            self.refresh_state()
-
-    def _clock_done(self, _result) -> None:
-        self._clock_inflight = False
-
-    def _clock_failed(self, err: BaseException) -> None:
-        self._clock_inflight = False
-        self.clock_running = False
-        self.report_refusal(err, "lab clock paused")
 
     def observer_reason(self) -> str:
         how = ("open it without --observer to act" if self.observer_why.startswith("opened with")
@@ -435,15 +750,47 @@ class SrlabApp(App):
             return f"observer view: {self.observer_why}; lab time is driven elsewhere"
         return None
 
+    def can_take_over(self) -> bool:
+        return self.observer and not self.observer_why.startswith("opened with")
+
+    def _observe_holder(self, gone: bool) -> None:
+        """Observer: say once when the srlab that drove the clock has gone, and offer to take over."""
+        if gone == self.holder_gone:
+            return
+        self.holder_gone = gone
+        if gone and self.can_take_over() and not self._told_holder_gone:
+            self._told_holder_gone = True
+            self.notify("The srlab that drove this lab's clock has gone. Press p to drive it from here "
+                        "(take over).", title="clock free", severity="warning", timeout=15)
+        self.refresh_bindings()
+
+    def action_take_over(self) -> None:
+        def done(got: bool) -> None:
+            if not got:
+                self.notify(f"Another srlab took the clock first (pid {self.lab.clock_holder()}).",
+                            title="still observer", severity="warning")
+                return
+            self.observer = False
+            self.observer_why = ""
+            self.holder_gone = False
+            self.clock_running = False
+            self._clock_settings()
+            self.notify("This srlab drives the lab's clock now; it is paused: p runs it.", title="clock taken over")
+            self._update_bars()
+            self.refresh_bindings()
+
+        self.engine_call("taking over the clock", lambda lab: lab.acquire_clock(), on_done=done, mutates=False)
+
     def action_pause(self) -> None:
         self.clock_running = False
-        self._debt = 0.0
+        self._clock_settings()
         self._update_bars()
         self.refresh_bindings()
 
     def action_resume(self) -> None:
         self.clock_running = True
-        self._last_tick = time.monotonic()
+        self.rate = None
+        self._clock_settings()
         self._update_bars()
         self.refresh_bindings()
 
@@ -457,7 +804,8 @@ class SrlabApp(App):
 
     def set_speed(self, speed: int) -> None:
         self.speed = speed
-        self._debt = min(self._debt, float(speed))
+        self.rate = None
+        self._clock_settings()
         self._update_bars()
 
     def action_set_speed(self, speed: int) -> None:
@@ -468,23 +816,49 @@ class SrlabApp(App):
         self.engine_call(f"advancing {fmt_duration(seconds)}", lambda lab: lab.run(seconds),
                          on_done=lambda r: None)
 
+    def action_run_for(self) -> None:
+        self.show_dialog(RunForForm())
+
+    def prove(self, vm: str, what: str, point: Any, out_dir: str | None = None) -> None:
+        """Verify (or export) `vm`'s disks at a recovery point, as srlab verify / export do; the
+        result goes to `proofs` and the detail panes show it."""
+        point = "latest" if point in (None, "") else point
+
+        def op(lab: Lab) -> dict:
+            return dict(lab.verify(vm, point) if what == "verify" else lab.export(vm, point, out_dir), what=what)
+
+        def done(r: dict) -> None:
+            self.proofs[vm] = r
+            if what == "verify":
+                self.notify(f"{vm} at point {r.get('point')}: {'identical' if r.get('identical') else 'NOT identical'}",
+                            title="verify", severity="information" if r.get("identical") else "error",
+                            markup=False)
+            else:
+                self.notify(f"{vm} at point {r.get('point')}: {len(r.get('files', []))} file(s) written to "
+                            f"{out_dir}", title="export", markup=False)
+            self.apply_state(self.state)
+
+        label = f"verifying {vm}" if what == "verify" else f"exporting {vm}"
+        self.engine_call(label, op, on_done=done, mutates=False)
+
     # ---- panels and navigation ---------------------------------------------------------------
 
     def action_show_panel(self, panel_id: str) -> None:
         while len(self.screen_stack) > 1 and isinstance(self.screen, VmDetailScreen):
             self.pop_screen()
-        self._close_filter(clear=False)
+        self._close_lines()
         if panel_id != self._current:
             self._history.append(self._current)
             self._history = self._history[-20:]
         self._current = panel_id
         self.query_one("#panels", ContentSwitcher).current = panel_id
+        self.panel().opened()
         self.panel().focus_default()
         self._update_bars()
         self.refresh_bindings()
 
     def action_back(self) -> None:
-        if self._close_filter(clear=True):
+        if self._close_lines(clear=True):
             return
         panel = self.panel()
         table = panel.filter_table()
@@ -508,13 +882,14 @@ class SrlabApp(App):
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme != LIGHT else DARK
 
-    # ---- the / filter ------------------------------------------------------------------------
+    # ---- the / filter and the : command line ---------------------------------------------------
 
     def action_filter(self) -> None:
         table = self.panel().filter_table()
         if table is None:
             self.notify("Nothing to filter on this panel.", timeout=3)
             return
+        self._close_lines()
         self._filter_table = table
         box = self.query_one("#filter-input", FilterInput)
         box.value = table.filter_text
@@ -523,28 +898,75 @@ class SrlabApp(App):
         # its "1" must be typed into the filter, not switch to the dashboard.
         self.screen.set_focus(box)
 
+    def action_command_line(self) -> None:
+        self._close_lines()
+        box = self.query_one("#command-input", CommandInput)
+        box.value = ""
+        box.add_class("-active")
+        self.screen.set_focus(box)
+
+    def action_line_enter(self) -> None:
+        """enter in the filter keeps it; in the command line runs the command. Either way the
+        line closes at once, so the keys typed after enter act on the panel."""
+        focused = self.focused
+        if isinstance(focused, CommandInput):
+            line = focused.value.strip()
+            focused.remember(line)
+            self._close_lines()
+            if line:
+                self.run_command(line)
+        else:
+            self._close_lines()
+
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter-input" and self._filter_table is not None:
             self._filter_table.set_filter(event.value)
             self.panel().table_changed()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter-input":
-            self._close_filter(clear=False)
+        if event.input.id in ("filter-input", "command-input"):  # (enter is taken by action_line_enter)
+            self._close_lines()
 
-    def _close_filter(self, clear: bool) -> bool:
+    def _close_lines(self, clear: bool = False) -> bool:
+        """Close the filter (clearing it with `clear`) or the command line; True if one was open."""
+        closed = False
+        cmd = self.query_one("#command-input", CommandInput)
+        if cmd.has_class("-active"):
+            cmd.remove_class("-active")
+            closed = True
         box = self.query_one("#filter-input", FilterInput)
-        if not box.has_class("-active"):
-            return False
         table = self._filter_table
-        if clear and table is not None:
-            table.set_filter("")
-            self.panel().table_changed()
-        box.remove_class("-active")
-        if table is not None:
-            self.screen.set_focus(table)  # at once, for the keys already queued after enter
+        if box.has_class("-active"):
+            if clear and table is not None:
+                table.set_filter("")
+                self.panel().table_changed()
+            box.remove_class("-active")
+            closed = True
         self._filter_table = None
-        return True
+        if closed:
+            self.panel().focus_default()  # at once, for the keys already queued after enter
+        return closed
+
+    def run_command(self, line: str) -> None:
+        """Run one of srlab's commands on this lab, parsed by the command line's own code, in
+        the engine thread; what it prints shows in a window, a refusal as the CLI words it."""
+        words = line.split()
+        if words and words[0] == "srlab":
+            line = line.split(None, 1)[1] if len(words) > 1 else ""
+        if self.commands is None:
+            self.notify("the command line is not available in this app", severity="warning")
+            return
+
+        def done(r: tuple[int, str, str]) -> None:
+            code, out, err = r
+            self.last_command = (line, code, out, err)
+            if code:
+                self.last_refusal = err.strip() or out.strip()
+            self.show_dialog(CommandOutput(line, code, out, err))
+
+        runner = self.commands
+        mutates = not (self.observer and is_read_only_command(line))
+        self.engine_call(f"srlab {line}", lambda lab: runner(lab, line), on_done=done, mutates=mutates)
 
     # ---- actions: enabled, disabled with a reason --------------------------------------------
 
@@ -553,20 +975,25 @@ class SrlabApp(App):
         return isinstance(self.screen, ModalScreen) or isinstance(self.focused, Input)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "line_enter":
+            return isinstance(self.focused, (FilterInput, CommandInput))
         if action in _GLOBAL_KEY_ACTIONS and self._typing_or_in_dialog():
             return False
+        free = self.can_take_over() and self.holder_gone
+        if action == "take_over":
+            return free
         if action == "pause":
-            return (True if self.clock_running else False) if not self.observer else None
+            return False if free else (True if self.clock_running else False) if not self.observer else None
         if action == "resume":
-            return (False if self.clock_running else True) if not self.observer else None
-        if action in ("advance", "faster", "slower", "set_speed"):
+            return False if free else (False if self.clock_running else True) if not self.observer else None
+        if action in ("advance", "run_for", "faster", "slower", "set_speed"):
             return None if self.clock_reason() else True
-        if action == "filter" and len(self.screen_stack) > 1:
+        if action in ("filter", "command_line") and len(self.screen_stack) > 1:
             return False  # the / filter works on the panels' tables, not on a drill-down screen
         return True
 
     def disabled_reason(self, action: str) -> str | None:
-        if action in ("pause", "resume", "advance", "faster", "slower", "set_speed"):
+        if action in ("pause", "resume", "advance", "run_for", "faster", "slower", "set_speed"):
             return self.clock_reason()
         return None
 

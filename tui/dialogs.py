@@ -14,13 +14,15 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from engine import LabError
+from engine import LabError, parse_duration
 
-from .host import (ChangePointForm, CloudProtectionForm, CompleteForm, Confirm, DialogRequest, FailoverForm, Host,
-                   LinkForm, MapNetworkForm, ProtectForm, TargetForm, VmDetails, host_of)
-from .render import direction_text, recovered_text, recovery_side, vm_detail_text
-from .state import LabState, at_recovery_side, fmt_bytes, fmt_day_time, fmt_time, waiting_step
-from .widgets import Column, KeyBar, LabTable
+from .host import (ChangePointForm, CloudProtectionForm, CommandOutput, CompleteForm, Confirm, DialogRequest,
+                   ExportForm, FailoverForm, Host, LinkForm, MapNetworkForm, ProtectForm, RunForForm, TargetForm,
+                   VmDetails, host_of)
+from .render import direction_text, proof_text, recovered_text, recovery_side, vm_detail_text
+from .state import (LabState, at_recovery_side, fmt_bytes, fmt_day_time, fmt_time, job_ids_of, number_text,
+                    waiting_step)
+from .widgets import AppBar, Column, KeyBar, LabTable
 
 # The seed's target sizes (names only: which one fits is the engine's business).
 TARGET_SIZES = ["XS", "S", "M", "L", "XL", "A5", "A6", "A7"]
@@ -39,14 +41,15 @@ def error_text(err: BaseException) -> Text:
 
 
 def describe_result(result: Any) -> str:
-    if isinstance(result, int):
-        return f"job {result} started: see Jobs (4)"
-    if isinstance(result, list) and result and all(isinstance(x, int) for x in result):
-        return f"job(s) {', '.join(map(str, result))} started: see Jobs (4)"
-    if isinstance(result, str):
-        return result
     if isinstance(result, dict) and "id" in result and "state" in result:
         return f"job {result['id']} is {result['state']}: see Jobs (4)"
+    ids = job_ids_of(result)
+    if len(ids) == 1:
+        return f"job {ids[0]} started: see Jobs (4)"
+    if ids:
+        return f"job(s) {', '.join(map(str, ids))} started: see Jobs (4)"
+    if isinstance(result, str):
+        return result
     return "done"
 
 
@@ -94,6 +97,7 @@ class EngineDialog(ModalScreen):
         return host_of(self)
 
     def compose(self) -> ComposeResult:
+        yield AppBar()
         with Vertical(id="dialog") as box:
             box.border_title = self.title_text
             box.border_subtitle = "enter/ctrl+s OK · esc cancel"
@@ -133,6 +137,9 @@ class EngineDialog(ModalScreen):
             return
         try:
             op = self.operation()
+        except LabError as e:  # the engine's own parsing (a duration) refused it
+            self.show_error(error_text(e))
+            return
         except ValueError as e:
             self.show_error(Text(str(e), style="bold"))
             return
@@ -160,17 +167,23 @@ class EngineDialog(ModalScreen):
 class ConfirmDialog(EngineDialog):
     """Says what the action will do; OK runs it."""
 
-    def __init__(self, title: str, lines: list[Text], op: Callable[[Any], Any], ok_label: str = "OK"):
+    def __init__(self, title: str, lines: list[Text], op: Callable[[Any], Any], ok_label: str = "OK",
+                 danger: bool = False):
         super().__init__(title, ok_label)
         self.lines = lines
         self.op = op
+        self.danger = danger
 
     def body(self) -> ComposeResult:
         for line in self.lines:
             yield Static(line, classes="line")
+        if self.danger:
+            yield Static(Text(f"This cannot be undone: enter cancels; shift+tab then enter, or ctrl+s, "
+                              f"{self.ok_label.lower()}s.", style="dim"), classes="line")
 
     def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
+        # what cannot be undone starts on Cancel, so one enter never does it
+        self.query_one("#cancel" if self.danger else "#ok", Button).focus()
 
     def operation(self):
         return self.op
@@ -247,10 +260,11 @@ class CloudProtectionDialog(EngineDialog):
 
 
 def _int(text: str, what: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise ValueError(f"{what} must be a whole number of hours, not {text!r}") from None
+    text = text.strip()
+    if not text.isdigit() or len(text) > 6:
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        raise ValueError(f"{what} must be a whole number of hours, not {shown!r}")
+    return int(text)
 
 
 class MapNetworkDialog(EngineDialog):
@@ -275,7 +289,7 @@ class MapNetworkDialog(EngineDialog):
             yield Select(self.options, id="target", allow_blank=False, compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
+        self.query_one("#target", Select).focus()
 
     def operation(self):
         target = self.query_one("#target", Select).value
@@ -305,11 +319,7 @@ class LinkDialog(EngineDialog):
         self.query_one("#mbps", Input).focus()
 
     def operation(self):
-        raw = self.query_one("#mbps", Input).value.strip()
-        try:
-            mbps = float(raw)
-        except ValueError:
-            raise ValueError(f"bandwidth must be a number of Mbps, not {raw!r}") from None
+        mbps = number_text(self.query_one("#mbps", Input).value, "bandwidth", "Mbps")
         state = self.query_one("#state", Select).value
         src, dst = self.link["source"], self.link["target"]
         return lambda lab: lab.set_link(src, dst, mbps=mbps, state=state)
@@ -351,7 +361,9 @@ class ProtectDialog(EngineDialog):
     def on_mount(self) -> None:
         ok = self.query_one("#ok", Button)
         ok.disabled = not self.vms
-        if self.vms:
+        if len(self.vms) == 1:
+            self.query_one("#target-name", Input).focus()  # the first field: typing goes there
+        elif self.vms:
             ok.focus()
 
     def operation(self):
@@ -742,6 +754,7 @@ class HelpScreen(ModalScreen):
         self.title_text = title
 
     def compose(self) -> ComposeResult:
+        yield AppBar()
         with VerticalScroll() as v:
             v.border_title = self.title_text
             v.border_subtitle = "esc close"
@@ -751,41 +764,190 @@ class HelpScreen(ModalScreen):
         self.dismiss(None)
 
 
+class RunForDialog(EngineDialog):
+    """Run lab time for a duration, as `srlab run --for` does (the engine parses and bounds it)."""
+
+    title_text = "Run lab time"
+    ok_label = "Run"
+    DEFAULT_CSS = """
+    RunForDialog .row { height: 1; margin-top: 1; }
+    RunForDialog .row > Label { width: 10; }
+    RunForDialog .row > Input { width: 1fr; }
+    """
+
+    def body(self) -> ComposeResult:
+        yield Static(Text("Advance lab time by a duration, doing all the work that falls due, as fast as the "
+                          "machine can (srlab run --for)."), classes="line")
+        with Horizontal(classes="row"):
+            yield Label("Duration")
+            yield Input("2h", id="duration", compact=True, placeholder="90s, 15m, 2h, 1d, 1h30m")
+
+    def on_mount(self) -> None:
+        box = self.query_one("#duration", Input)
+        box.focus()
+        box.select_all()
+
+    def operation(self):
+        seconds = parse_duration(self.query_one("#duration", Input).value)  # InvalidInput: shown inline
+        return lambda lab: lab.run(seconds)
+
+
+class ExportDialog(EngineDialog):
+    """Write a VM's disks at a recovery point into a folder, as `srlab export` does."""
+
+    title_text = "Export recovery point"
+    ok_label = "Export"
+    DEFAULT_CSS = """
+    ExportDialog .row { height: 1; margin-top: 1; }
+    ExportDialog .row > Label { width: 10; }
+    ExportDialog .row > Input { width: 1fr; }
+    """
+
+    def __init__(self, vm: str, point: str, state: LabState):
+        super().__init__(f"Export {vm} at a recovery point")
+        self.vm = vm
+        self.point = point
+        pts = state.points.get(vm, [])
+        self.point_info = next((p for p in pts if str(p["id"]) == str(point)), None)
+
+    def body(self) -> ComposeResult:
+        p = self.point_info
+        what = (f"point {p['id']} ({fmt_time(p['time'])}, {p.get('kind', '')}, last transaction "
+                f"{p.get('last_transaction', '-')})" if p else f"point {self.point}")
+        yield Static(Text.assemble("Write the disks of ", (self.vm, "bold"), " at ", (what, "bold"),
+                                   " into a folder (fixed VHD, the source's file names) for your own tools: "
+                                   "qemu-img compare, a checksum."), classes="line")
+        with Horizontal(classes="row"):
+            yield Label("Folder")
+            yield Input(f"export-{self.vm}-{self.point}", id="out", compact=True, placeholder="a new or empty folder")
+
+    def on_mount(self) -> None:
+        self.query_one("#out", Input).focus()
+
+    def operation(self):
+        out = self.query_one("#out", Input).value.strip()
+        if not out:
+            raise ValueError("give the folder to write the disks into")
+        vm, point = self.vm, self.point
+        return lambda lab: dict(lab.export(vm, point, out), what="export", out=out)
+
+    def _done(self, result: Any) -> None:
+        self.host.proofs[self.vm] = result
+        self.host.refresh_state()
+        self.pending = False
+        self.app.notify(f"{self.vm} at point {result.get('point')}: {len(result.get('files', []))} disk file(s) "
+                        f"written to {result.get('out')}", title="export", markup=False)
+        self.dismiss(result)
+
+
+class CommandOutputScreen(ModalScreen):
+    """What a `:` command printed, as the command line prints it, and its exit code."""
+
+    BINDINGS = [Binding("escape,q,enter", "close", "Close", id="output.close")]
+    DEFAULT_CSS = """
+    CommandOutputScreen { align: center middle; }
+    CommandOutputScreen > #output-box {
+        width: 100%; height: auto; max-height: 100%;
+        border: round $accent; background: $surface; padding: 0 1;
+    }
+    CommandOutputScreen #output-scroll { height: auto; max-height: 100%; overflow-x: auto; }
+    CommandOutputScreen #output-text { width: auto; }
+    """
+
+    def __init__(self, request: CommandOutput):
+        super().__init__()
+        self.request = request
+
+    def compose(self) -> ComposeResult:
+        r = self.request
+        yield AppBar()
+        with Vertical(id="output-box") as box:
+            box.border_title = Text(f"srlab {r.line}")
+            meaning = {0: "done", 1: "refused by the lab's rules", 2: "bad input"}.get(r.code, "error")
+            box.border_subtitle = Text(f"exit {r.code}: {meaning} · esc close")
+            with VerticalScroll(id="output-scroll"):
+                yield Static(self.text(), id="output-text")
+
+    def text(self) -> Text:
+        r = self.request
+        t = Text(r.out.rstrip("\n"))
+        if r.err.strip():
+            if t:
+                t.append("\n")
+            t.append(r.err.rstrip("\n"), style="bold red" if r.code else "")
+        if not t:
+            t = Text("(nothing printed)", style="dim")
+        t.no_wrap = True
+        return t
+
+    def on_mount(self) -> None:
+        self.query_one("#output-scroll").focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
 # ---- VM details (enter on a VM) ---------------------------------------------------------------
 
 
 class VmDetailScreen(Screen):
-    """One VM in full: status, target, policy, disks and every recovery point. esc goes back."""
+    """One VM in full: status, target, policy, disks and every recovery point with its last
+    transaction; `v` verifies the point under the cursor, `e` exports it (the proof shows below).
+    esc goes back."""
 
-    BINDINGS = [Binding("escape", "back", "Back", id="vm.back")]
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="vm.back"),
+        Binding("v", "verify", "Verify point", id="vm.verify"),
+        Binding("e", "export", "Export point", id="vm.export"),
+    ]
     DEFAULT_CSS = """
     VmDetailScreen #vm-summary { height: auto; border: round $primary 50%; padding: 0 1; }
+    VmDetailScreen #vm-summary.-compact { text-wrap: nowrap; text-overflow: ellipsis; }
     VmDetailScreen LabTable { height: 1fr; border: round $primary 50%; }
     VmDetailScreen #vm-disks { height: 4; }
+    VmDetailScreen #vm-points { min-height: 5; }
+    VmDetailScreen #vm-proof { height: auto; max-height: 8; border: round $primary 50%; padding: 0 1; }
     """
+    TALL = 36  # terminal lines from which the disks get a table of their own
 
     def __init__(self, vm: str):
         super().__init__()
         self.vm = vm
+        self.compact = True
+
+    def on_resize(self) -> None:
+        compact = self.app.size.height < self.TALL
+        if compact != self.compact:
+            self.compact = compact
+            self.update_state(host_of(self).state)
 
     def compose(self) -> ComposeResult:
+        yield AppBar()
         yield Static("", id="vm-summary")
-        yield LabTable([Column("name", "Disk", 16), Column("role", "Role", 5), Column("size", "Size", 10),
+        yield LabTable([Column("name", "Disk", 16, grow=1), Column("role", "Role", 5), Column("size", "Size", 10),
                         Column("used", "Allocated", 10), Column("file", "File", 0)],
                        id="vm-disks", title="Disks")
         yield LabTable([Column("id", "ID", 5), Column("time", "Time", 19), Column("kind", "Type", 16),
-                        Column("size", "Size", 10)], id="vm-points", title="Recovery points")
+                        Column("size", "Size", 10), Column("tx", "Last transaction", 16, grow=1)],
+                       id="vm-points", title="Recovery points")
+        yield Static("", id="vm-proof")
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#vm-summary").border_title = self.vm
+        self.query_one("#vm-proof").border_title = "Proof"
+        self.compact = self.app.size.height < self.TALL
         self.update_state(host_of(self).state)
         self.query_one("#vm-points", LabTable).focus()
 
     def update_state(self, state: LabState) -> None:
         colors = host_of(self).status_colors
-        self.query_one("#vm-summary", Static).update(vm_detail_text(state, self.vm, colors, wrap=True, tables=True))
+        # a short terminal: the disks are a line of the summary, and its lines end in an ellipsis
+        summary = self.query_one("#vm-summary", Static)
+        summary.set_class(self.compact, "-compact")
+        summary.update(vm_detail_text(state, self.vm, colors, wrap=not self.compact, tables=True, disks=self.compact))
         v = state.vm(self.vm) or {}
+        self.query_one("#vm-disks", LabTable).display = not self.compact
         self.query_one("#vm-disks", LabTable).styles.height = len(v.get("disks", [])) + 3
         self.query_one("#vm-disks", LabTable).set_rows(
             (f"disk:{i}", (d["name"], d.get("role", ""), fmt_bytes(d.get("logical_bytes")),
@@ -795,9 +957,34 @@ class VmDetailScreen(Screen):
         pts = sorted(state.points.get(self.vm, []), key=lambda p: p["time"], reverse=True)
         self.query_one("#vm-points", LabTable).set_rows(
             (f"point:{p['id']}", (str(p["id"]), fmt_time(p["time"]), str(p.get("kind", "")),
-                                  fmt_bytes(p.get("size"))))
+                                  fmt_bytes(p.get("size")),
+                                  "-" if p.get("last_transaction") is None else str(p["last_transaction"])))
             for p in pts
         )
+        proof = host_of(self).proofs.get(self.vm)
+        box = self.query_one("#vm-proof", Static)
+        box.display = bool(proof)  # (the key bar says v verifies, e exports)
+        if proof:
+            box.update(proof_text(proof, colors))
+
+    def point(self) -> str | None:
+        key = self.query_one("#vm-points", LabTable).cursor_key
+        return key.removeprefix("point:") if key and key.startswith("point:") else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("verify", "export"):
+            return True if self.point() else None
+        return True
+
+    def action_verify(self) -> None:
+        point = self.point()
+        if point:
+            host_of(self).prove(self.vm, "verify", point)
+
+    def action_export(self) -> None:
+        point = self.point()
+        if point:
+            self.app.push_screen(ExportDialog(self.vm, point, host_of(self).state))
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -809,7 +996,8 @@ class VmDetailScreen(Screen):
 def dialog_for(request: DialogRequest, state: LabState) -> Screen:
     """The screen that answers a panel's request, built on the current lab state."""
     if isinstance(request, Confirm):
-        return ConfirmDialog(request.title, request.lines, request.op, ok_label=request.ok_label)
+        return ConfirmDialog(request.title, request.lines, request.op, ok_label=request.ok_label,
+                             danger=request.danger)
     if isinstance(request, ProtectForm):
         return ProtectDialog(request.vms, request.skipped, state)
     if isinstance(request, TargetForm):
@@ -828,6 +1016,12 @@ def dialog_for(request: DialogRequest, state: LabState) -> Screen:
         return CompleteDialog(request.job_id, state)
     if isinstance(request, VmDetails):
         return VmDetailScreen(request.vm)
+    if isinstance(request, ExportForm):
+        return ExportDialog(request.vm, request.point, state)
+    if isinstance(request, RunForForm):
+        return RunForDialog()
+    if isinstance(request, CommandOutput):
+        return CommandOutputScreen(request)
     raise TypeError(f"no dialog for {request!r}")
 
 
@@ -835,4 +1029,5 @@ __all__ = [
     "dialog_for",
     "ConfirmDialog", "CloudProtectionDialog", "MapNetworkDialog", "LinkDialog", "ProtectDialog",
     "TargetDialog", "FailoverDialog", "ChangePointDialog", "CompleteDialog", "HelpScreen", "VmDetailScreen",
+    "RunForDialog", "ExportDialog", "CommandOutputScreen",
 ]

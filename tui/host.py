@@ -28,6 +28,7 @@ class Confirm:
     lines: list[Text]
     op: Callable[[Lab], Any]
     ok_label: str = "OK"
+    danger: bool = False  # what it does cannot be undone: the dialog starts on Cancel
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,31 @@ class VmDetails:
     vm: str
 
 
+@dataclass(frozen=True)
+class ExportForm:
+    """Write `vm`'s disks at a recovery point into a folder (as srlab export does)."""
+
+    vm: str
+    point: str = "latest"
+
+
+@dataclass(frozen=True)
+class RunForForm:
+    """Advance lab time by a duration the user types (as srlab run --for does)."""
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """What a `:` command printed, and its exit code (0 done, 1 refused, 2 bad input)."""
+
+    line: str
+    code: int
+    out: str
+    err: str
+
+
 DialogRequest = Union[Confirm, ProtectForm, TargetForm, CloudProtectionForm, MapNetworkForm, LinkForm, FailoverForm,
-                      ChangePointForm, CompleteForm, VmDetails]
+                      ChangePointForm, CompleteForm, VmDetails, ExportForm, RunForForm, CommandOutput]
 
 
 # ---- recovery plans (their dialogs are in tui.plan_dialogs) -------------------------------------
@@ -141,8 +165,16 @@ class Host(Protocol):
     status_colors: dict[str, str]
     observer: bool
     busy_action: str
+    # VM -> the latest proof the app ran on it (Lab.verify or Lab.export's result, with "what")
+    proofs: dict[str, dict]
 
     def observer_reason(self) -> str: ...
+
+    def refresh_state(self) -> None: ...
+
+    def header_text(self) -> tuple[Text, Text]: ...
+
+    def prove(self, vm: str, what: str, point: Any, out_dir: str | None = None) -> None: ...
 
     def refresh_bindings(self) -> None: ...
 

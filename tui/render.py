@@ -67,10 +67,13 @@ def recovered_text(r: dict) -> Text:
                 f"transaction {'-' if tx is None else tx} · {net} · {r.get('place', '')}")
 
 
-def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False) -> Text:
+def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False,
+                   disks: bool | None = None) -> Text:
     """The detail pane of a VM: target settings, policy, disks, replication, points, errors.
 
-    `tables`: the details screen shows disks and points as tables, so leave them out here."""
+    `tables`: the details screen shows the points (and, unless `disks`, the disks) as tables,
+    so leave them out here."""
+    show_disks = (not tables) if disks is None else disks
     v = state.vm(name)
     t = Text()
     if v is None:
@@ -109,7 +112,7 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
             t.append_text(policy_text(None))
     else:
         t.append_text(policy_text(v["policy"]))
-    if not tables:
+    if show_disks:
         label("Disks")
         t.append(Text(" · ".join(
             f"{d['name']} {fmt_bytes(d.get('logical_bytes'))} ({fmt_bytes(d.get('allocated_bytes'))} used)"
@@ -148,4 +151,33 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
     if not wrap:  # the pane: one line per item, cut at the edge (enter shows it all)
         t.no_wrap = True
         t.overflow = "ellipsis"
+    return t
+
+
+def proof_text(r: dict, colors: dict) -> Text:
+    """What srlab verify (or export) said about a VM's disks at a recovery point."""
+    t = Text()
+    when = f"point {r.get('point')} ({fmt_time(r.get('time'))}{', ' + str(r['kind']) if r.get('kind') else ''})"
+    if r.get("what") == "export":
+        t.append("Exported ", style="bold")
+        t.append(Text(f"{when} into {r.get('out', '')}:"))
+        for f in r.get("files", []):
+            t.append("\n  ")
+            t.append(Text(str(f)))
+        return t
+    ok = bool(r.get("identical"))
+    t.append("Verified ", style="bold")
+    t.append(Text(f"{when}: "))
+    t.append("identical" if ok else "NOT identical", style=f"bold {colors['ok'] if ok else colors['error']}")
+    t.append(Text(f"; last transaction {r.get('last_transaction')} (the source had written "
+                  f"{r.get('expected_last_transaction')})"))
+    for d in r.get("damaged", []):
+        t.append("\n  DAMAGED ", style=f"bold {colors['error']}")
+        t.append(Text(f"{d.get('file') or ''}: {d.get('reason', '')}"))
+    for d in r.get("disks", []):
+        t.append("\n  ")
+        t.append(Text(f"{d.get('disk')}: "))
+        t.append("identical" if d.get("identical") else "DIFFERENT",
+                 style=colors["ok"] if d.get("identical") else f"bold {colors['error']}")
+        t.append(Text(f" ({d.get('actual')})", style="dim"))
     return t

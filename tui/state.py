@@ -9,6 +9,8 @@ and say why without touching the lab from the UI thread.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -71,6 +73,37 @@ def waiting_step(st: LabState, job_id: Any) -> str | None:
     """The name of the step a job waits on ("Complete test", "Start the failover ..."), if any."""
     steps = st.job_details.get(job_id, {}).get("steps", [])
     return next((s.get("name") for s in steps if s.get("state") == JobState.WAITING), None)
+
+
+def job_ids_of(result: Any) -> list[int]:
+    """The jobs a command started, from what it returned: a job id, a list of them, or a job
+    (complete_job returns the job it completed)."""
+    if isinstance(result, bool):
+        return []
+    if isinstance(result, int):
+        return [result]
+    if isinstance(result, list) and result and all(isinstance(x, int) and not isinstance(x, bool) for x in result):
+        return list(result)
+    if isinstance(result, dict) and isinstance(result.get("id"), int) and "state" in result and "steps" in result:
+        return [result["id"]]
+    return []
+
+
+def clock_holder_gone(lab: Lab) -> bool:
+    """Has the process named as the lab's clock holder gone (so an observer may take over)?"""
+    holder = lab.clock_holder()
+    if not holder.isdigit():
+        return False
+    pid = int(holder)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
 
 
 def _try(fn, default):
@@ -162,6 +195,19 @@ def collect(lab: Lab) -> LabState:
 
 
 # ---- formatting (display only) -------------------------------------------------------------
+
+
+_NUMBER = re.compile(r"\d{1,15}(\.\d{1,6})?|\.\d{1,6}")
+
+
+def number_text(text: str, what: str, unit: str) -> float:
+    """A number as a person types it (100, 2.5): "inf", "1e309", 400 digits or "0x10" are refused
+    here, before the engine (which says what range it takes) is asked. ValueError says why."""
+    t = text.strip()
+    if not _NUMBER.fullmatch(t):
+        shown = t if len(t) <= 20 else t[:20] + "…"
+        raise ValueError(f"{what} must be a number of {unit} (like 100 or 2.5), not {shown!r}")
+    return float(t)
 
 
 def fmt_time(epoch: int | None, short: bool = False) -> str:

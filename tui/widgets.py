@@ -1,20 +1,38 @@
-"""Widgets the panels, the dialogs and the app share: the diffing table, the key bar, the filter."""
+"""Widgets the panels, the dialogs and the app share: the diffing table, the key bar, the top
+line (lab clock), the filter and the `:` command line."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import CellDoesNotExist
+
+from .host import host_of
 
 
 def show_text(widget: Static, text: Text) -> None:
     """Update a Static only when its text really changed (no repaint for the same text)."""
     if widget.content != text:
         widget.update(text)
+
+
+def line_count(widget: Static, wraps: bool = False) -> int:
+    """How many lines a pane's text takes: one per line, or (`wraps`) as its width wraps them."""
+    content = widget.content
+    plain = content.plain if isinstance(content, Text) else str(content or "")
+    lines = plain.splitlines() or [""]
+    width = widget.content_region.width if wraps else 0
+    if width <= 0:
+        return len(lines)
+    return sum(max(1, -(-cell_len(line) // width)) for line in lines)
 
 
 def as_text(value) -> Text:
@@ -26,9 +44,33 @@ def as_text(value) -> Text:
 
 @dataclass(frozen=True)
 class Column:
+    """A table column. `width` is its width at 80 columns; `grow` is its share of the width a
+    wider terminal gives (0: stays as it is). Width 0 means "what the others leave" (grow 1)."""
+
     key: str
     label: str
     width: int | None = None
+    grow: int = 0
+
+
+def column_widths(columns: Sequence[Column], avail: int, padding: int) -> list[int | None]:
+    """Each column's width in a table `avail` cells wide: fixed widths first, then what is left
+    shared among the growing columns by their weights (the last one takes the remainder)."""
+    growing = [c for c in columns if c.grow or c.width == 0]
+    base = [8 if c.width == 0 else c.width for c in columns]
+    used = sum(w or 0 for w in base) + 2 * padding * len(columns)
+    extra = max(0, avail - used)
+    if not growing or not extra:
+        return base
+    weights = [c.grow or 1 for c in growing]
+    total = sum(weights)
+    shares = [extra * w // total for w in weights]
+    shares[-1] += extra - sum(shares)
+    out = list(base)
+    for c, share in zip(growing, shares):
+        i = columns.index(c)
+        out[i] = (out[i] or 0) + share
+    return out
 
 
 class LabTable(DataTable):
@@ -42,12 +84,19 @@ class LabTable(DataTable):
     LabTable { height: 1fr; }
     """
 
+    # k9s / lazygit / less: the first and the last row
+    BINDINGS = [
+        Binding("home,g", "first_row", "First row", show=False, id="table.first"),
+        Binding("end,G,shift+g", "last_row", "Last row", show=False, id="table.last"),
+    ]
+
     def __init__(self, columns: Sequence[Column], *, id: str | None = None, title: str = "", **kw):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, **kw)
         self._columns_spec = list(columns)
         self._all: list[tuple[str, tuple]] = []
         self._shown: dict[str, tuple] = {}
         self._order: list[str] = []
+        self._restore: str | None = None  # the row the cursor was on before the columns changed
         self.filter_text = ""
         self.sticky: set[str] = set()
         self.base_title = title
@@ -60,24 +109,28 @@ class LabTable(DataTable):
         self._add_columns()
 
     def _add_columns(self) -> None:
-        for c in self._columns_spec:
-            self.add_column(c.label, key=c.key, width=self._width_of(c))
+        for c, width in zip(self._columns_spec, self._widths()):
+            self.add_column(c.label, key=c.key, width=width)
 
-    def _width_of(self, c: Column) -> int | None:
-        """A column of width 0 fills what the others leave (its text ends in an ellipsis)."""
-        if c.width != 0:
-            return c.width
+    def _widths(self) -> list[int | None]:
         avail = self.scrollable_content_region.width or (self.app.size.width - 4)
-        fixed = sum(x.width or 0 for x in self._columns_spec if x.width)
-        return max(8, avail - fixed - 2 * self.cell_padding * len(self._columns_spec))
+        return column_widths(self._columns_spec, avail, self.cell_padding)
 
     def on_resize(self) -> None:
-        fills = [c for c in self._columns_spec if c.width == 0]
-        if fills and self.columns:
-            want = self._width_of(fills[0])
-            have = self.columns[fills[0].key].width  # type: ignore[index]
-            if want != have:
-                self._rebuild(keep_rows=True)
+        if self.columns and self._widths() != [c.width for c in self.columns.values()]:
+            self._rebuild(keep_rows=True)
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+
+    def fit_height(self) -> int:
+        """The height that shows every row: the rows, the header line and the border."""
+        return len(self._order) + (1 if self.show_header else 0) + 2
 
     # ---- columns can change with the terminal width (a rebuild, only then) -----------------
 
@@ -98,6 +151,7 @@ class LabTable(DataTable):
         self._order = []
         if not keep_rows:
             self._all = []  # rows were built for the old columns: the owner sets them again
+            self._restore = cursor  # ... and the cursor goes back to its row then
         self._add_columns()
         self._apply(cursor)
 
@@ -110,7 +164,8 @@ class LabTable(DataTable):
     def set_rows(self, rows: Iterable[tuple[str, Sequence]]) -> None:
         """Give the table its full row list; it shows the difference from what it shows now."""
         self._all = [(k, self._cells(cells)) for k, cells in rows]
-        self._apply(self.cursor_key)
+        restore, self._restore = self._restore, None
+        self._apply(restore if restore is not None and any(k == restore for k, _ in self._all) else self.cursor_key)
 
     def _cells(self, cells: Sequence) -> tuple:
         n = len(self._columns_spec)
@@ -222,7 +277,11 @@ class KeyBar(Static):
         return [(key, label, enabled) for key, label, enabled, _everywhere in self.key_entries()]
 
     def key_entries(self) -> list[tuple[str, str, bool, bool]]:
-        """(key, label, enabled, works everywhere) of every key, the panel's first."""
+        """(key, label, enabled, works everywhere) of every key, the panel's first. While a line
+        of text is typed (the filter, the command line) its own keys."""
+        hints = getattr(self.home.focused, "KEY_HINTS", None)
+        if hints:
+            return [(key, label, True, False) for key, label in hints]
         out: list[tuple[str, str, bool, bool]] = []
         seen: set[tuple[int, str]] = set()
         for _key, ab in self.home.active_bindings.items():
@@ -274,7 +333,64 @@ class KeyBar(Static):
 class FilterInput(Input):
     """The `/` filter line of a panel: typing filters, enter keeps it, esc clears it."""
 
+    KEY_HINTS = [("⏎", "keep the filter"), ("esc", "clear it"), ("type", "rows that contain the text")]
     DEFAULT_CSS = """
-    FilterInput { dock: bottom; display: none; height: 1; border: none; padding: 0 1; }
+    FilterInput, FilterInput:focus { dock: bottom; display: none; height: 1; border: none; padding: 0 1; }
     FilterInput.-active { display: block; }
     """
+
+
+class CommandInput(Input):
+    """The `:` command line: the srlab command line's own commands (`failover MYWSV01 --kind
+    test`), run on this lab. up / down recall earlier lines."""
+
+    KEY_HINTS = [("⏎", "run"), ("esc", "cancel"), ("↑↓", "earlier commands"),
+                 ("", "srlab's commands: failover VM --kind test, verify VM, run --for 2h, help")]
+    BINDINGS = [
+        Binding("up", "history(-1)", "Earlier", show=False),
+        Binding("down", "history(1)", "Later", show=False),
+    ]
+    DEFAULT_CSS = """
+    CommandInput, CommandInput:focus { dock: bottom; display: none; height: 1; border: none; padding: 0 1; }
+    CommandInput.-active { display: block; }
+    """
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.history: list[str] = []
+        self._at = 0
+
+    def remember(self, line: str) -> None:
+        if line and (not self.history or self.history[-1] != line):
+            self.history.append(line)
+        self._at = len(self.history)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        self._at = max(0, min(len(self.history), self._at + step))
+        self.value = self.history[self._at] if self._at < len(self.history) else ""
+        self.cursor_position = len(self.value)
+
+
+class AppBar(Horizontal):
+    """The top line of every screen: the lab's name on the left, the lab clock on the right
+    (running or PAUSED, the lab time, the speed, OBSERVER, how far behind). The app says what
+    it shows (Host.header_text)."""
+
+    DEFAULT_CSS = """
+    AppBar { height: 1; background: $panel; dock: top; }
+    AppBar > .bar-title { width: 1fr; padding: 0 1; }
+    AppBar > .bar-clock { width: auto; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("srlab", classes="bar-title", id="bar-title" if self.id == "appbar" else None)
+        yield Static("", classes="bar-clock", id="bar-clock" if self.id == "appbar" else None)
+
+    def on_mount(self) -> None:
+        self.show(*host_of(self).header_text())
+
+    def show(self, left: Text, right: Text) -> None:
+        show_text(self.query_one(".bar-title", Static), left)
+        show_text(self.query_one(".bar-clock", Static), right)

@@ -1,5 +1,5 @@
-"""SVG snapshots of every panel at 80x24 and 120x40: frozen lab clock, no blinking cursor, no
-animation. Update them after a deliberate change with: pytest tests/tui --snapshot-update"""
+"""SVG snapshots of every panel at 80x24, 120x40 and 160x45: frozen lab clock, no blinking
+cursor, no animation. Update them after a deliberate change with: pytest tests/tui --snapshot-update"""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from engine import Lab
 from tests.conftest import SMALL_SITE, step2
 
-from .helpers import make_app, settle
+from .helpers import make_app, settle, type_text
 
 PANEL_KEYS = {"dashboard": "1", "protected": "2", "resources": "3", "jobs": "4", "plans": "5", "events": "6"}
-SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
+SIZES = {"80x24": (80, 24), "120x40": (120, 40), "160x45": (160, 45)}
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,37 @@ def test_failover_report(snap_compare, failover_lab):
     """The planned failover's job: its steps and, below, its report."""
     app = make_app(failover_lab)
     assert snap_compare(app, press=["4", "down"], terminal_size=(80, 24), run_before=settle)
+
+
+def test_filter_line(snap_compare, snap_lab):
+    """/ at 80x24: the text typed shows in the filter line, and the key bar says what enter and esc do."""
+    app = make_app(snap_lab)
+    assert snap_compare(app, press=["2", "slash", *"WEB"], terminal_size=(80, 24), run_before=settle)
+
+
+def test_vm_details(snap_compare, snap_lab):
+    """enter on a VM: the header, its disks, every point with its last transaction, the proof pane."""
+    app = make_app(snap_lab)
+    assert snap_compare(app, press=["2", "slash", *"WEB01", "enter", "enter"], terminal_size=(80, 24),
+                        run_before=settle)
+
+
+def test_dangerous_confirmation(snap_compare, snap_lab):
+    """ctrl+d (disable protection): the dialog starts on Cancel."""
+    app = make_app(snap_lab)
+    assert snap_compare(app, press=["2", "slash", *"WEB01", "enter", "ctrl+d"], terminal_size=(80, 24),
+                        run_before=settle)
+
+
+def test_command_output(snap_compare, snap_lab):
+    """:points WEB01 — the command line's own output, in the app, with its exit code."""
+    app = make_app(snap_lab)
+
+    async def run_command(pilot):
+        await settle(pilot)
+        await pilot.press("colon")
+        await type_text(pilot, "points WEB01")
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(app, press=[], terminal_size=(80, 24), run_before=run_command)

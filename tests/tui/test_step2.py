@@ -87,7 +87,8 @@ async def test_step2_by_keyboard(sample_lab):
         await filter_to(pilot, "FrontEnd")
         await keys(pilot, "m")
         assert isinstance(app.screen, MapNetworkDialog)
-        await keys(pilot, "enter")
+        assert app.focused.id == "target"  # the first field; AzureNetwork is chosen already
+        await keys(pilot, "ctrl+s")
         assert app.state.resources["mappings"] == [{"source": "VirtualSwitch - FrontEnd", "target": "AzureNetwork"}]
         assert cell(res, "network:VirtualSwitch - FrontEnd", "state") == "→ AzureNetwork"
 
@@ -98,6 +99,7 @@ async def test_step2_by_keyboard(sample_lab):
         assert items.cursor_key == "vm:MYWSV01"
         await keys(pilot, "e")
         assert isinstance(app.screen, ProtectDialog)
+        assert app.focused.id == "target-name"  # the first field: what is typed goes there
         await keys(pilot, "enter")
         assert not isinstance(app.screen, ProtectDialog)
         assert any("Enable protection" in j["name"] and j["target"] == "MYWSV01" for j in app.state.jobs)

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.widget import Widget
 
 from ..host import DialogRequest, Host, host_of
 from ..state import LabState
@@ -58,6 +59,7 @@ class Panel(Vertical):
     def __init__(self, **kw):
         super().__init__(id=self.PANEL_ID, **kw)
         self._action_ids = {a.id for a in self.ACTIONS}
+        self._fitted: dict[int, tuple] = {}
 
     @property
     def host(self) -> Host:
@@ -81,8 +83,6 @@ class Panel(Vertical):
             return None
         if a.mutates and self.host.observer:
             return self.host.observer_reason()
-        if a.mutates and self.host.busy_action:
-            return f"busy: {self.host.busy_action}"
         return self.reason(action_id)
 
     def reason(self, action_id: str) -> str | None:
@@ -102,6 +102,10 @@ class Panel(Vertical):
     def show_detail(self) -> None:
         """Show what belongs to the row under the cursor (a detail pane, a job's steps)."""
 
+    def opened(self) -> None:
+        """The panel's key was pressed: lists in time order open on their newest row (or the
+        one a notification named)."""
+
     def table_changed(self) -> None:
         """The filter changed which row is under the cursor: refresh what depends on it."""
         self.show_detail()
@@ -118,6 +122,18 @@ class Panel(Vertical):
             return focused
         tables = list(self.query(LabTable))
         return tables[0] if tables else None
+
+    def fit_table(self, table: LabTable, pane: Widget, need: int, most: int = 12) -> None:
+        """Share the panel's height between a table and the pane below it: the pane shows all
+        the lines it `need`s when the table's rows leave room for them, else up to `most`; the
+        table takes the rest."""
+        avail = self.size.height
+        if avail <= 0:
+            return
+        height = need if table.fit_height() + need <= avail else max(3, min(need, most, avail - 6))
+        if self._fitted.get(id(pane)) != height:
+            self._fitted[id(pane)] = height
+            pane.styles.height = height
 
     def focus_default(self) -> None:
         table = self.filter_table()

@@ -43,6 +43,12 @@ class Events(Panel):
         self.query_one(LabTable).set_rows(rows)
         self.show_detail()
 
+    def opened(self) -> None:
+        table = self.query_one(LabTable)
+        if table.row_count:
+            table.move_cursor(row=0, animate=False)  # the newest
+        self.show_detail()
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail()
 

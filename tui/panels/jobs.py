@@ -10,13 +10,13 @@ from engine import JobState
 
 from ..host import CompleteForm
 from ..state import LabState, fmt_day_time, fmt_duration, fmt_time, waiting_step
-from ..widgets import Column, LabTable, show_text
+from ..widgets import Column, LabTable, line_count, show_text
 from .base import Panel, PanelAction
 
 JOB_COLUMNS_WIDE = [
     Column("id", "ID", 3),
-    Column("name", "Name", 36),
-    Column("target", "Target", 18),
+    Column("name", "Name", 36, grow=2),
+    Column("target", "Target", 18, grow=1),
     Column("state", "State", 18),
     Column("started", "Started", 14),
     Column("duration", "Duration", 8),
@@ -24,13 +24,13 @@ JOB_COLUMNS_WIDE = [
 # At 80 columns the target goes: the seed's job names carry it ("MYWSV01 (Enable protection)").
 JOB_COLUMNS = [
     Column("id", "ID", 3),
-    Column("name", "Name", 28),
+    Column("name", "Name", 28, grow=1),
     Column("state", "State", 18),
     Column("started", "Started", 8),
     Column("duration", "Duration", 8),
 ]
 STEP_COLUMNS = [
-    Column("name", "Step", 34),
+    Column("name", "Step", 34, grow=1),
     Column("state", "State", 11),
     Column("started", "Started", 8),
     Column("ended", "Ended", 8),
@@ -67,6 +67,21 @@ class Jobs(Panel):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.seen: dict | None = None  # job id -> its state in the last lab state shown (None: none yet)
+        self.named: int | None = None  # the job a notification (or a command just run) named
+
+    def name_job(self, job_id: int) -> None:
+        """Open on this job next time (a command started it, a notification named it)."""
+        self.named = job_id
+
+    def opened(self) -> None:
+        table = self.jobs_table
+        key = f"job:{self.named}" if self.named is not None else None
+        self.named = None
+        if key in table.row_keys:
+            table.move_cursor(row=table.get_row_index(key), animate=False)
+        elif table.row_count:
+            table.move_cursor(row=0, animate=False)  # the newest
+        self.show_steps()
 
     def compose(self) -> ComposeResult:
         yield LabTable(JOB_COLUMNS, id="jobs-table", title="Jobs (newest first)")
@@ -100,6 +115,28 @@ class Jobs(Panel):
             self.compact = compact
             self.jobs_table.set_columns(JOB_COLUMNS if compact else JOB_COLUMNS_WIDE)
             self.update_state(self.state)
+        self.fit()
+
+    def fit(self) -> None:
+        """The steps and the report show all their lines when the job list's rows leave room for
+        them; otherwise the steps get up to 9 lines and the report up to 8. The list takes the rest."""
+        avail = self.size.height
+        if avail <= 0:
+            return
+        jobs, steps = self.jobs_table, self.steps_table
+        report = self.query_one("#job-report", Static)
+        err = self.query_one("#job-error", Static)
+        report_need = line_count(report, wraps=True) + 1 if report.display else 0
+        below = steps.fit_height() + report_need + (min(3, line_count(err)) if err.display else 0)
+        if jobs.fit_height() + below <= avail:
+            heights = (max(steps.fit_height(), 5), report_need or "auto")
+        elif report.display:
+            heights = (min(9, steps.fit_height()), min(8, report_need))
+        else:
+            heights = (9, "auto")
+        if self._fitted.get(0) != heights:
+            self._fitted[0] = heights
+            steps.styles.height, report.styles.height = heights
 
     def update_state(self, state: LabState) -> None:
         colors = self.host.status_colors
@@ -124,8 +161,8 @@ class Jobs(Panel):
         table.set_rows(rows)
         if follow and table.row_keys and table.row_keys[0] != keys[0]:
             table.move_cursor(row=0, animate=False)
-        self.show_steps()
         self.tell_changes(state)
+        self.show_steps()
 
     def tell_changes(self, state: LabState) -> None:
         """Say when a job comes to wait for action, and when a job with a report (a failover)
@@ -141,10 +178,12 @@ class Jobs(Panel):
                 continue
             name = str(j.get("name", ""))
             if now == JobState.WAITING:
+                self.name_job(j["id"])
                 step = waiting_step(state, j["id"]) or "an action"
                 self.app.notify(f"job {j['id']} {name} waits for action: {step}. Jobs (4): complete it with a note.",
                                 title=JobState.WAITING.value, severity="warning", timeout=10, markup=False)
             elif now in ENDED and j["id"] in state.reports and not self.showing(j["id"]):
+                self.name_job(j["id"])
                 self.app.notify(f"job {j['id']} {name} {now}: its report is on Jobs (4).", title="failover report",
                                 timeout=10, markup=False,
                                 severity="error" if now == JobState.FAILED else "information")
@@ -172,7 +211,7 @@ class Jobs(Panel):
             err.update("")
             err.display = False
             report.display = False
-            steps.styles.height = 9
+            self.fit()
             return
         detail = self.state.job_details.get(job["id"], {})
         steps.base_title = f"Steps of job {job['id']}: {job.get('name', '')} · {job.get('target', '')}"
@@ -196,10 +235,9 @@ class Jobs(Panel):
             err.update(Text.assemble(("Error: ", f"bold {colors['error']}"), Text(str(error))))
         lines = self.state.reports.get(job["id"], [])
         report.display = bool(lines)
-        # a report takes the room the steps table does not need
-        steps.styles.height = min(9, len(rows) + 3) if lines else 9
         if lines:
             show_text(report, Text("\n").join(Text(line) for line in lines))
+        self.fit()  # a report takes the room the steps table does not need
 
     show_detail = show_steps  # what the filter refreshes when the cursor row changes
 

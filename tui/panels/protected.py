@@ -10,29 +10,31 @@ from textual.widgets import DataTable, Static
 
 from engine import Failover, Protection
 
-from ..host import ChangePointForm, Confirm, FailoverForm, ProtectForm, TargetForm, VmDetails
-from ..render import health_style, policy_text, recovery_side, vm_detail_text
+from ..host import ChangePointForm, Confirm, ExportForm, FailoverForm, ProtectForm, TargetForm, VmDetails
+from ..render import health_style, policy_text, proof_text, recovery_side, vm_detail_text
 from ..state import LabState, at_recovery_side, fmt_duration, fmt_frequency
-from ..widgets import Column, LabTable, show_text
+from ..widgets import Column, LabTable, line_count, show_text
 from .base import Panel, PanelAction
 
+# A wider terminal's spare columns go to the name, the active location, the status and the
+# failover column (the cloud's policy shows there), by these weights.
 WIDE = [
     Column("mark", " ", 1),
-    Column("name", "Name", 18),
-    Column("location", "Active location", 18),
+    Column("name", "Name", 18, grow=2),
+    Column("location", "Active location", 18, grow=2),
     Column("health", "Health", 8),
-    Column("status", "Status", 28),
+    Column("status", "Status", 28, grow=3),
     Column("size", "Size", 4),
-    Column("failover", "Failover", 15),
+    Column("failover", "Failover", 15, grow=2),
     Column("rpo", "RPO", 8),
 ]
 COMPACT = [
     Column("mark", " ", 1),
-    Column("name", "Name", 12),
+    Column("name", "Name", 12, grow=1),
     Column("health", "Health", 8),
-    Column("status", "Status", 15),
+    Column("status", "Status", 15, grow=1),
     Column("size", "Size", 4),
-    Column("failover", "Failover", 15),
+    Column("failover", "Failover", 15, grow=1),
     Column("rpo", "RPO", 7),
 ]
 WIDE_MIN = 110  # terminal columns from which the wide layout (with active location) is used
@@ -123,6 +125,12 @@ class ProtectedItems(Panel):
                     "end the failover: its recovery point can no longer be changed", key_display="C"),
         PanelAction("reprotect", "R,shift+r", "Reprotect", "Reverse replicate (reprotect)",
                     "after a committed failover or failback: replicate the other way again", key_display="R"),
+        PanelAction("verify", "v", "Verify", "Verify latest recovery point",
+                    "build the VM's disks at its latest recovery point from the replica and compare them with "
+                    "the source's fingerprints (srlab verify); the result shows in the details", mutates=False),
+        PanelAction("export", "X,shift+x", "Export", "Export latest recovery point",
+                    "write the VM's disks at its latest recovery point into a folder (srlab export)",
+                    mutates=False, key_display="X"),
     ]
 
     def __init__(self, **kw):
@@ -139,6 +147,13 @@ class ProtectedItems(Panel):
 
     def on_resize(self) -> None:
         self._layout(self.app.size.width)
+        self.fit()
+
+    def fit(self) -> None:
+        """The table as tall as its rows (up to what leaves the details their lines), the
+        details the rest: a short table does not leave empty rows above a cut-off pane."""
+        pane = self.query_one("#item-detail", Static)
+        self.fit_table(self.table, pane, line_count(pane) + 2)
 
     def _layout(self, width: int) -> None:
         compact = width < WIDE_MIN
@@ -254,7 +269,12 @@ class ProtectedItems(Panel):
             name = key[3:]
             pane.border_title = f"{name}"
             text = vm_detail_text(self.state, name, self.host.status_colors)
+            proof = self.host.proofs.get(name)
+            if proof:
+                text.append("\n")
+                text.append_text(proof_text(proof, self.host.status_colors))
         show_text(pane, text)
+        self.fit()
 
     # ---- actions -----------------------------------------------------------------------------
 
@@ -263,6 +283,11 @@ class ProtectedItems(Panel):
             return None if self.cursor_vm() else "move the cursor to a VM"
         if action_id == "mark":
             return None if self.cursor_vm() else "move the cursor to a VM to mark it"
+        if action_id in ("verify", "export"):
+            vm = self.cursor_vm()
+            if not vm:
+                return "move the cursor to a VM"
+            return None if self.state.points.get(vm) else f"{vm} has no recovery point yet"
         targets = self.targets() if action_id == "protect" else [self.cursor_vm()] if self.cursor_vm() else []
         if not targets:
             return "move the cursor to a VM (or mark VMs with space)"
@@ -280,10 +305,7 @@ class ProtectedItems(Panel):
             self.marked.discard(vm)
         else:
             self.marked.add(vm)
-        self.update_state(self.state)
-        table = self.table
-        if table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)
+        self.update_state(self.state)  # the cursor stays on the VM (down moves on)
         self.host.refresh_bindings()
 
     def action_protect(self) -> None:
@@ -314,7 +336,8 @@ class ProtectedItems(Panel):
             "stop": f"Turn {vm} off at once, like pulling the plug: writes in flight are lost.",
         }[verb]
         title = {"start": "Start VM", "shutdown": "Shut down VM", "stop": "Turn off VM"}[verb]
-        self.show_dialog(Confirm(title, [Text(what)], lambda lab: lab.vm_power(vm, verb), ok_label=title))
+        self.show_dialog(Confirm(title, [Text(what)], lambda lab: lab.vm_power(vm, verb), ok_label=title,
+                                 danger=verb == "stop"))
 
     def action_unprotect(self) -> None:
         vm = self.cursor_vm()
@@ -325,7 +348,8 @@ class ProtectedItems(Panel):
             Text("Replication stops; the replica in the target storage and every recovery point of "
                  "this VM are removed. The VM itself keeps running as it is."),
         ]
-        self.show_dialog(Confirm("Disable protection", lines, lambda lab: lab.unprotect([vm]), ok_label="Disable"))
+        self.show_dialog(Confirm("Disable protection", lines, lambda lab: lab.unprotect([vm]), ok_label="Disable",
+                                 danger=True))
 
     def action_vm_start(self) -> None:
         self._power("vm_start")
@@ -399,3 +423,17 @@ class ProtectedItems(Panel):
         ]
         self.show_dialog(Confirm("Reverse replicate", lines, lambda lab: lab.reprotect([vm]),
                                  ok_label="Reprotect"))
+
+    # ---- the proof: verify, export ---------------------------------------------------------
+
+    def action_verify(self) -> None:
+        vm = self.cursor_vm()
+        if vm:
+            self.host.prove(vm, "verify", "latest")
+
+    def action_export(self) -> None:
+        vm = self.cursor_vm()
+        pts = self.state.points.get(vm, []) if vm else []
+        if vm and pts:
+            latest = max(pts, key=lambda p: p["time"])
+            self.show_dialog(ExportForm(vm, str(latest["id"])))

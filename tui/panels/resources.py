@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Static
 from ..host import CloudProtectionForm, Confirm, LinkForm, MapNetworkForm
 from ..render import policy_text
 from ..state import LabState, fmt_mbps, link_subject, rows_by_kind
-from ..widgets import Column, LabTable, show_text
+from ..widgets import Column, LabTable, line_count, show_text
 from .base import Panel, PanelAction
 
 COLUMNS = [
@@ -144,12 +144,28 @@ class Resources(Panel):
         if hint:
             if t:
                 t.append("\n")
-            t.append(hint, style="dim")
+            t.append_text(hint)
         show_text(pane, t)
+        self.fit_table(self.table, pane, line_count(pane) + 2, most=5)
 
-    def row_hint(self, kind: str | None) -> str:
-        hints = [f"{a.key} {a.title.lower()}" for a in self.ACTIONS if a.kind == kind]
-        return "keys here: " + ", ".join(hints) if hints else ""
+    def on_resize(self) -> None:
+        self.fit_table(self.table, self.query_one("#res-detail", Static),
+                       line_count(self.query_one("#res-detail", Static)) + 2, most=5)
+
+    def row_hint(self, kind: str | None) -> Text:
+        """The keys that act on this row now; the others of its kind, with why not."""
+        ok = [a for a in self.ACTIONS if a.kind == kind and not self.disabled_reason(a.id)]
+        no = [a for a in self.ACTIONS if a.kind == kind and self.disabled_reason(a.id)]
+        t = Text()
+        if ok:
+            t.append("keys here: ", style="dim")
+            t.append(", ".join(f"{a.key} {a.title.lower()}" for a in ok))
+        if no:
+            if t:
+                t.append(" · ", style="dim")
+            t.append("not now: " + "; ".join(f"{a.title.lower()} ({self.disabled_reason(a.id)})" for a in no),
+                     style="dim")
+        return t
 
     # ---- subjects of actions -----------------------------------------------------------------
 
