@@ -6,9 +6,10 @@ commands first, then the lab clock's next slice; after each it reads a plain-dat
 that the panels diff into their tables.
 
 The lab clock is honest: a slice is at most one refresh interval (FRAME) of lab time at the
-chosen speed; pause stops lab time once the slice in flight ends; an action asked for while the
-clock runs is applied before the next slice; a machine that cannot keep up shows "behind" and
-the rate it really achieves instead of jumping ahead.
+chosen speed, run in pieces of PIECE lab seconds; pause, or an action asked for, stops the slice
+at the end of the piece in flight, so at most PIECE lab seconds pass after the key before the
+pause or the action; a machine that cannot keep up shows "behind" and the rate it really
+achieves instead of jumping ahead.
 
 Keys are handled one at a time, each once the previous one has taken effect (the widgets it
 went through have handled it, a dialog it opened is up, a dialog it confirmed has its answer
@@ -50,6 +51,8 @@ from .widgets import AppBar, CommandInput, FilterInput, KeyBar, LabTable
 SPEEDS = [1, 10, 60, 600]
 FRAME = 0.25  # real seconds: the lab clock's refresh interval (a slice is speed x FRAME lab seconds)
 RATE_WINDOW = 2.0  # real seconds over which the clock's real rate is measured
+FULL_READ = 1.0  # real seconds between full reads of the lab while the clock runs
+PIECE = 30  # lab seconds: a slice runs in pieces this long, and stops between them for a call or a pause
 BEHIND = 0.8  # below this share of the chosen speed, the header says "behind" and the real rate
 # actions of the global priority bindings (not esc: see BINDINGS)
 _GLOBAL_KEY_ACTIONS = {"show_panel", "help", "filter", "command_line", "pause", "resume", "take_over", "advance",
@@ -158,25 +161,33 @@ class Pace:
         self.done.clear()
 
     def due(self, now: float, speed: int) -> tuple[int, float]:
-        """(lab seconds to run now, or 0 and the real seconds until some are due)."""
+        """(lab seconds to run now, or 0 and the real seconds until some are due). A slice is at
+        most one refresh's worth (speed x FRAME); a late one is caught up by the next slices, one
+        refresh's worth each; a machine more than two refreshes behind drops what it owes."""
         if self.last is None:  # (re)started: lab time is owed from now on
             self.last = self.last_slice = self.started = now
             return 0, FRAME
         self.owed += (now - self.last) * speed
         self.last = now
-        frame = speed * FRAME
-        if self.owed > 2 * frame + 1:  # the machine did not keep up: it does not catch up either
+        frame = max(1, round(speed * FRAME))
+        if self.owed > 2 * frame:  # the machine did not keep up: it does not catch up either
             self.owed = frame
         wait = self.last_slice + FRAME - now
-        if wait > 0:
+        if self.owed < frame and wait > 0:
             return 0, wait
         if self.owed < 1:
             return 0, (1 - self.owed) / speed
-        step = int(self.owed)
+        step = min(int(self.owed), frame)
         self.owed -= step
         self.last_slice = now
-        self.done.append((now, step))
         return step, 0.0
+
+    def ran(self, now: float, step: int, done: int) -> None:
+        """A slice of `step` lab seconds ran `done` of them (it stops early for a call or a pause):
+        what it did not run is owed again."""
+        self.owed += step - done
+        if done:
+            self.done.append((now, done))
 
     def rate(self, now: float) -> float | None:
         """Lab seconds per real second over the last RATE_WINDOW (None until one has passed)."""
@@ -290,6 +301,8 @@ class SrlabApp(App):
         self._engine_speed = self.speed
         self._stopping = False
         self._engine_waiting = False  # the engine thread waits: nothing asked, nothing due
+        self._full_read: LabState | None = None  # the engine thread's last full read of the lab
+        self._full_read_at = 0.0
         self._posted = 0  # EngineDone messages posted by the engine thread / handled by the UI
         self._handled = 0
         self._applied_seq = 0
@@ -545,11 +558,11 @@ class SrlabApp(App):
             self._engine_step(call, step, pace)
 
     def _engine_step(self, call: EngineCall | None, step: int, pace: Pace) -> None:
-        """In the engine thread: one call, one clock slice or one look, then the lab state."""
+        """In the engine thread: one call, one clock slice or one look, then the lab state. A
+        slice runs in pieces; the screen is told after each, and a call or a pause waiting stops
+        the slice there (what it did not run is owed again)."""
         result: Any = None
         err: BaseException | None = None
-        state: LabState | None = None
-        holder_gone = False
         with self._lock:
             if call is not None and call.fn is not None:
                 try:
@@ -558,17 +571,39 @@ class SrlabApp(App):
                 except Exception as e:  # LabError: refused; anything else: shown, never a traceback
                     err = e
             elif step:
+                done = 0
                 try:
-                    self.lab.run(step)
+                    while done < step:
+                        piece = min(PIECE, step - done)
+                        self.lab.run(piece)
+                        done += piece
+                        if done < step:
+                            if self._slice_interrupted():
+                                break  # a key asked for something, or paused: now, not at the slice's end
+                            self._publish(None, None, None, pace)
                 except Exception as e:
                     err = e
-            try:
-                state = collect(self.lab)
-            except Exception as e:
-                if err is None:
-                    err = e
-            if self.observer and not self.observer_why.startswith("opened with"):
-                holder_gone = clock_holder_gone(self.lab)
+                pace.ran(self.wall.monotonic(), step, done)
+            self._publish(call, result, err, pace, full=call is not None)
+
+    def _publish(self, call: EngineCall | None, result: Any, err: BaseException | None, pace: Pace,
+                 full: bool = False) -> None:
+        """In the engine thread, holding the lock: read the lab and tell the UI. A full read after
+        a command and once a second; in between, everything but the disks' allocation (see
+        state.refreshed_status), which is most of what a full read costs."""
+        state: LabState | None = None
+        holder_gone = False
+        try:
+            now = self.wall.monotonic()
+            full = full or self._full_read is None or now - self._full_read_at >= FULL_READ
+            state = collect(self.lab, None if full else self._full_read)
+            if full:
+                self._full_read, self._full_read_at = state, now
+        except Exception as e:
+            if err is None:
+                err = e
+        if self.observer and not self.observer_why.startswith("opened with"):
+            holder_gone = clock_holder_gone(self.lab)
         with self._cv:
             self._posted += 1
             seq = self._posted
@@ -576,6 +611,10 @@ class SrlabApp(App):
                                             holder_gone)):
             with self._cv:
                 self._posted -= 1  # the app is closing: nobody will handle it
+
+    def _slice_interrupted(self) -> bool:
+        with self._cv:
+            return bool(self._calls) or not self._clock_on or self._stopping
 
     def on_engine_done(self, msg: EngineDone) -> None:
         self._handled += 1
