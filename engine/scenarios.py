@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,24 +45,24 @@ def unprotectable_reason(vm: VM) -> str | None:
             "(Azure-to-Azure and physical-server protection are not built yet)")
 
 
-class Target:
+class Target(ABC):
     kind: str = ""
     picks_size = False  # does the target need a VM size (Azure does)
     encrypts = False  # can the policy encrypt replicas at rest (Azure storage can)
     vm_rules = "recovery cloud"  # whose VM requirements apply (rules.protection_problems)
 
+    @abstractmethod
     def settings_problems(self, site: Site, cloud: str, target: str, storage_account: str | None,
                           encrypt: bool, has_agent, registered) -> tuple[str, list[str]]:
         """(the place replicas go, problems with these settings). has_agent(host) and
         registered(server) answer from the vault."""
-        raise NotImplementedError
 
     def vm_problems(self, vm: VM, target_name: str | None) -> list[rules.Problem]:
         return rules.protection_problems(vm, self.vm_rules == "azure", target_name)
 
+    @abstractmethod
     def store_dir(self, policy: dict, vm: VM) -> Path:
         """The replica store of a VM, relative to the lab."""
-        raise NotImplementedError
 
     def check_reachable(self, site: Site, policy: dict) -> None:
         """Raise if the replica's place cannot be reached now (Enable protection's validation)."""
