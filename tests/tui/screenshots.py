@@ -21,7 +21,7 @@ SHOTS = [
     # (file name, terminal size, keys pressed after the app settles)
     ("tui-dashboard.svg", (80, 24), ["1"]),
     ("tui-protected-items.svg", (80, 24), ["2", "slash", *"MYWSV01", "enter"]),
-    ("tui-protected-items-wide.svg", (120, 40), ["2", "down", "down"]),
+    ("tui-protected-items-wide.svg", (160, 45), ["2", "down", "down"]),
     ("tui-resources.svg", (80, 24), ["3"]),
     ("tui-cloud-form.svg", (80, 24), ["3", "slash", *"OnPrem", "enter", "c"]),
     ("tui-jobs.svg", (80, 24), ["4", "slash", *"MYWSV01 (Enable", "enter"]),
@@ -29,8 +29,9 @@ SHOTS = [
     ("tui-failover.svg", (80, 24), ["2", "slash", *"MYWSV01", "enter", "f"]),
     ("tui-events.svg", (80, 24), ["6"]),
     ("tui-help.svg", (80, 24), ["2", "question_mark"]),
+    ("tui-command.svg", (80, 24), ["colon", *"points MYWSV01", "enter"]),
 ]
-KEY_NAMES = {" ": "space", "(": "left_parenthesis", "/": "slash"}
+KEY_NAMES = {" ": "space", "(": "left_parenthesis", "/": "slash", ":": "colon"}
 
 
 def build_lab(where: Path) -> Lab:

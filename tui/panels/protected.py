@@ -125,12 +125,15 @@ class ProtectedItems(Panel):
                     "end the failover: its recovery point can no longer be changed", key_display="C"),
         PanelAction("reprotect", "R,shift+r", "Reprotect", "Reverse replicate (reprotect)",
                     "after a committed failover or failback: replicate the other way again", key_display="R"),
+        # v and X are not in the key bar (two lines at 80 columns are full): ? and ctrl+p list them,
+        # and VM details (enter) has them in its key bar
         PanelAction("verify", "v", "Verify", "Verify latest recovery point",
                     "build the VM's disks at its latest recovery point from the replica and compare them with "
-                    "the source's fingerprints (srlab verify); the result shows in the details", mutates=False),
+                    "the source's fingerprints (srlab verify); the result shows in the details", mutates=False,
+                    show=False),
         PanelAction("export", "X,shift+x", "Export", "Export latest recovery point",
                     "write the VM's disks at its latest recovery point into a folder (srlab export)",
-                    mutates=False, key_display="X"),
+                    mutates=False, key_display="X", show=False),
     ]
 
     def __init__(self, **kw):
