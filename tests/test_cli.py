@@ -142,6 +142,11 @@ def test_bad_policy_values_are_bad_input(cli, small_site):
                  ["--start", "25:00"], ["--retention", "1", "--app-consistent", "2"]):
         out = cli("cloud", "configure", "OnPremise Cloud", "--target", "azure", *args, code=2)
         assert "cannot configure protection" in out and "nothing was changed" in out, args
+    # names the lab does not have are bad input too
+    out = cli("cloud", "configure", "OnPremise Cloud", "--target", "nowhere", code=2)
+    assert "no cloud named 'nowhere'" in out
+    out = cli("cloud", "configure", "OnPremise Cloud", "--target", "azure", "--storage-account", "nope", code=2)
+    assert "no storage account named 'nope'" in out
     # a refusal by the lab's rules (the server is not registered) is still exit 1
     out = cli("cloud", "configure", "OnPremise Cloud", "--target", "azure", "--storage-account",
               "mysiterecovery", code=1)

@@ -326,11 +326,20 @@ def cloud():
 def cloud_configure(ctx, cloud_name, target, storage_account, frequency, retention, app_consistent, encrypt, start,
                     wait):
     """Set CLOUD's replication policy (a Configure protection job)."""
-    # values out of the policy's ranges are bad input (exit 2), whatever state the cloud is in
-    if problems := rules.policy_problems(frequency, retention, app_consistent, start):
-        raise InvalidInput(f"cannot configure protection for cloud {cloud_name}:\n  - " + "\n  - ".join(problems),
-                           "fix the settings above and try again; nothing was changed")
+    # values out of the policy's ranges, and names the lab does not have, are bad input (exit 2),
+    # whatever state the cloud is in; the engine's refusals of a well-formed policy are exit 1
+    problems = rules.policy_problems(frequency, retention, app_consistent, start)
     with open_lab(ctx) as lab:
+        res = lab.resources()
+        clouds = {c["name"].lower() for c in res["clouds"]}
+        accounts = [a["name"] for a in res["storage_accounts"]]
+        if target.lower() != "azure" and target.lower() not in clouds:
+            problems.append(f"target must be 'azure' or a recovery cloud; no cloud named {target!r}")
+        if storage_account and storage_account not in accounts:
+            problems.append(f"no storage account named {storage_account!r} (accounts: {', '.join(accounts) or 'none'})")
+        if problems:
+            raise InvalidInput(f"cannot configure protection for cloud {cloud_name}:\n  - " + "\n  - ".join(problems),
+                               "fix the settings above and try again; nothing was changed")
         _wait(lab, [lab.configure_cloud(cloud_name, target, storage_account, frequency, retention,
                                         app_consistent, encrypt, start)], wait)
 
