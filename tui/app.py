@@ -704,6 +704,8 @@ class SrlabApp(App):
 
     async def on_event(self, event: events.Event) -> None:
         """A key from the terminal waits until the keys before it have taken effect."""
+        if isinstance(event, events.Key) and not self.screen_stack:
+            return  # closing: no screen takes keys any more
         if isinstance(event, events.Key) and not event.is_forwarded:
             if self._key_busy or self._key_backlog:
                 self._key_backlog.append(event)
@@ -725,6 +727,8 @@ class SrlabApp(App):
         """Follow the key from the focused widget up to the app, hop by hop (each widget's queue
         has handled what came before), twice: once for the key, once for what handling it asked
         of the same widgets (a submitted field, a pressed button)."""
+        if not self.screen_stack:  # closing
+            return
         focused = self.focused or self.screen
         path = [n for n in focused.ancestors_with_self]
         self._key_hop(token, path, passes)
@@ -744,7 +748,7 @@ class SrlabApp(App):
     def _key_check(self, token: int | None = None) -> None:
         """The key has gone through: let the next one in once a screen it opened or closed is
         up, and a dialog it confirmed has the engine's answer."""
-        if not self._key_busy or (token is not None and token != self._key_token):
+        if not self._key_busy or (token is not None and token != self._key_token) or not self.screen_stack:
             return
         if self._key_screen is not self.screen:
             self._key_screen = self.screen
@@ -758,6 +762,8 @@ class SrlabApp(App):
 
     def _key_watchdog(self, token: int) -> None:
         """Never let the keyboard stick: a key still following its path after 2 s lets the next in."""
+        if not self.screen_stack:
+            return
         if self._key_busy and token == self._key_token and not getattr(self.screen, "pending", False):
             self._key_busy = False
             self._next_key()
@@ -771,7 +777,7 @@ class SrlabApp(App):
 
     async def _release_key(self) -> None:
         self._key_busy = False
-        if self._key_backlog:
+        if self._key_backlog and self.screen_stack:
             await self._handle_key(self._key_backlog.popleft())
 
     def keys_idle(self) -> bool:

@@ -10,7 +10,7 @@ from tui.dialogs import ConfirmDialog, HelpScreen, ProtectDialog
 
 from tests.conftest import step2
 
-from .helpers import filter_to, keys, make_app, settle, type_text
+from .helpers import burst, filter_to, keys, make_app, settle, type_text
 
 
 def configure(lab) -> None:
@@ -81,22 +81,11 @@ async def test_filter_and_escape(lab):
         assert table.row_count == total and app.focused is table
 
 
-async def burst(app, *keys_: str) -> None:
-    """Keys that arrive in one read, as over a laggy SSH link or from a paste: all queued at once,
-    as the terminal driver does, nothing awaited between them."""
-    from textual import events
-
-    for key in keys_:
-        event = events.Key(key, key if len(key) == 1 else {"slash": "/", "enter": "\r"}.get(key))
-        event.set_sender(app)
-        app._driver.send_message(event)
-
-
 async def test_keys_arriving_in_one_burst_act_in_order(lab):
     app = make_app(lab, clock_running=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await burst(app, "p", "3", "slash", "S", "C", "0", "1")
+        burst(app, "p", "3", "slash", "S", "C", "0", "1")
         await settle(pilot)
         table = app.query_one("#resources-table")
         assert not app.clock_running
@@ -105,7 +94,7 @@ async def test_keys_arriving_in_one_burst_act_in_order(lab):
         await keys(pilot, "enter")
         assert app.focused is table and "SC01" in table.cursor_key
         # "4" then "2" in one burst: both panel switches happen, in order
-        await burst(app, "4", "2")
+        burst(app, "4", "2")
         await settle(pilot)
         assert app.query_one("#panels").current == "protected" and app.focused is app.query_one("#items")
         # the global keys are text inside a field: "q" does not quit, "1" does not switch

@@ -1,0 +1,132 @@
+"""Measure the app's lab clock at 600x with three protected VMs (README, "Lab time"):
+
+    .venv/bin/python -m tests.tui.latency
+
+Not a test (it runs on the real clock, for about a minute): it builds the sample lab (seed 004)
+in a temporary folder, protects MYWSV01, MYSQL01 and MYBSD01, runs an hour, opens the app
+headless at 80x24 with the clock running at 600x, and prints
+- the rate the clock achieves and the largest step of the clock between two screen updates;
+- pause latency: real time from `p` until lab time has stopped and the screen shows the stored
+  time, and how much lab time passed after the time on the screen;
+- keypress-to-effect: real time from Set link's ctrl+s until the new bandwidth is on the screen,
+  and how far after the time on the screen it was applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from textual import events
+
+from engine import Lab
+from tests.conftest import SAMPLES, step2
+from tui.app import SrlabApp
+from tui.cli import run_in_app
+
+TRIES = 15
+
+
+def build_lab(where: Path) -> Lab:
+    lab = Lab.create(where / "lab", SAMPLES / "hyperv-to-azure.toml")
+    step2(lab, retention_h=2, app_consistent_h=1)
+    lab.run_until_done(lab.protect(["MYWSV01", "MYSQL01", "MYBSD01"]))
+    lab.run(3600)
+    return lab
+
+
+def key(app: SrlabApp, name: str, char: str | None = None) -> None:
+    """A key as the terminal sends it (posted, nothing awaited)."""
+    app.post_message(events.Key(name, char if char is not None else (name if len(name) == 1 else None)))
+
+
+async def until(cond, timeout: float = 60) -> float:
+    start = time.perf_counter()
+    while not cond():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError
+        await asyncio.sleep(0.002)
+    return time.perf_counter() - start
+
+
+def ms(values: list[float]) -> str:
+    return f"median {statistics.median(values) * 1000:.0f} ms, at most {max(values) * 1000:.0f} ms"
+
+
+async def measure(lab: Lab) -> None:
+    app = SrlabApp(lab, clock_running=True, speed=600, poll=None, animations=False, commands=run_in_app)
+    shown: list[tuple[float, int]] = []  # (real time, lab time) of every state the screen took
+    apply = app.apply_state
+
+    def record(state) -> None:
+        shown.append((time.perf_counter(), state.now))
+        apply(state)
+
+    app.apply_state = record
+    async with app.run_test(size=(80, 24)):
+        await until(lambda: app.state.loaded)
+        key(app, "2")
+        await asyncio.sleep(1)
+        shown.clear()
+        start, lab_start = time.perf_counter(), lab.now
+        await asyncio.sleep(20)
+        steps = [b[1] - a[1] for a, b in zip(shown, shown[1:])]
+        print(f"clock: {(lab.now - lab_start) / (time.perf_counter() - start):.0f} lab seconds per second "
+              f"(600x asked; the top line says {app.rate:.0f}x); at most {max(steps)} lab seconds between two "
+              f"screen updates")
+
+        pause, after = [], []
+        for i in range(TRIES):
+            await asyncio.sleep(0.5 + (i % 5) * 0.07)
+            on_screen = app.state.now
+            t = time.perf_counter()
+            key(app, "p")
+            await until(lambda: not app.clock_running)
+            await until(app.engine_idle)
+            pause.append(time.perf_counter() - t)
+            stopped = lab.now
+            after.append(stopped - on_screen)
+            await asyncio.sleep(0.5)
+            assert lab.now == stopped == app.state.now, "lab time moved while paused"
+            key(app, "p")
+        print(f"pause: lab time stopped and shown {ms(pause)} after the key; "
+              f"{statistics.median(after):.0f} lab seconds (at most {max(after)}) after the time on the screen")
+
+        key(app, "3")
+        key(app, "slash", "/")
+        for c in "link":
+            key(app, c)
+        key(app, "enter", "\r")
+        await asyncio.sleep(0.5)
+        effect, lag = [], []
+        for i in range(TRIES):
+            await asyncio.sleep(0.4 + (i % 5) * 0.05)
+            mbps = 50 + i
+            key(app, "l")
+            await until(lambda: app.focused is not None and app.focused.id == "mbps")
+            app.focused.value = str(mbps)
+            t = time.perf_counter()
+            key(app, "ctrl+s")
+            await until(lambda: any(link["mbps"] == mbps for link in app.state.resources.get("links", [])))
+            effect.append(time.perf_counter() - t)
+            lag.append(app.last_applied.applied - app.last_applied.shown)
+            await until(lambda: type(app.screen).__name__ != "LinkDialog")
+        print(f"keypress to effect (Set link: ctrl+s to the new bandwidth on the screen): {ms(effect)}; applied "
+              f"{statistics.median(lag):.0f} lab seconds (at most {max(lag)}) after the time on the screen")
+        key(app, "p")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = build_lab(Path(tmp))
+        try:
+            asyncio.run(measure(lab))
+        finally:
+            lab.close()
+
+
+if __name__ == "__main__":
+    main()
