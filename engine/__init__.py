@@ -4,10 +4,10 @@ Its public face is `Lab`, its errors, the names of the states things move throug
 plain formatting of lab times and durations.
 """
 
-from .clock import format_duration, format_time, parse_duration
+from .clock import format_duration, format_time, parse_duration, parse_lab_time
 from .errors import Damaged, EnvironmentProblem, InvalidInput, LabError, Refused, SiteFileError, environment_error
 from .lab import Lab
 from .states import Failover, JobState, Protection, StepState
 
 __all__ = ["Lab", "LabError", "InvalidInput", "Refused", "SiteFileError", "Protection", "Failover", "JobState", "StepState",
-           "format_duration", "format_time", "parse_duration"]
+           "format_duration", "format_time", "parse_duration", "parse_lab_time"]

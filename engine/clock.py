@@ -53,3 +53,20 @@ def to_epoch(value) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return int(value.timestamp())
+
+
+def parse_lab_time(text: str, now: int) -> int:
+    """A lab time from the user: 'YYYY-MM-DD HH:MM[:SS]' (UTC), 'HH:MM[:SS]' (on the lab's
+    current day), or a duration meaning that long before now ('2h')."""
+    text = text.strip()
+    if _DURATION.fullmatch(text) or re.fullmatch(r"(\d+[smhd])+", text):
+        return now - parse_duration(text)
+    day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        for candidate in (text, f"{day} {text}"):
+            try:
+                return int(datetime.strptime(candidate, fmt).replace(tzinfo=timezone.utc).timestamp())
+            except ValueError:
+                continue
+    raise InvalidInput(f"bad lab time {text!r}",
+                       "give 'YYYY-MM-DD HH:MM', 'HH:MM' (today in the lab) or how long ago ('2h')")

@@ -22,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import guests, jobs, protection, rules, scenarios, setup, states, store
+from . import faults, guests, jobs, protection, rules, scenarios, setup, states, store
 from .clock import format_duration, format_time
 from .disks import FP_CHUNK, chunk_digests, fingerprint
 from .errors import Damaged, InvalidInput, Refused
@@ -474,7 +474,8 @@ def _start_home(lab, run: Run) -> None:
     row = recovered(lab, vm.name, "failover")[0]
     last = guests.scan_disks([lab.disk_path(vm.name, i) for i in range(len(vm.disks))], vm).last_seq
     start = lab.db.execute("SELECT started FROM jobs WHERE id=?", [run.id]).fetchone()[0]
-    lab.db.execute("UPDATE vms SET power='running', run_seconds=0, seq_offset=?, writes_done=? WHERE name=?",
+    lab.db.execute("UPDATE vms SET power='running', run_seconds=0, rate_since=0, rate_base=0, seq_offset=?, "
+                   "writes_done=? WHERE name=?",
                    [row["writes_done"], row["writes_done"], vm.name])
     fps_home = [fingerprint(lab.disk_path(vm.name, i), d.size_bytes) for i, d in enumerate(vm.disks)]
     fps_away = [fingerprint(p, d.size_bytes) for p, d in zip(guests.recovered_disks(lab, row), vm.disks)]
@@ -555,6 +556,11 @@ def reverse_tick(lab, now: int) -> None:
         if item["next_cycle"] is None or item["next_cycle"] > now:
             continue
         vm = lab.vm(item["vm"])
+        problem = faults.problem(lab, vm)
+        if problem is not None and problem.recoverable:  # the way back is cut too: retried as any attempt
+            retry = faults.attempt_failed(lab, vm.name, now, problem)
+            lab.db.execute("UPDATE items SET next_cycle=? WHERE vm=?", [retry, vm.name])
+            continue
         key = lab.replication.key_for(vm.name)
         freq = lab.replication.policy(vm.name)["frequency"]
         for row in recovered(lab, vm.name, "failover"):
@@ -580,6 +586,7 @@ def reverse_tick(lab, now: int) -> None:
         while nxt <= now:
             nxt += freq
         lab.db.execute("UPDATE items SET next_cycle=?, last_replication=? WHERE vm=?", [nxt, now, vm.name])
+        faults.resumed(lab, vm.name, now)
 
 
 

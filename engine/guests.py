@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import protection, rules, states, store, workload
+from . import faults, protection, rules, states, store, workload
 from .errors import InvalidInput, Refused
 from .model import VM
 from .replication import changelog
@@ -25,6 +25,8 @@ def check_power(lab, name: str, action: str) -> VM:
     power = lab.vm_row(vm.name)["power"]
     if action not in POWER_ACTIONS:
         raise InvalidInput(f"unknown power action {action!r}", "use start, stop or shutdown")
+    if reason := faults.power_refusal(lab, vm):
+        raise Refused(reason)
     if action == "start" and power == "running":
         raise Refused(f"{vm.name} is already running")
     if action == "start" and (reason := rules.operation_reason("start_source", protection.item_facts(lab, vm))):
@@ -66,9 +68,10 @@ def recovered_disks(lab, row: dict) -> list[Path]:
 def advance_workloads(lab, t0: int, t1: int) -> int:
     """Apply the guest writes of every running VM, source or recovered, for lab time [t0, t1)."""
     total = 0
+    missing = {r[0] for r in lab.db.execute("SELECT target FROM faults WHERE kind='vm-missing'")}
     for vm in lab.site.vms:
         row = lab.vm_row(vm.name)
-        if row["power"] == "running":
+        if row["power"] == "running" and vm.name not in missing:  # a deleted VM writes nothing
             paths = [lab.disk_path(vm.name, i) for i in range(len(vm.disks))]
             total += _run(lab, "vms", vm.name, vm, row, paths, _tracked(lab, vm.name), t0, t1)
     for row in lab.db.query("SELECT * FROM recovered WHERE power='running' ORDER BY name"):
@@ -82,23 +85,53 @@ def _run(lab, table: str, name: str, vm: VM, row: dict, paths: list[Path], track
     disks it started on held."""
     active0 = row["run_seconds"]
     active1 = active0 + (t1 - t0)
-    due = row["seq_offset"] + workload.writes_due(active1, vm)
+    due = row["seq_offset"] + _writes_due(row, vm, active1)
     done = row["writes_done"]
     if due > done:
-        _write(lab, vm, paths, tracked, done, due, row["seq_offset"], t0 - active0)
+        _write(lab, vm, row, paths, tracked, done, due, t0 - active0)
     lab.db.execute(f"UPDATE {table} SET run_seconds=?, writes_done=? WHERE name=?", [active1, max(due, done), name])
     return max(0, due - done)
 
 
-def _write(lab, vm: VM, paths: list[Path], tracked: bool, first: int, last: int, seq_offset: int,
-           lab_offset: int) -> None:
+def _writes_due(row: dict, vm: VM, active: int) -> int:
+    """Writes made after running `active` seconds: at the site's rate, or at the rate set at
+    run time (`srlab vm workload`) from when it was set."""
+    rate = row.get("rate_kib")
+    if rate is None:
+        return workload.writes_due(active, vm)
+    return row["rate_base"] + int((active - row["rate_since"]) * rate) // vm.workload.block_kib
+
+
+def _write_time(row: dict, vm: VM, n: int) -> float:
+    """Active seconds at which write n (counted from the VM's first) happens."""
+    rate = row.get("rate_kib")
+    if rate is None:
+        return workload.write_time(n, vm)
+    return row["rate_since"] + ((n - row["rate_base"]) * vm.workload.block_kib / rate if rate else 0.0)
+
+
+def set_rate(lab, name: str, kib_per_s: float) -> dict:
+    """Change a VM's write rate from now on (its churn), so that a lab reaches the 50% rule in minutes."""
+    vm = lab.vm(name)
+    if not 0 <= kib_per_s <= 1_048_576:
+        raise InvalidInput(f"--rate must be 0 to 1048576 KiB/s (1 GiB/s), not {kib_per_s:g}")
+    with store.transaction(lab.db):
+        row = lab.vm_row(vm.name)
+        lab.db.execute("UPDATE vms SET rate_kib=?, rate_since=?, rate_base=? WHERE name=?",
+                       [kib_per_s, row["run_seconds"], row["writes_done"] - row["seq_offset"], vm.name])
+        lab.event(lab.now, "info", vm.name, f"workload rate set to {kib_per_s:g} KiB/s "
+                                            f"(the site file says {vm.workload.rate_kib_s:g})")
+    return {"vm": vm.name, "rate_kib_s": kib_per_s}
+
+
+def _write(lab, vm: VM, row: dict, paths: list[Path], tracked: bool, first: int, last: int, lab_offset: int) -> None:
     """Guest writes first..last-1, each also appended to its disk's change log when tracked."""
     sizes = [d.size_bytes for d in vm.disks]
     fds = [os.open(p, os.O_RDWR) for p in paths]
     logs = [open(log_path(p), "ab") for p in paths] if tracked else []
     try:
         for n in range(first, last):
-            t = lab_offset + int(workload.write_time(n - seq_offset, vm))
+            t = lab_offset + int(_write_time(row, vm, n - row["seq_offset"]))
             w = workload.make_write(vm, n, t, sizes)
             os.pwrite(fds[w.disk], w.data, w.offset)
             lab.source_fingerprints.written(paths[w.disk], w.offset, len(w.data))

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from . import failover, guests, jobs, plans, protection, scenarios, setup, states, status, store, workload
+from . import failover, faults, guests, jobs, plans, protection, scenarios, setup, states, status, store, workload
 from .clock import LAB_TIME_MAX, format_duration, format_time, to_epoch
 from .disks import SourceFingerprints, create_disk
 from .errors import EnvironmentProblem, InvalidInput, LabError, Refused, SiteFileError, environment, environment_error
@@ -25,6 +25,7 @@ DB_NAME = "vault.db"
 # Work is done in slices of at most this much lab time, each its own transaction.
 _SLICE = 60
 _RPO_SAMPLE = 60  # the dashboard's RPO history: one sample per cloud every lab minute
+_RETENTION_CHECK = 300  # retention also runs this often without new points (during an outage)
 
 
 def default_content_bytes(vm: VM, disk_index: int) -> int:
@@ -255,8 +256,9 @@ class Lab:
     def vm_row(self, name: str) -> dict:
         return next(self.db.query("SELECT * FROM vms WHERE name=?", [name]))
 
-    def event(self, time: int, level: str, subject: str, message: str) -> None:
-        _insert_event(self.db, time, level, subject, message)
+    def event(self, time: int, level: str, subject: str, message: str, code: str = "", action: str = "") -> None:
+        """Record an event; an error or warning from a fault carries its code and the recommended action."""
+        _insert_event(self.db, time, level, subject, message, code, action)
 
     def events(self, limit: int = 100) -> list[dict]:
         return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", [limit]))
@@ -446,6 +448,37 @@ class Lab:
     def create_replication_group(self, name: str, vms: list[str]) -> None:
         plans.create_group(self, name, vms)
 
+    # ---- commands: faults (engine.faults) ---------------------------------------------------
+
+    def fault_inject(self, kind: str, target: str | None = None, duration: int | None = None,
+                     amount: float | None = None) -> dict:
+        """Break something on purpose: a fault in effect until cleared or `duration` is up."""
+        return faults.inject(self, kind, target, duration, amount)
+
+    def fault_clear(self, kind: str | None = None, target: str | None = None) -> list[dict]:
+        return faults.clear(self, kind, target)
+
+    def faults(self) -> list[dict]:
+        return faults.listing(self)
+
+    @staticmethod
+    def fault_kinds() -> list[dict]:
+        return [{"kind": k.name, "touches": k.touches, "code": k.code, "recoverable": k.recoverable,
+                 "about": k.about, "damage": k.damage} for k in faults.KINDS.values()]
+
+    def events_query(self, vm: str | None = None, since: int | None = None, limit: int = 1000) -> list[dict]:
+        """Events, newest first; of one VM (its own and its recovered VMs'), since a lab time."""
+        where, args = [], []
+        if vm is not None:
+            name = self.vm(vm).name
+            where.append("(subject=? OR subject IN (SELECT name FROM recovered WHERE vm=?))")
+            args += [name, name]
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return list(self.db.query(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]))
+
     # ---- commands: the VMs (engine.guests) ------------------------------------------------
 
     def vm_power(self, name: str, action: str) -> str:
@@ -453,6 +486,10 @@ class Lab:
 
     def guest_write(self, vm_name: str, disk: int, offset: int, data: bytes) -> None:
         guests.guest_write(self, vm_name, disk, offset, data)
+
+    def vm_workload(self, name: str, rate_kib_s: float) -> dict:
+        """Change a VM's write rate (its churn) from now on."""
+        return guests.set_rate(self, name, rate_kib_s)
 
     # ---- jobs -----------------------------------------------------------------------------
 
@@ -521,17 +558,21 @@ class Lab:
         t = start
         while t < end:
             nxt = min(end, t + _SLICE)
-            for due in (jobs.next_due(self.db), self.replication.next_event()):
+            for due in (jobs.next_due(self.db), self.replication.next_event(t), faults.next_expiry(self.db)):
                 if due is not None and t < due < nxt:
                     nxt = due
             self.replication.begin_slice()
             with store.transaction(self.db):
+                faults.expire(self, t)
                 writes += guests.advance_workloads(self, t, nxt)
                 self.replication.serve_links(t, nxt)
                 store.set_meta(self.db, "now", nxt)
                 jobs.advance(self, nxt)
                 self.replication.tick(nxt)
                 failover.reverse_tick(self, nxt)
+                faults.watch_logs(self, nxt)
+                if nxt // _RETENTION_CHECK != t // _RETENTION_CHECK:
+                    self.replication.retention_check(nxt)
                 if nxt // _RPO_SAMPLE != t // _RPO_SAMPLE:
                     status.sample_rpo(self, nxt - nxt % _RPO_SAMPLE)
             self.replication.after_commit(nxt)
@@ -554,7 +595,7 @@ def _check_complete_job(lab: Lab, job_id) -> dict:
 
 @dataclass(frozen=True)
 class Command:
-    subject: str  # what it acts on: vm | server | host | cloud | network | link | job
+    subject: str  # what it acts on: vm | server | host | cloud | network | link | job | plan | fault
     check: Callable[[Lab, Any], Any]  # (lab, subject): raises a LabError saying why not
 
 
@@ -598,6 +639,9 @@ COMMANDS: dict[str, Command] = {
     "commit": Command("vm", _item_op("commit")),
     "reprotect": Command("vm", _item_op("reprotect")),
     "complete_job": Command("job", _check_complete_job),
+    "fault_inject": Command("fault", lambda lab, s: faults.check_inject(lab, *(s or (None,)))),
+    "fault_clear": Command("fault", lambda lab, s: faults.check_clear(lab, *(s or (None,)))),
+    "vm_workload": Command("vm", lambda lab, vm: lab.vm(vm)),
     **{f"plan_{k}": Command("plan", _plan_op(k)) for k in plans.OPERATIONS},
 }
 
@@ -632,6 +676,26 @@ class _Surroundings:
     def initial_replication_done(self, vm: str, at: int) -> None:
         protection.initial_replication_done(self._lab, vm, at)
 
+    def problem(self, vm: str):
+        return faults.problem(self._lab, self._lab.vm(vm))
 
-def _insert_event(db, time: int, level: str, subject: str, message: str) -> None:
-    db["events"].insert({"time": time, "level": level, "subject": subject, "message": message})
+    def attempt_failed(self, vm: str, now: int, problem) -> int | None:
+        return faults.attempt_failed(self._lab, vm, now, problem)
+
+    def transfer_lost(self, vm: str, source: str, target: str, transfer_id: int):
+        failures = self._lab.db.execute("SELECT failures FROM items WHERE vm=?", [vm]).fetchone()
+        return faults.transfer_lost(self._lab, source, target, transfer_id, failures[0] if failures else 0)
+
+    def resumed(self, vm: str, now: int) -> None:
+        faults.resumed(self._lab, vm, now)
+
+    def needs_resync(self, vm: str, at: int, code: str, message: str) -> None:
+        faults.need_resync(self._lab, vm, at, code, message)
+
+    def rate_factor(self, source: str, target: str) -> float:
+        return faults.rate_factor(self._lab, source, target)
+
+
+def _insert_event(db, time: int, level: str, subject: str, message: str, code: str = "", action: str = "") -> None:
+    db["events"].insert({"time": time, "level": level, "subject": subject, "message": message, "code": code,
+                         "action": action})

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import jobs, rules, scenarios, setup, states, store, workload
+from . import faults, jobs, rules, scenarios, setup, states, store, workload
 from .clock import format_time
 from .disks import fingerprint
 from .errors import Damaged, InvalidInput, LabError, Refused, environment
@@ -43,7 +43,7 @@ def item_facts(lab, vm: VM, key_given: bool = True, via_plan: bool = False) -> r
     group = lab.db.execute("SELECT name FROM replication_groups WHERE vm=?", [vm.name]).fetchone()
     return rules.ItemFacts(
         vm=vm.name, scenario=lab.site.lab.scenario, protection=item["state"], failover=item["failover_state"],
-        active=item["active"], source_reachable=True, has_points=has_points,
+        active=item["active"], source_reachable=faults.site_down(lab, vm) is None, has_points=has_points,
         target_name_ok=not to_azure or rules.azure_name_ok(item["target_name"]),
         encrypted=bool(pol and pol["encrypt"]), key_given=key_given, last_failover=item["last_failover"],
         in_group=group[0] if group else "", via_plan=via_plan)

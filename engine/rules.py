@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .clock import format_duration
 from .model import GIB, MIB, VM
 from .states import Failover, Protection
 
@@ -226,6 +227,11 @@ HEALTH_WARNING_INTERVALS = 3
 HEALTH_CRITICAL_INTERVALS = 6
 
 
+# The book's remedy when changes are not replicated within the copy frequency (004 §2.9).
+SLOW_REMEDY = ("lengthen the copy frequency (30s -> 5m -> 15m: srlab cloud configure CLOUD --frequency 15m); "
+               "if 15 minutes does not clear it, the link lacks bandwidth: add some (srlab link set --mbps N)")
+
+
 def health(rpo: int | None, frequency: int, failed: bool = False) -> str:
     if failed:
         return "Critical"
@@ -236,6 +242,69 @@ def health(rpo: int | None, frequency: int, failed: bool = False) -> str:
     if rpo > HEALTH_WARNING_INTERVALS * frequency:
         return "Warning"
     return "OK"
+
+
+@dataclass(frozen=True)
+class HealthFacts:
+    """An item's replication, as plain values (engine.faults gathers them)."""
+
+    vm: str
+    protection: str
+    rpo: int | None  # None: no point to judge by (yet, or failed over)
+    frequency: int
+    error: str = ""  # an unrecoverable error (or a resync needed)
+    error_code: str = ""
+    resync_required: bool = False
+    failures: int = 0  # failed attempts in a row (recoverable errors being retried)
+    first_failure: str = ""
+    retry_at: str = ""
+    problem: str = ""  # what stops replication now, if anything
+    problem_code: str = ""
+    problem_action: str = ""
+
+
+def item_health(f: HealthFacts) -> tuple[str, str, str]:
+    """(OK | Warning | Critical | "", the reason, the recommended action). "" when there is no
+    replication to judge (failed over)."""
+    if f.error:
+        return "Critical", f"{f.error_code}: {f.error}", (
+            f"clear the cause if it is still there, then resynchronize: srlab resync {f.vm}"
+            if f.resync_required else "see the events: srlab events --vm " + f.vm)
+    if f.protection in (Protection.FAILED_OVER, Protection.DISABLING):
+        return "", "", ""
+    if f.protection == Protection.INITIAL and f.problem:
+        return "Warning", f"initial replication paused: {f.problem_code}: {f.problem}", f.problem_action
+    retrying = (f"{f.failures} failed attempt(s) since {f.first_failure} ({f.error_code}); next attempt at "
+                f"{f.retry_at}" if f.failures else "")
+    cause = f"{f.problem_code}: {f.problem}" if f.problem else retrying
+    for level, intervals in (("Critical", HEALTH_CRITICAL_INTERVALS), ("Warning", HEALTH_WARNING_INTERVALS)):
+        if f.rpo is not None and f.protection == Protection.PROTECTED and f.rpo > intervals * f.frequency:
+            why = (f"no recovery point for {format_duration(f.rpo)}, more than {intervals} copy intervals "
+                   f"({format_duration(f.frequency)})")
+            return level, f"{why}: {cause}" if cause else why, (f.problem_action if f.problem else SLOW_REMEDY)
+    if f.failures:
+        return "Warning", f"replication is retrying: {retrying}" + (f": {f.problem}" if f.problem else ""), (
+            f.problem_action or "none: the next attempt should succeed")
+    if f.problem:
+        return "Warning", f"{f.problem_code}: {f.problem}", f.problem_action
+    return "OK", "", ""
+
+
+def worst_health(healths: list[str]) -> str:
+    order = {"Critical": 3, "Warning": 2, "OK": 1, "": 0}
+    return max(healths, key=order.__getitem__, default="")
+
+
+# ---- retry logic (seed 000): recoverable errors are retried with waits of 1, 2, 4, 8 and 10
+# minutes after the first failed attempt, then every 30 minutes, until the error clears.
+
+RETRY_WAITS = (60, 120, 240, 480, 600)
+RETRY_EVERY = 1800
+
+
+def retry_wait(failures: int) -> int:
+    """The wait before the next attempt after `failures` failed attempts in a row (>= 1)."""
+    return RETRY_WAITS[failures - 1] if failures <= len(RETRY_WAITS) else RETRY_EVERY
 
 
 # ---- what is allowed when --------------------------------------------------------------------

@@ -5,7 +5,7 @@ Read-only queries; `srlab status`, `srlab resources` and the app's panels show t
 
 from __future__ import annotations
 
-from . import rules, scenarios, setup, states
+from . import faults, rules, scenarios, setup, states
 from .clock import format_time
 from .disks import allocated_bytes
 from .model import VM
@@ -27,7 +27,7 @@ def item_status(lab, vm: VM) -> dict:
                 "failover_state": "", "target_size": rules.pick_target_size(vm) or "", "target_name": "",
                 "target_network": "",
                 "nic": "", "rpo_seconds": None, "last_replication": None, "progress": None, "policy": None,
-                "errors": []}
+                "errors": [], "health_reason": "", "health_action": "", "error_code": "", "retry": None}
     now = lab.now
     pol = lab.replication.policy(vm.name)
     latest = lab.db.execute("SELECT MAX(time) FROM points WHERE vm=?", [vm.name]).fetchone()[0]
@@ -43,14 +43,8 @@ def item_status(lab, vm: VM) -> dict:
         text = f"{state} {progress}%"
     elif state == Protection.INITIAL_PENDING:
         text = f"{state} (starts {format_time(item['start_at'])})"
-    source, target = lab.replication.link_of(vm.name)
-    link = next(lab.db.query("SELECT state FROM links WHERE source=? AND target=?", [source, target]), None)
-    health = rules.health(rpo if state == Protection.PROTECTED else None, pol["frequency"],
-                          failed=bool(item["error"]))
-    if health == "OK" and link and link["state"] == "down" and state != Protection.PROTECTED:
-        health = "Warning"  # initial replication cannot progress
-    if state == Protection.FAILED_OVER and not item["error"]:
-        health = ""  # no replication to judge: the portal says "not applicable"
+    # Failed over: no replication to judge (the portal says "not applicable").
+    health, reason, action = rules.item_health(faults.health_facts(lab, item, rpo, pol["frequency"], vm))
     nic = next((n for n in vm.nics if n.name == item["nic"]), None)
     mapped = lab.db.execute("SELECT target FROM network_mappings WHERE source=?",
                             [nic.network if nic else ""]).fetchone()
@@ -70,6 +64,11 @@ def item_status(lab, vm: VM) -> dict:
         "progress": progress,
         "policy": policy_public(pol),
         "errors": [item["error"]] if item["error"] else [],
+        "health_reason": reason,
+        "health_action": action,
+        "error_code": item["error_code"],
+        "retry": {"failures": item["failures"], "first_failure": item["first_failure"], "next_attempt": item["retry_at"]}
+        if item["failures"] else None,
     }
 
 
@@ -109,7 +108,22 @@ def status(lab) -> dict:
             "disks": disks, **item_status(lab, vm), "recovered": recovered_vms(lab, vm),
         })
     return {"lab": str(lab.path), "name": lab.site.lab.name, "scenario": lab.site.lab.scenario,
-            "now": lab.now, "now_text": format_time(lab.now), "vms": vms}
+            "now": lab.now, "now_text": format_time(lab.now), "vms": vms, "faults": faults.listing(lab),
+            "containers": container_health(vms)}
+
+
+def container_health(vms: list[dict]) -> list[dict]:
+    """Health per container (VMM cloud...): the worst of its items', with the worst item's reason."""
+    out = []
+    for name in sorted({v["cloud"] or v["location"] for v in vms if v["health"]}):
+        mine = [v for v in vms if (v["cloud"] or v["location"]) == name and v["health"]]
+        worst = rules.worst_health([v["health"] for v in mine])
+        bad = [v for v in mine if v["health"] == worst and worst != "OK"]
+        reason = (f"{bad[0]['name']}: {bad[0]['health_reason']}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                  if bad else "")
+        out.append({"name": name, "health": worst, "reason": reason, "action": bad[0]["health_action"] if bad else "",
+                    "items": len(mine)})
+    return out
 
 
 def resources(lab) -> dict:

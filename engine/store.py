@@ -185,6 +185,47 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE replication_groups (name TEXT NOT NULL, vm TEXT PRIMARY KEY);
     """,
+    # 7: faults. Faults injected on purpose (lab state until cleared or their time is up), the
+    # retry state of each item (seed 000's retry logic), error codes and recommended actions on
+    # events, a VM's workload rate set at run time, transfers held until their retry, resyncs.
+    """
+    CREATE TABLE faults (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,             -- link-down | link-flaky | ... (faults.KINDS)
+        target TEXT NOT NULL DEFAULT '', -- what it touches ('' = everything it can)
+        since INTEGER NOT NULL,
+        until INTEGER,                  -- cleared by itself at this lab time (NULL: until cleared)
+        amount REAL                     -- link-flaky: share of transfers failing; link-slow: bandwidth share
+    );
+    ALTER TABLE events ADD COLUMN code TEXT NOT NULL DEFAULT '';
+    ALTER TABLE events ADD COLUMN action TEXT NOT NULL DEFAULT '';
+    ALTER TABLE items ADD COLUMN error_code TEXT NOT NULL DEFAULT '';
+    ALTER TABLE items ADD COLUMN resync_required INTEGER NOT NULL DEFAULT 0;
+    -- failed attempts in a row, the first one's time and the next attempt's (retry logic)
+    ALTER TABLE items ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE items ADD COLUMN first_failure INTEGER;
+    ALTER TABLE items ADD COLUMN retry_at INTEGER;
+    -- a workload rate set at run time (NULL: the site file's), from run_seconds rate_since on,
+    -- after rate_base writes
+    ALTER TABLE vms ADD COLUMN rate_kib REAL;
+    ALTER TABLE vms ADD COLUMN rate_since INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE vms ADD COLUMN rate_base INTEGER NOT NULL DEFAULT 0;
+    -- a transfer lost on the way is sent again at the item's next attempt
+    ALTER TABLE transfers ADD COLUMN hold_until INTEGER;
+    CREATE TABLE resyncs (
+        vm TEXT PRIMARY KEY,
+        job INTEGER,                    -- the Resynchronize job
+        started INTEGER NOT NULL,       -- tracking restarted here: later writes are in the log
+        disk INTEGER NOT NULL DEFAULT 0,
+        offset INTEGER NOT NULL DEFAULT 0,  -- the next chunk to compare
+        total INTEGER NOT NULL DEFAULT 0,   -- bytes to compare
+        compared INTEGER NOT NULL DEFAULT 0,
+        differing INTEGER NOT NULL DEFAULT 0,  -- chunks whose checksums differ
+        sent INTEGER NOT NULL DEFAULT 0,    -- bytes on the wire: checksums and differing blocks
+        base_point INTEGER,             -- the recovery point compared against (NULL: the base)
+        dir TEXT NOT NULL DEFAULT ''    -- staged differing blocks, relative to the lab
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_HEADER = b"SQLite format 3\x00"

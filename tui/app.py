@@ -42,7 +42,7 @@ from engine import Lab, LabError
 
 from .dialogs import HelpScreen, VmDetailScreen, dialog_for
 from .plan_dialogs import plan_dialog_for
-from .host import CommandOutput, DialogRequest, ExportForm, RunForForm
+from .host import CommandOutput, DialogRequest, RunForForm
 from .panels import PANELS
 from .panels.base import Panel
 from .state import LabState, clock_holder_gone, collect, fmt_duration, fmt_time, job_ids_of

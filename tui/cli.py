@@ -15,7 +15,7 @@ import sys
 import click
 
 from engine import (InvalidInput, JobState, Lab, LabError, environment_error, format_duration, format_time, parse_duration,
-                    rules)
+                    parse_lab_time, rules)
 
 from .state import fmt_bytes
 
@@ -191,6 +191,13 @@ def status(ctx, as_json):
                        f"last transaction {r['last_transaction']}")
             for p in r["disks"]:
                 click.echo(f"      {p}")
+        if vm["health_reason"]:
+            click.echo(f"    {vm['health']}: {vm['health_reason']}")
+            click.echo(f"    action: {vm['health_action']}")
+    for f in st["faults"]:
+        click.echo(f"fault {f['kind']} on {f['target']} since {format_time(f['since'])}"
+                   + (f" until {format_time(f['until'])}" if f["until"] else "")
+                   + f": touches {', '.join(f['touches']) or 'no protected VM'}")
     if any(vm["health"] for vm in st["vms"]):
         click.echo(f"health: Warning when the RPO passes {rules.HEALTH_WARNING_INTERVALS} copy intervals, "
                    f"Critical past {rules.HEALTH_CRITICAL_INTERVALS}")
@@ -230,6 +237,120 @@ def _power_command(action: str, doc: str):
 _power_command("start", "Start a VM: its guest workload writes as lab time passes.")
 _power_command("stop", "Turn a VM off at once (like pulling the plug).")
 _power_command("shutdown", "Shut a VM's guest OS down cleanly.")
+
+
+@vm.command("workload")
+@click.argument("name")
+@click.option("--rate", type=float, required=True, help="Write rate in KiB per lab second (the VM's churn).")
+@click.pass_context
+@handle_errors
+def vm_workload(ctx, name, rate):
+    """Change a VM's write rate from now on (a busy VM reaches the 50% rule in minutes)."""
+    with open_lab(ctx) as lab:
+        r = lab.vm_workload(name, rate)
+    click.echo(f"{r['vm']}: workload writes {r['rate_kib_s']:g} KiB/s from now on")
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+
+@main.group()
+def fault():
+    """Break things on purpose: inject, list and clear faults."""
+
+
+@fault.command("inject")
+@click.argument("kind")
+@click.option("--target", help="What it touches: a link (SOURCE->TARGET or either end), a target, a server or "
+                                "cloud, a host, a VM. Default: everything it can touch.")
+@click.option("--for", "duration", help="Clear it by itself after this much lab time (90s, 15m, 3h).")
+@click.option("--amount", type=float, help="link-flaky: share of transfers lost; link-slow: share of bandwidth kept.")
+@click.pass_context
+@handle_errors
+def fault_inject(ctx, kind, target, duration, amount):
+    """Inject a fault of KIND (srlab fault kinds lists them)."""
+    seconds = parse_duration(duration) if duration is not None else None
+    with open_lab(ctx) as lab:
+        r = lab.fault_inject(kind, target, seconds, amount)
+        if "damaged" in r:
+            click.echo(f"fault {kind}: damaged {r['damaged']}")
+            click.echo("  srlab's own checks find it: the item turns Critical when they do (srlab events)")
+            return
+        touched = next((f["touches"] for f in lab.faults() if f["id"] == r["id"]), [])
+    click.echo(f"fault {kind} on {r['target'] or 'everything'} in effect"
+               + (f" until {format_time(r['until'])}" if r["until"] else " until cleared")
+               + (f" (amount {r['amount']:g})" if r["amount"] is not None else ""))
+    click.echo(f"  touches: {', '.join(touched) or 'no protected VM yet'}")
+
+
+@fault.command("clear")
+@click.argument("kind", required=False)
+@click.option("--target", help="Only the fault on this target.")
+@click.option("--all", "everything", is_flag=True, help="Every fault in effect.")
+@click.pass_context
+@handle_errors
+def fault_clear(ctx, kind, target, everything):
+    """Clear a fault (by KIND, or --all); replication retries on its own."""
+    if not kind and not everything:
+        raise InvalidInput("name the fault kind to clear, or give --all", "see them with: srlab fault list")
+    if kind and everything:
+        raise InvalidInput("give a fault kind or --all, not both")
+    with open_lab(ctx) as lab:
+        rows = lab.fault_clear(kind, target)
+    for f in rows:
+        click.echo(f"fault {f['kind']} on {f['target'] or 'everything'} cleared")
+
+
+@fault.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def fault_list(ctx, as_json):
+    """The faults in effect and the VMs they touch."""
+    with open_lab(ctx) as lab:
+        fs = lab.faults()
+    if as_json:
+        click.echo(json.dumps(fs, indent=2))
+        return
+    if not fs:
+        click.echo("no fault in effect")
+        return
+    for f in fs:
+        click.echo(f"{f['kind']:<22} {f['target']:<28} since {format_time(f['since'])}"
+                   + (f" until {format_time(f['until'])}" if f["until"] else "")
+                   + (f" amount {f['amount']:g}" if f["amount"] is not None else ""))
+        click.echo(f"  {f['code'] or 'no error'} ({'recoverable: retried' if f['recoverable'] else 'unrecoverable'});"
+                   f" touches {', '.join(f['touches']) or 'no protected VM'}")
+
+
+@fault.command("kinds")
+def fault_kinds():
+    """Every kind of fault, what it touches and how replication takes it."""
+    for k in Lab.fault_kinds():
+        how = ("damages a file" if k["damage"] else "no error" if not k["code"] else
+               "recoverable" if k["recoverable"] else "unrecoverable")
+        click.echo(f"{k['kind']:<22} --target {k['touches']:<7} {k['code'] or '-':<24} {how:<15} {k['about']}")
+
+
+@main.command("events")
+@click.option("--vm", "vm_name", help="Only this VM's events (and its recovered VMs').")
+@click.option("--since", help="From this lab time: 'YYYY-MM-DD HH:MM', 'HH:MM' or how long ago ('2h').")
+@click.option("--limit", default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def events_cmd(ctx, vm_name, since, limit, as_json):
+    """Events: lab time, subject, level, code, message and the recommended action, oldest first."""
+    with open_lab(ctx) as lab:
+        evs = list(reversed(lab.events_query(vm_name, parse_lab_time(since, lab.now) if since else None, limit)))
+    if as_json:
+        click.echo(json.dumps(evs, indent=2))
+        return
+    for e in evs:
+        click.echo(f"{format_time(e['time'])}  {e['subject']:<14} {e['level']:<7} "
+                   + (f"[{e['code']}] " if e["code"] else "") + e["message"])
+        if e["action"]:
+            click.echo(f"{'':<21}{'':<23}action: {e['action']}")
 
 
 def _wait(lab: Lab, job_ids: list[int], wait: bool) -> None:

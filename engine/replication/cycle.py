@@ -10,8 +10,13 @@ process leaves at worst an orphan file, never a recovery point without its data:
 - expired points are folded after the commit, each step committed on its own.
 
 Nothing damaged is applied: every arriving frame and every change-log record in it is checked
-(changelog) before the arrival is claimed. A damaged arrival is dropped, the item's error says so
-(health Critical: a resynchronization is needed) and the rest of the lab goes on.
+(changelog), and the replica it lands on too, before the arrival is claimed. A damaged initial
+chunk is sent again from the source (initial replication restarts); a damaged log or replica
+makes the item Critical with a resynchronization required, and the rest of the lab goes on.
+
+Faults (engine.faults, through Surroundings) stop what they touch: an item whose attempt finds a
+problem is retried on seed 000's schedule (recoverable) or waits for a resync (unrecoverable);
+its queued shipments wait; a link carries the share of its bandwidth the faults leave it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from .link import bytes_per_second
 from .points import PointInfo, points_to_keep
 
 CHUNK = 16 * 1024 * 1024  # initial replication window
+# Where a damaged arrival was damaged (Damaged.hint): on the way (the frame), or at the source
+# before it was shipped (a record of the log: the VHD chain is broken).
+DAMAGED_ON_THE_WAY = "damaged on the way"
+CHAIN_BROKEN = "damaged at the source"
 
 
 def log_path(disk: Path) -> Path:
@@ -59,8 +68,15 @@ class Surroundings(Protocol):
     def encryption_key(self, vm: str) -> bytes: ...
     def writes_done(self, vm: str) -> int: ...  # the guest's last transaction so far
     def source_fingerprint(self, disk: Path, size: int) -> list: ...
-    def event(self, time: int, level: str, subject: str, message: str) -> None: ...
+    def event(self, time: int, level: str, subject: str, message: str, code: str = "", action: str = "") -> None: ...
     def initial_replication_done(self, vm: str, at: int) -> None: ...  # the first point arrived
+    # faults (engine.faults): what stops a VM's replication now, and the retry logic's bookkeeping
+    def problem(self, vm: str): ...  # a faults.Problem or None
+    def attempt_failed(self, vm: str, now: int, problem) -> int | None: ...  # the retry time, None: never
+    def transfer_lost(self, vm: str, source: str, target: str, transfer_id: int): ...  # a Problem or None
+    def resumed(self, vm: str, now: int) -> None: ...  # a shipment arrived after failed attempts
+    def needs_resync(self, vm: str, at: int, code: str, message: str) -> None: ...
+    def rate_factor(self, source: str, target: str) -> float: ...  # share of the bandwidth left
 
 
 class Replication:
@@ -74,32 +90,42 @@ class Replication:
         self._frozen: list[Path] = []
         self._dropped: list[Path] = []
         self._retention_due: set[str] = set()
+        self._emptied: list[Path] = []  # disks whose pending logs are dropped after the commit
+        self._problems: dict[str, object] = {}  # per slice: faults change only between slices
+
+    def problem(self, vm: str):
+        """What stops the VM's replication now (a faults.Problem), or None."""
+        if vm not in self._problems:
+            self._problems[vm] = self.env.problem(vm)
+        return self._problems[vm]
 
     def after_commit(self, now: int) -> None:
         """The slice is committed: its frozen logs are shipped for good, damaged arrivals are
         gone for good; fold expired points (a damaged point stops only its own item's folds)."""
-        for f in self._frozen:
-            f.unlink(missing_ok=True)
-        for d in self._dropped:
-            shutil.rmtree(d, ignore_errors=True)
         for vm in sorted(self._retention_due):
             item = self.item(vm)
             if item is not None:
                 try:
                     self.apply_retention(item, now)
-                except Damaged as e:
-                    self.item_error(vm, now, f"retention cannot fold expired recovery points: {e.message}; "
-                                             "resynchronization required")
+                except LabError as e:
+                    if not isinstance(e, Damaged):  # e.g. its key file is missing: folded once it is back
+                        continue
+                    with store.transaction(self.db):
+                        self.env.needs_resync(vm, now, "ReplicaInvalid",
+                                              f"retention cannot fold expired recovery points: {e.message}")
+        for f in self._frozen:
+            f.unlink(missing_ok=True)
+        for d in self._dropped:
+            shutil.rmtree(d, ignore_errors=True)
+        for disk in self._emptied:
+            frozen_path(disk).unlink(missing_ok=True)
+            if log_path(disk).exists():
+                log_path(disk).write_bytes(b"")
         self.begin_slice()
 
-    def item_error(self, vm: str, at: int, message: str) -> None:
-        """Set an item's error (health Critical, with the message) and say so in the events, once."""
-        with store.transaction(self.db):
-            row = self.db.execute("SELECT error FROM items WHERE vm=?", [vm]).fetchone()
-            if row is None or row[0] == message:
-                return
-            self.db.execute("UPDATE items SET error=? WHERE vm=?", [message, vm])
-            self.env.event(at, "error", vm, message)
+    def retention_check(self, now: int) -> None:
+        """Retention runs while no new point arrives too (an outage must not keep old points)."""
+        self._retention_due.update(i["vm"] for i in self.items(Protection.PROTECTED))
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -141,17 +167,23 @@ class Replication:
             if not base.exists():
                 replica.create_base(base, d.size_bytes, now)
 
-    def start_initial(self, item: dict, now: int) -> None:
+    def start_initial(self, item: dict, now: int, again: bool = False) -> None:
         """Tracking starts, then allocated extents are copied; writes meanwhile land in the logs."""
         vm = self.env.vm(item["vm"])
         total = 0
         for i, d in enumerate(vm.disks):
             p = self.env.disk_path(vm.name, i)
-            log_path(p).write_bytes(b"")
+            if not again:  # again: drop_pending empties the logs once this is committed
+                log_path(p).write_bytes(b"")
             total += allocated_bytes(p, d.size_bytes)
-        states.move(self.db, vm.name, Protection.INITIAL, tracking=1, initial_total=total, initial_done=0,
-                    cursor_disk=0, cursor_offset=0, initial_done_at=None)
-        self.env.event(now, "info", vm.name, f"initial replication started ({total} bytes to copy)")
+        cols = dict(tracking=1, initial_total=total, initial_done=0, cursor_disk=0, cursor_offset=0,
+                    initial_done_at=None)
+        if again:  # already copying: the same state, from the start
+            self.db["items"].update(vm.name, cols)
+        else:
+            states.move(self.db, vm.name, Protection.INITIAL, **cols)
+        self.env.event(now, "info", vm.name, f"initial replication {'restarted' if again else 'started'} "
+                                             f"({total} bytes to copy)")
 
     # ---- the source side ----------------------------------------------------------------
 
@@ -181,11 +213,14 @@ class Replication:
 
     def freeze(self, vm_name: str, now: int, app: bool) -> int:
         """Freeze every disk's log at `now`, start new ones, and queue the frozen logs for shipping."""
-        vm = self.env.vm(vm_name)
-        key = self.key_for(vm_name)
-        blobs, fps, raw = {}, [], 0
-        for i, d in enumerate(vm.disks):
-            disk = self.env.disk_path(vm.name, i)
+        return self.ship(vm_name, now, self.freeze_logs(vm_name), app)
+
+    def freeze_logs(self, vm_name: str) -> list[bytes]:
+        """Freeze every disk's log now and start new ones: the frozen records, per disk. The
+        frozen files stay until the slice is committed (a rolled-back slice ships them again)."""
+        bufs = []
+        for i in range(len(self.env.vm(vm_name).disks)):
+            disk = self.env.disk_path(vm_name, i)
             log, frozen = log_path(disk), frozen_path(disk)
             if frozen.exists():  # left by a killed process: its shipping was never committed
                 changelog.write_durable(frozen, frozen.read_bytes() + (log.read_bytes() if log.exists() else b""))
@@ -195,13 +230,27 @@ class Replication:
                 frozen.write_bytes(b"")
             log.write_bytes(b"")  # writes from now on go to the new log
             self._frozen.append(frozen)
-            buf = frozen.read_bytes()
-            raw += len(buf)
-            blobs[i] = changelog.seal(buf, key, self.labels(vm_name)[i])
-            fps.append(self.env.source_fingerprint(disk, d.size_bytes))
-        last_seq = self.env.writes_done(vm.name)
-        return self._enqueue(vm.name, "delta", now, blobs, raw, point_time=now, app=app,
-                             fingerprints=fps, last_seq=last_seq)
+            bufs.append(frozen.read_bytes())
+        return bufs
+
+    def ship(self, vm_name: str, now: int, bufs: list[bytes], app: bool, on_wire: int | None = None) -> int:
+        """Queue change-log records (one buffer per disk) as the recovery point of `now`, with the
+        source's fingerprints and last transaction now. `on_wire`: the bytes the link still has to
+        carry, when part of the records is at the recovery side already (a resync's blocks)."""
+        vm = self.env.vm(vm_name)
+        key, labels = self.key_for(vm_name), self.labels(vm_name)
+        blobs = {i: changelog.seal(buf, key, labels[i]) for i, buf in enumerate(bufs)}
+        fps = [self.env.source_fingerprint(self.env.disk_path(vm.name, i), d.size_bytes)
+               for i, d in enumerate(vm.disks)]
+        tid = self._enqueue(vm.name, "delta", now, blobs, sum(len(b) for b in bufs), point_time=now, app=app,
+                            fingerprints=fps, last_seq=self.env.writes_done(vm.name))
+        if on_wire is not None:
+            self.db.execute("UPDATE transfers SET wire_bytes=? WHERE id=?", [on_wire, tid])
+        return tid
+
+    def remove_after_commit(self, path: Path) -> None:
+        """Remove a folder once the slice is committed (what its rows stop claiming)."""
+        self._dropped.append(path)
 
     def _enqueue(self, vm_name, kind, now, blobs: dict[int, bytes], raw: int, **extra) -> int:
         source, target = self.link_of(vm_name)
@@ -225,13 +274,14 @@ class Replication:
             self._serve(link, t0, t1)
 
     def _serve(self, link: dict, t0: int, t1: int) -> None:
-        rate = bytes_per_second(link["mbps"], link["state"])
+        rate = bytes_per_second(link["mbps"], link["state"]) * self.env.rate_factor(link["source"], link["target"])
         budget = rate * (t1 - t0)
         clock = float(t0)
         while budget > 0:
-            head = next(self.db.query(
-                "SELECT * FROM transfers WHERE source=? AND target=? ORDER BY id LIMIT 1",
-                [link["source"], link["target"]]), None)
+            # The oldest shipment that may go now: not waiting for its retry, its VM not stopped.
+            head = next((t for t in self.db.query(
+                "SELECT * FROM transfers WHERE source=? AND target=? AND (hold_until IS NULL OR hold_until <= ?) "
+                "ORDER BY id", [link["source"], link["target"], int(clock)]) if self.problem(t["vm"]) is None), None)
             if head is None:
                 if self._feed_initial(link, t1) is None:
                     return
@@ -242,12 +292,19 @@ class Replication:
                 return
             budget -= need
             clock += need / rate
-            self.arrive(head, min(t1, int(clock + 0.999)))
+            at = min(t1, int(clock + 0.999))
+            lost = self.env.transfer_lost(head["vm"], link["source"], link["target"], head["id"])
+            if lost is not None:  # sent again, from its first byte, at the item's next attempt
+                retry = self.env.attempt_failed(head["vm"], at, lost)
+                self.db.execute("UPDATE transfers SET sent_bytes=0, hold_until=? WHERE id=?", [retry, head["id"]])
+                continue
+            self.arrive(head, at)
 
     def _feed_initial(self, link: dict, now: int) -> int | None:
         """Queue the next initial chunk of the first item on this link still copying."""
         for item in self.items(Protection.INITIAL):
-            if self.link_of(item["vm"]) != (link["source"], link["target"]) or item["initial_done_at"]:
+            if (self.link_of(item["vm"]) != (link["source"], link["target"]) or item["initial_done_at"]
+                    or self.problem(item["vm"]) is not None):
                 continue
             tid = self.next_chunk(item, now)
             if tid is not None:
@@ -278,20 +335,33 @@ class Replication:
             try:
                 buf = changelog.unseal(f.read_bytes(), key, label)
             except Damaged as e:
-                raise Damaged(f"{e.message}; {f.name} was damaged on the way") from None
+                raise Damaged(f"{e.message}; {f.name} was damaged on the way", DAMAGED_ON_THE_WAY) from None
             try:
                 changelog.check(buf, vm.disks[i].size_bytes)
             except Damaged as e:
-                raise Damaged(f"{label}: {e.message}; the log was damaged before it was shipped") from None
+                raise Damaged(f"{label}: {e.message}; the log was damaged before it was shipped",
+                              CHAIN_BROKEN) from None
 
     def _drop(self, t: dict, stage: Path, at: int, e: Damaged) -> None:
-        """A damaged arrival: not applied; the transfer is gone (its folder after the commit)."""
+        """A damaged arrival: not applied; the transfer is gone (its folder after the commit). An
+        initial chunk is read again from the source (initial replication restarts: a re-send
+        fixes it); a log is not on the source any more: the replica needs a resynchronization."""
         self._dropped.append(stage)
-        what = "initial-replication chunk" if t["kind"] == "initial" else "change log"
-        msg = (f"a damaged {what} arrived and was not applied (transfer {t['id']}: {e.message}); the replica "
-               "misses its writes: resynchronization required")
-        self.db.execute("UPDATE items SET error=? WHERE vm=?", [msg, t["vm"]])
-        self.env.event(at, "error", t["vm"], msg)
+        if t["kind"] == "initial":
+            self.env.event(at, "warning", t["vm"], f"a damaged initial-replication chunk arrived and was not applied "
+                           f"(transfer {t['id']}: {e.message}); initial replication starts again from the source",
+                           "DamagedTransfer", "none: the data is sent again")
+            self.drop_pending(t["vm"])
+            self.start_initial(self.item(t["vm"]), at, again=True)
+            return
+        code = "VhdChainBroken" if e.hint == CHAIN_BROKEN else "DamagedTransfer"
+        self.env.needs_resync(t["vm"], at, code, f"a damaged change log arrived and was not applied (transfer "
+                                                 f"{t['id']}: {e.message}); the replica misses its writes")
+
+    def _check_replica(self, item: dict) -> None:
+        """Raise Damaged unless every replica base is whole (the chain's start), before a log lands."""
+        for i, d in enumerate(self.env.vm(item["vm"]).disks):
+            replica.check_base(self.base_path(item, i), d.size_bytes, self.labels(item["vm"])[i])
 
     def arrive(self, t: dict, at: int) -> None:
         item = self.item(t["vm"])
@@ -312,10 +382,17 @@ class Replication:
                                    self.labels(t["vm"])[t["disk"]])
             shutil.rmtree(stage, ignore_errors=True)
             self.db.execute("UPDATE items SET initial_done=initial_done+? WHERE vm=?", [t["raw_bytes"], t["vm"]])
+            self.env.resumed(t["vm"], at)
             return
         points = self.store_dir(item) / "points"
         points.mkdir(parents=True, exist_ok=True)
         dest = points / f"p{t['id']}"
+        try:
+            self._check_replica(item)
+        except Damaged as e:
+            self._dropped.append(stage)
+            self.env.needs_resync(t["vm"], at, "ReplicaInvalid", f"the replica is in an invalid state ({e.message})")
+            return
         if stage.exists() or not dest.exists():  # dest alone: moved by a slice that was rolled back
             try:
                 if not stage.exists():
@@ -333,6 +410,7 @@ class Replication:
             "arrived": at,
         })
         self.db.execute("UPDATE items SET last_replication=? WHERE vm=?", [at, t["vm"]])
+        self.env.resumed(t["vm"], at)
         if item["state"] == Protection.INITIAL:
             self._finish_initial(item, t["point_time"], at)
         self._retention_due.add(t["vm"])
@@ -351,7 +429,14 @@ class Replication:
             if item["start_at"] is not None and item["start_at"] <= now:
                 self.start_initial(item, now)
         for item in self.items(Protection.FINALIZING, Protection.PROTECTED):
-            if item["next_cycle"] is None or item["next_cycle"] > now:
+            # After a failed attempt the next one is the retry's; an item waiting for its
+            # resynchronization makes no attempt at all.
+            due = item["retry_at"] if item["failures"] else item["next_cycle"]
+            if item["resync_required"] or due is None or due > now:
+                continue
+            problem = self.problem(item["vm"])
+            if problem is not None:
+                self.env.attempt_failed(item["vm"], now, problem)
                 continue
             pol = self.policy(item["vm"])
             freq = pol["frequency"]
@@ -377,11 +462,14 @@ class Replication:
             self.freeze(item["vm"], now, app)
             self.db.execute("UPDATE items SET next_cycle=?, next_app=? WHERE vm=?", [nxt, next_app, item["vm"]])
 
-    def next_event(self) -> int | None:
+    def next_event(self, after: int) -> int | None:
+        """The next lab time after `after` at which replication has something to start: an
+        initial replication, a cycle, a retry, a held transfer's re-send."""
         row = self.db.execute(
-            "SELECT MIN(t) FROM (SELECT MIN(start_at) AS t FROM items WHERE state=? "
-            "UNION ALL SELECT MIN(next_cycle) FROM items WHERE next_cycle IS NOT NULL)",
-            [Protection.INITIAL_PENDING.value]).fetchone()
+            "SELECT MIN(t) FROM (SELECT start_at AS t FROM items WHERE state=? "
+            "UNION ALL SELECT CASE WHEN failures > 0 THEN retry_at ELSE next_cycle END FROM items "
+            "UNION ALL SELECT hold_until FROM transfers) WHERE t > ?",
+            [Protection.INITIAL_PENDING.value, after]).fetchone()
         return row[0]
 
     def stop(self, vm_name: str) -> None:
@@ -393,6 +481,15 @@ class Replication:
         for i in range(len(self.env.vm(vm_name).disks)):
             log_path(self.env.disk_path(vm_name, i)).unlink(missing_ok=True)
             frozen_path(self.env.disk_path(vm_name, i)).unlink(missing_ok=True)
+
+    def drop_pending(self, vm_name: str) -> None:
+        """Drop the VM's pending change logs and queued shipments (a resynchronization supersedes
+        them); tracking goes on in fresh logs. The files go after the commit that marks the item
+        for resync: a rolled-back slice must find its logs whole."""
+        for t in self.db.query("SELECT dir FROM transfers WHERE vm=?", [vm_name]):
+            self._dropped.append(self.env.path / t["dir"])
+        self.db.execute("DELETE FROM transfers WHERE vm=?", [vm_name])
+        self._emptied += [self.env.disk_path(vm_name, i) for i in range(len(self.env.vm(vm_name).disks))]
 
     def sweep(self) -> list[Path]:
         """Remove folders a killed process left that nothing claims: staged transfers whose row

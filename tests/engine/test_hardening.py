@@ -386,8 +386,13 @@ def test_damaged_initial_chunk_is_never_applied(lab, monkeypatch):
     lab.set_link(mbps=100)
     lab.run(M)
     assert applied and damaged not in applied
-    err = lab.status()["vms"][0]["errors"][0]
-    assert "damaged initial-replication chunk" in err and "resynchronization required" in err
+    # A re-send fixes it: the chunk is read again from the source (initial replication restarts).
+    (ev,) = [e for e in lab.events_query("WEB01") if e["code"] == "DamagedTransfer"]
+    assert "damaged initial-replication chunk" in ev["message"] and "starts again" in ev["message"]
+    assert lab.status()["vms"][0]["errors"] == []
+    lab.run(30 * M)
+    assert lab.protection_state("WEB01") == "protected"
+    assert lab.verify("WEB01")["identical"]
 
 
 def test_damaged_point_frame_gives_a_verdict_and_stops_only_its_item(lab):
