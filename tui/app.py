@@ -452,7 +452,7 @@ class SrlabApp(App):
         wide = self.size.width >= 100
         t = Text(no_wrap=True, overflow="ellipsis")
         for cls in PANELS:
-            label = cls.TITLE if (wide or cls.PANEL_ID != "plans") else "Plans"
+            label = cls.TITLE if wide else (cls.SHORT_TITLE or cls.TITLE)
             style = f"bold reverse {c['accent']}" if cls.PANEL_ID == self._current else ""
             t.append(f" {self.get_key_display_for(f'panel.{cls.PANEL_ID}', cls.KEY)} {label} ", style=style or None)
         tabs.update(t)
@@ -1128,7 +1128,7 @@ class SrlabApp(App):
                 t.append("\n")
         t.append("\nEverywhere\n", style="bold")
         rows = [
-            ("1-6", "panels: " + ", ".join(f"{p.KEY} {p.TITLE}" for p in PANELS)),
+            (f"{PANELS[0].KEY}-{PANELS[-1].KEY}", "panels: " + ", ".join(f"{p.KEY} {p.TITLE}" for p in PANELS)),
             ("?", "this help"),
             ("/", "filter the current table (enter keeps, esc clears)"),
             ("esc", "back: close filter / leave drill-down / previous panel"),

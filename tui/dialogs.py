@@ -17,11 +17,11 @@ from textual.widgets.option_list import Option
 from engine import LabError, parse_duration
 
 from .host import (ChangePointForm, CloudProtectionForm, CommandOutput, CompleteForm, Confirm, DialogRequest,
-                   ExportForm, FailoverForm, Host, LinkForm, MapNetworkForm, ProtectForm, RunForForm, TargetForm,
-                   VmDetails, host_of)
-from .render import direction_text, proof_text, recovered_text, recovery_side, vm_detail_text
-from .state import (LabState, at_recovery_side, fmt_bytes, fmt_day_time, fmt_time, job_ids_of, number_text,
-                    waiting_step)
+                   ExportForm, FailoverForm, FaultForm, Host, LinkForm, MapNetworkForm, ProtectForm, RunForForm,
+                   TargetForm, VmDetails, WorkloadForm, host_of)
+from .render import direction_text, health_text, proof_text, recovered_text, recovery_side, vm_detail_text
+from .state import (LabState, at_recovery_side, fault_targets, fmt_bytes, fmt_day_time, fmt_time, inject_subject,
+                    job_ids_of, number_text, waiting_step)
 from .widgets import AppBar, Column, KeyBar, LabTable
 
 # The seed's target sizes (names only: which one fits is the engine's business).
@@ -792,6 +792,121 @@ class RunForDialog(EngineDialog):
         return lambda lab: lab.run(seconds)
 
 
+class FaultDialog(EngineDialog):
+    """Inject a fault, as `srlab fault inject KIND [--target X] [--for D] [--amount A]` does: the
+    target (the lab's names for what the kind touches; blank: everything it can touch), how long
+    (blank: until cleared) and, for the kinds that take one, how much. The engine judges it."""
+
+    ok_label = "Inject"
+
+    def __init__(self, kind: str, state: LabState):
+        super().__init__(f"Inject fault {kind}")
+        self.kind = kind
+        self.info = next((k for k in state.fault_kinds if k["kind"] == kind), {"kind": kind})
+        self.touches = str(self.info.get("touches", ""))
+        self.damage = bool(self.info.get("damage"))
+        self.takes_amount = self.info.get("amount") is not None or "--amount" in str(self.info.get("about", ""))
+        names = fault_targets(state, self.touches)
+        if self.touches != "vm":  # blank: everything it can touch (a VM kind needs its VM)
+            names = [""] + names
+        # the targets the engine takes now first; the others say so (injecting one says why not)
+        refused = {n for n in names if state.reason("fault_inject", inject_subject(kind, n))}
+        self.targets = [((n or "everything it can touch") + (" (not now)" if n in refused else ""), n)
+                        for n in [n for n in names if n not in refused] + [n for n in names if n in refused]]
+
+    def body(self) -> ComposeResult:
+        k = self.info
+        yield Static(Text.assemble((self.kind, "bold"), ": ", Text(str(k.get("about", "")))), classes="line")
+        what = [f"touches a {self.touches}"]
+        if k.get("code"):
+            what.append(f"error {k['code']}")
+        what.append("retried until it clears" if k.get("recoverable") else "never retried: Critical, then resync")
+        yield Static(Text(" · ".join(what), style="dim"), classes="line")
+        if self.damage:
+            yield Static(Text("It really damages a file now (nothing stays to clear): what reads it next finds "
+                              "the damage, and a resync repairs the item.", style="dim"), classes="line")
+        with Grid():
+            yield Label("Target")
+            yield Select(self.targets, id="target", allow_blank=False, compact=True)
+            if not self.damage:
+                yield Label("For (lab time)")
+                yield Input("", id="duration", compact=True, placeholder="until cleared, or 90s, 15m, 3h")
+            if self.takes_amount:
+                yield Label("Amount (0-1)")
+                yield Input("", id="amount", compact=True, placeholder="the kind's default; a share, like 0.5")
+
+    def on_mount(self) -> None:
+        self.query_one("#target", Select).focus()
+
+    def operation(self):
+        target = self.query_one("#target", Select).value
+        target = None if target in (Select.NULL, Select.BLANK, "") else str(target)
+        duration = None
+        if not self.damage:
+            text = self.query_one("#duration", Input).value.strip()
+            duration = parse_duration(text) if text else None  # InvalidInput: shown inline
+        amount = None
+        if self.takes_amount:
+            text = self.query_one("#amount", Input).value.strip()
+            amount = number_text(text, "the amount", "a share between 0 and 1") if text else None
+        kind = self.kind
+        return lambda lab: lab.fault_inject(kind, target, duration, amount)
+
+    def _done(self, result: Any) -> None:
+        self.pending = False
+        r = result if isinstance(result, dict) else {}
+        where = r.get("target") or "everything it can touch"
+        if r.get("damaged"):
+            said = f"{self.kind} damaged {r['damaged']}"
+        else:
+            until = r.get("until")
+            said = f"{self.kind} on {where}" + (f" until {fmt_time(until)}" if until else " until cleared")
+        self.app.notify(said, title="fault injected", severity="warning", markup=False)
+        self.dismiss(result if result is not None else True)
+
+
+class WorkloadDialog(EngineDialog):
+    """A VM's guest write rate (its churn) from now on, as `srlab vm workload VM --rate` sets it."""
+
+    ok_label = "Set"
+    DEFAULT_CSS = """
+    WorkloadDialog .row { height: 1; margin-top: 1; }
+    WorkloadDialog .row > Label { width: 16; }
+    WorkloadDialog .row > Input { width: 1fr; }
+    """
+
+    def __init__(self, vm: str, state: LabState):
+        super().__init__(f"Workload of {vm}")
+        self.vm = vm
+        self.rate = state.workloads.get(vm)
+
+    def body(self) -> ComposeResult:
+        now = f"{self.rate:g} KiB/s" if self.rate is not None else "its site file's rate"
+        yield Static(Text.assemble("The guest of ", (self.vm, "bold"), f" writes {now} of lab time while it runs. "
+                                   "A higher rate fills the change log faster: during an outage, the 50% rule "
+                                   "(resynchronization required) comes sooner."), classes="line")
+        with Horizontal(classes="row"):
+            yield Label("Rate (KiB/s)")
+            yield Input("" if self.rate is None else f"{self.rate:g}", id="rate", compact=True,
+                        placeholder="KiB per lab second, like 2048")
+
+    def on_mount(self) -> None:
+        box = self.query_one("#rate", Input)
+        box.focus()
+        box.select_all()
+
+    def operation(self):
+        rate = number_text(self.query_one("#rate", Input).value, "the rate", "KiB per second")
+        vm = self.vm
+        return lambda lab: lab.vm_workload(vm, rate)
+
+    def _done(self, result: Any) -> None:
+        self.pending = False
+        self.app.notify(f"{self.vm} writes {result.get('rate_kib_s', 0):g} KiB/s from now on"
+                        if isinstance(result, dict) else f"{self.vm}: workload set", title="workload", markup=False)
+        self.dismiss(result if result is not None else True)
+
+
 class ExportDialog(EngineDialog):
     """Write a VM's disks at a recovery point into a folder, as `srlab export` does."""
 
@@ -907,6 +1022,7 @@ class VmDetailScreen(Screen):
     VmDetailScreen #vm-disks { height: 4; }
     VmDetailScreen #vm-points { min-height: 5; }
     VmDetailScreen #vm-proof { height: auto; max-height: 8; border: round $primary 50%; padding: 0 1; }
+    VmDetailScreen #vm-health { height: auto; max-height: 8; border: round $primary 50%; padding: 0 1; }
     """
     TALL = 36  # terminal lines from which the disks get a table of their own
 
@@ -924,6 +1040,7 @@ class VmDetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield AppBar()
         yield Static("", id="vm-summary")
+        yield Static("", id="vm-health")
         yield LabTable([Column("name", "Disk", 16, grow=1), Column("role", "Role", 5), Column("size", "Size", 10),
                         Column("used", "Allocated", 10), Column("file", "File", 0)],
                        id="vm-disks", title="Disks")
@@ -936,6 +1053,7 @@ class VmDetailScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#vm-summary").border_title = self.vm
         self.query_one("#vm-proof").border_title = "Proof"
+        self.query_one("#vm-health").border_title = "Health"
         self.compact = self.app.size.height < self.TALL
         self.update_state(host_of(self).state)
         self.query_one("#vm-points", LabTable).focus()
@@ -945,8 +1063,16 @@ class VmDetailScreen(Screen):
         # a short terminal: the disks are a line of the summary, and its lines end in an ellipsis
         summary = self.query_one("#vm-summary", Static)
         summary.set_class(self.compact, "-compact")
-        summary.update(vm_detail_text(state, self.vm, colors, wrap=not self.compact, tables=True, disks=self.compact))
         v = state.vm(self.vm) or {}
+        # the health's reason, what to do and the retries, wrapped: read in full at 80 columns too
+        # (the summary leaves out what says nothing new to make room for it)
+        health = health_text(v, colors, state.now)
+        summary.update(vm_detail_text(state, self.vm, colors, wrap=not self.compact, tables=True, disks=self.compact,
+                                      health=False, brief=bool(health)))
+        box = self.query_one("#vm-health", Static)
+        box.display = bool(health)
+        if health:
+            box.update(health)
         self.query_one("#vm-disks", LabTable).display = not self.compact
         self.query_one("#vm-disks", LabTable).styles.height = len(v.get("disks", [])) + 3
         self.query_one("#vm-disks", LabTable).set_rows(
@@ -955,7 +1081,12 @@ class VmDetailScreen(Screen):
             for i, d in enumerate(v.get("disks", []))
         )
         pts = sorted(state.points.get(self.vm, []), key=lambda p: p["time"], reverse=True)
-        self.query_one("#vm-points", LabTable).set_rows(
+        points = self.query_one("#vm-points", LabTable)
+        title = f"Recovery points ({len(pts)} retained)" if health else "Recovery points"
+        if points.base_title != title:  # (the summary leaves out its Points line when health shows)
+            points.base_title = title
+            points.set_filter(points.filter_text)
+        points.set_rows(
             (f"point:{p['id']}", (str(p["id"]), fmt_time(p["time"]), str(p.get("kind", "")),
                                   fmt_bytes(p.get("size")),
                                   "-" if p.get("last_transaction") is None else str(p["last_transaction"])))
@@ -1020,6 +1151,10 @@ def dialog_for(request: DialogRequest, state: LabState) -> Screen:
         return ExportDialog(request.vm, request.point, state)
     if isinstance(request, RunForForm):
         return RunForDialog()
+    if isinstance(request, FaultForm):
+        return FaultDialog(request.kind, state)
+    if isinstance(request, WorkloadForm):
+        return WorkloadDialog(request.vm, state)
     if isinstance(request, CommandOutput):
         return CommandOutputScreen(request)
     raise TypeError(f"no dialog for {request!r}")
@@ -1029,5 +1164,5 @@ __all__ = [
     "dialog_for",
     "ConfirmDialog", "CloudProtectionDialog", "MapNetworkDialog", "LinkDialog", "ProtectDialog",
     "TargetDialog", "FailoverDialog", "ChangePointDialog", "CompleteDialog", "HelpScreen", "VmDetailScreen",
-    "RunForDialog", "ExportDialog", "CommandOutputScreen",
+    "RunForDialog", "ExportDialog", "CommandOutputScreen", "FaultDialog", "WorkloadDialog",
 ]

@@ -99,6 +99,20 @@ class ExportForm:
 
 
 @dataclass(frozen=True)
+class FaultForm:
+    """Inject a fault of `kind` (as srlab fault inject does): its target, how long, how much."""
+
+    kind: str
+
+
+@dataclass(frozen=True)
+class WorkloadForm:
+    """Set `vm`'s guest write rate (its churn), as srlab vm workload does."""
+
+    vm: str
+
+
+@dataclass(frozen=True)
 class RunForForm:
     """Advance lab time by a duration the user types (as srlab run --for does)."""
 
@@ -114,7 +128,8 @@ class CommandOutput:
 
 
 DialogRequest = Union[Confirm, ProtectForm, TargetForm, CloudProtectionForm, MapNetworkForm, LinkForm, FailoverForm,
-                      ChangePointForm, CompleteForm, VmDetails, ExportForm, RunForForm, CommandOutput]
+                      ChangePointForm, CompleteForm, VmDetails, ExportForm, RunForForm, CommandOutput, FaultForm,
+                      WorkloadForm]
 
 
 # ---- recovery plans (their dialogs are in tui.plan_dialogs) -------------------------------------

@@ -16,6 +16,51 @@ def health_style(health: str, colors: dict) -> str:
     return {"OK": colors["ok"], "Warning": colors["warning"], "Critical": colors["error"]}.get(health, "")
 
 
+def health_parts(v: dict, colors: dict, now: int) -> list[tuple[str, Text]]:
+    """(label, text) lines of an item's health that needs a word: the health and its reason, the
+    recommended action, and while recoverable errors are retried, the attempts and the next one.
+    Empty for an item that is OK (or has no replication to judge)."""
+    health = str(v.get("health") or "")
+    reason = str(v.get("health_reason") or "")
+    retry = v.get("retry")
+    out: list[tuple[str, Text]] = []
+    if reason or (health and health != "OK"):
+        t = Text(health or "-", style=f"bold {health_style(health, colors)}")
+        if reason:
+            t.append(" · ")
+            t.append(Text(reason))
+        out.append(("Health", t))
+    if v.get("health_action"):
+        out.append(("Action", Text(str(v["health_action"]))))
+    if retry and retry.get("failures"):
+        n = int(retry["failures"])
+        t = Text()
+        nxt = retry.get("next_attempt")
+        if nxt is not None:
+            t.append(f"next attempt {n + 1} at {fmt_time(nxt, True)}", style="bold")
+            if nxt >= now:
+                t.append(f" (in {fmt_duration(nxt - now)})")
+            t.append(" · ")
+        t.append(f"{n} failed")
+        if retry.get("first_failure") is not None:
+            t.append(f" since {fmt_time(retry['first_failure'], True)}")
+        out.append(("Retrying", t))
+    return out
+
+
+def health_text(v: dict, colors: dict, now: int) -> Text:
+    """health_parts as a block of lines: the health and its reason, then `Action ...`,
+    `Retrying ...` (empty for an item that is OK)."""
+    t = Text()
+    for label, line in health_parts(v, colors, now):
+        if t:
+            t.append("\n")
+        if label != "Health":
+            t.append(f"{label} ", style="bold")
+        t.append_text(line)
+    return t
+
+
 def policy_text(p: dict | None) -> Text:
     """A cloud's replication policy on one line: target, account, frequency, retention..."""
     if not p:
@@ -68,11 +113,13 @@ def recovered_text(r: dict) -> Text:
 
 
 def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False,
-                   disks: bool | None = None) -> Text:
-    """The detail pane of a VM: target settings, policy, disks, replication, points, errors.
+                   disks: bool | None = None, health: bool = True, brief: bool = False) -> Text:
+    """The detail pane of a VM: status, health with its reason and what to do, target settings,
+    policy, disks, replication, points, errors.
 
     `tables`: the details screen shows the points (and, unless `disks`, the disks) as tables,
-    so leave them out here."""
+    so leave them out here. `health`: the health lines (the details screen shows them apart).
+    `brief`: no line that says nothing new (Points when the table shows them, Errors: none)."""
     show_disks = (not tables) if disks is None else disks
     v = state.vm(name)
     t = Text()
@@ -95,6 +142,10 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
         t.append(str(v["health"]), style=health_style(v["health"], colors))
     if v.get("failover_state"):
         t.append(Text(f" · failover {v['failover_state']}"))
+    if health:
+        for what, line in health_parts(v, colors, state.now):
+            label(what)
+            t.append_text(line)
     label("Target")
     tgt = [f"name {v.get('target_name') or '-'}", f"size {v.get('target_size') or '-'}"]
     if v.get("target_network"):
@@ -122,12 +173,15 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
     rpo = v.get("rpo_seconds")
     t.append(Text(f"last {fmt_time(v.get('last_replication'))} · RPO {fmt_duration(rpo) if rpo is not None else '-'}"))
     pts = state.points.get(name, [])
-    label("Points")
     if tables:
-        t.append(f"{len(pts)} retained" if pts else "none yet", style="" if pts else "dim")
+        if not brief:  # (brief: the table's title counts them)
+            label("Points")
+            t.append(f"{len(pts)} retained" if pts else "none yet", style="" if pts else "dim")
     elif not pts:
+        label("Points")
         t.append("none yet", style="dim")
     else:
+        label("Points")
         latest = sorted(pts, key=lambda p: p["time"], reverse=True)
         t.append(f"{len(pts)} · ")
         t.append(Text(" · ".join(
@@ -142,11 +196,14 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
         t.append(Text(f"job {j['id']} waits for action: {waiting_step(state, j['id']) or j.get('name', '')}",
                       style=f"bold {colors['warning']}"))
         t.append(" (complete it on Jobs)", style="dim")
-    label("Errors")
     errs = v.get("errors") or []
-    if errs:
+    # an error the health's reason already says (here, or in the details screen's health box)
+    said = (health or brief) and all(str(e) in str(v.get("health_reason") or "") for e in errs)
+    if errs and not said:
+        label("Errors")
         t.append(Text("; ".join(str(e) for e in errs[-3:]), style=colors["error"]))
-    else:
+    elif not errs and not brief:
+        label("Errors")
         t.append("none", style="dim")
     if not wrap:  # the pane: one line per item, cut at the edge (enter shows it all)
         t.no_wrap = True

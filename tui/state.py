@@ -43,6 +43,11 @@ class LabState:
     rpo_history: dict[str, list] = field(default_factory=dict)
     # recovery plans (Lab.plans): name, source, target, rto_target, groups with VMs and actions
     plans: list[dict] = field(default_factory=list)
+    # the kinds of fault the lab can inject (Lab.fault_kinds) and the faults in effect (Lab.faults)
+    fault_kinds: list[dict] = field(default_factory=list)
+    faults: list[dict] = field(default_factory=list)
+    # VM -> its guest workload's write rate now, KiB per lab second
+    workloads: dict[str, float] = field(default_factory=dict)
     # subject kind -> the actions the engine judges for it (Lab.actions)
     actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # (action, subject) -> None when allowed, else the engine's reason
@@ -155,6 +160,96 @@ def judged(st: LabState) -> list[tuple[str, str, Any]]:
             for kind, key, subject in rows_by_kind(st) for action in st.actions.get(kind, ())]
 
 
+# ---- faults ------------------------------------------------------------------------------------
+
+EVERYTHING = "(everything it can touch)"  # how Lab.faults() names the target of a fault without one
+
+
+def fault_subject(f: dict) -> str:
+    """The key the app judges clearing a fault in effect by (its id)."""
+    return f"fault:{f['id']}"
+
+
+def fault_target_name(f: dict) -> str:
+    """A fault's target as the app shows it: `everything` for one without a target."""
+    return "everything" if f.get("target") in (None, "", EVERYTHING) else str(f["target"])
+
+
+def inject_subject(kind: str, target: str) -> str:
+    """The key the app judges injecting `kind` on `target` by ("": everything it can touch)."""
+    return f"{kind}:{target}"
+
+
+def kind_subject(kind: str) -> str:
+    """The key the app judges clearing every fault of a kind by."""
+    return f"kind:{kind}"
+
+
+def fault_target(f: dict) -> str:
+    """The target to clear a fault in effect by: "" for one on everything it can touch."""
+    target = str(f.get("target") or "")
+    return "" if target == EVERYTHING else target
+
+
+def fault_targets(st: LabState, touches: str) -> list[str]:
+    """What a fault kind that touches a `touches` (link, target, server, site, host, vm) may name
+    as its target in this lab, as `srlab fault inject --target` takes it."""
+    res = st.resources or {}
+    links = res.get("links", [])
+    vms = [v["name"] for v in st.status.get("vms", [])]
+    names: list[str] = []
+    if touches == "link":
+        names = [link_subject(x) for x in links] + sorted({p for x in links for p in (x["source"], x["target"])})
+    elif touches == "target":
+        names = sorted({x["target"] for x in links}) + [a["name"] for a in res.get("storage_accounts", [])]
+    elif touches in ("server", "site"):
+        names = [s["name"] for s in res.get("servers", []) if s.get("kind") == "VMM server"] + [
+            c["name"] for c in res.get("clouds", [])]
+    elif touches == "host":
+        names = [h["name"] for h in res.get("hosts", [])] + vms
+    elif touches == "vm":
+        names = vms
+    return list(dict.fromkeys(names))
+
+
+def judge_faults(lab: Lab, st: LabState) -> None:
+    """Whether each kind can be injected now (a kind that needs a VM: on at least one VM) and each
+    fault in effect cleared, in the engine's words, into st.allowed."""
+    def ask(action: str, subject: tuple) -> str | None:
+        try:
+            return lab.allowed(action, subject)
+        except LabError as e:
+            return e.message
+        except Exception as e:  # an engine bug must not take the UI down
+            st.problems.append(f"allowed({action!r}, {subject!r}): {type(e).__name__}: {e}")
+            return None
+
+    for k in st.fault_kinds:
+        kind = k["kind"]
+        # on everything it can touch (a kind that needs a VM: on each VM); when that is refused,
+        # on each thing it can touch, so the kind is offered while any target can take it
+        whole = k.get("touches") != "vm"
+        why = {"": ask("fault_inject", (kind, None, None, None))} if whole else {}
+        if not whole or why[""]:
+            for target in fault_targets(st, str(k.get("touches", ""))):
+                why[target] = ask("fault_inject", (kind, target, None, None))
+        for target, r in why.items():
+            st.allowed[("fault_inject", inject_subject(kind, target))] = r
+        refused = [r for r in why.values() if r]
+        if len(refused) < len(why):
+            st.allowed[("fault_inject", kind)] = None
+        elif whole:
+            st.allowed[("fault_inject", kind)] = why[""]
+        else:
+            st.allowed[("fault_inject", kind)] = ("no VM can take it now: " + "; ".join(refused[:2])
+                                                  + (" …" if len(refused) > 2 else "")) if refused else \
+                "this lab has no VM"
+        st.allowed[("fault_clear", kind_subject(kind))] = ask("fault_clear", (kind, None))
+    for f in st.faults:
+        st.allowed[("fault_clear", fault_subject(f))] = ask("fault_clear", (f["kind"], fault_target(f)))
+    st.allowed[("fault_clear", None)] = ask("fault_clear", (None, None))
+
+
 def refreshed_status(lab: Lab, old: dict) -> dict:
     """Lab.status() as it is now, cheaply: each VM's power, writes and protection read again,
     its disks' allocated bytes and its VMs at the recovery side taken from `old` (reading the
@@ -188,6 +283,8 @@ def collect(lab: Lab, reuse: LabState | None = None) -> LabState:
                     st.problems.append(f"report_lines(job {j['id']}): {type(e).__name__}: {e}")
     st.events = lab.events(EVENT_LIMIT)
     st.plans = _try(lab.plans, [])
+    st.fault_kinds = _try(lab.fault_kinds, [])
+    st.faults = _try(lab.faults, [])
     for vm in st.status.get("vms", []):
         if vm.get("protection", Protection.NOT_PROTECTED) == Protection.NOT_PROTECTED:
             continue
@@ -205,8 +302,19 @@ def collect(lab: Lab, reuse: LabState | None = None) -> LabState:
         except Exception as e:  # an engine bug must not take the UI down; the command itself will tell
             st.allowed[(action, key)] = None
             st.problems.append(f"allowed({action!r}, {subject!r}): {type(e).__name__}: {e}")
+    judge_faults(lab, st)
+    for v in st.status.get("vms", []):
+        rate = _try(lambda: workload_rate(lab, v["name"]), None)
+        if rate is not None:
+            st.workloads[v["name"]] = rate
     st.loaded = True
     return st
+
+
+def workload_rate(lab: Lab, name: str) -> float:
+    """A VM's write rate now: the one set with `srlab vm workload`, else its site file's."""
+    rate = lab.vm_row(name).get("rate_kib")
+    return float(rate) if rate is not None else float(lab.vm(name).workload.rate_kib_s)
 
 
 # ---- formatting (display only) -------------------------------------------------------------

@@ -32,10 +32,11 @@ class PanelAction:
 
 
 class Panel(Vertical):
-    """A panel (one of the 1-6 keys). Subclasses declare ACTIONS; bindings derive from them."""
+    """A panel (one of the 1-7 keys). Subclasses declare ACTIONS; bindings derive from them."""
 
     PANEL_ID: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
+    SHORT_TITLE: ClassVar[str] = ""  # the tab bar's word for it on a narrow terminal (default: TITLE)
     KEY: ClassVar[str] = ""
     ACTIONS: ClassVar[list[PanelAction]] = []
 

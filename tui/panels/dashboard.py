@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from engine import Failover, JobState, Protection
 
-from ..state import LabState, fmt_duration, fmt_mbps, fmt_time
+from ..state import LabState, fault_target_name, fmt_duration, fmt_mbps, fmt_time
 from ..widgets import show_text
 from .base import Panel
 
@@ -151,21 +151,37 @@ class Dashboard(Panel):
         vms = state.status.get("vms", [])
         protected = [v for v in vms if v.get("protection", Protection.NOT_PROTECTED) != Protection.NOT_PROTECTED]
         counts = {h: sum(1 for v in protected if v.get("health") == h) for h in HEALTHS}
+        symbol = {"OK": ("●", colors["ok"]), "Warning": ("▲", colors["warning"]), "Critical": ("✖", colors["error"])}
         health = Text()
-        for h, sym, style in (("OK", "●", colors["ok"]), ("Warning", "▲", colors["warning"]),
-                              ("Critical", "✖", colors["error"])):
-            health.append(f"{sym} {h} ", style=style)
-            health.append(f"{counts[h]}   ", style="bold")
-        health.append("\n")
-        health.append(f"{len(protected)} protected item(s), {len(vms) - len(protected)} VM(s) not protected")
+        for i, h in enumerate(HEALTHS):
+            sym, style = symbol[h]
+            health.append(f"{'   ' if i else ''}{sym} {h} ", style=style)
+            health.append(f"{counts[h]}", style="bold")
+        # each cloud's health: the worst of its items', with the worst item's reason (the engine's)
+        for c in state.status.get("containers", []):
+            sym, style = symbol.get(c.get("health", ""), ("·", "dim"))
+            health.append("\n")
+            health.append(f"{sym} ", style=style)
+            health.append(Text(str(c["name"]), style="bold"))
+            health.append(f" {c.get('health', '')}", style=style)
+            if c.get("reason"):
+                health.append(": ")
+                health.append(Text(str(c["reason"])))
         enabling = [v for v in protected if v.get("progress") is not None]
         if enabling:
-            health.append("\ninitial replication: ")
-            health.append(", ".join(f"{v['name']} {v['progress']}%" for v in enabling))
+            health.append("\n")
+            health.append(", ".join(f"{v['name']} {v['progress']}% "
+                                    f"{'resync' if v.get('protection', '').startswith(Protection.RESYNC) else 'initial'}"
+                                    for v in enabling))
         failing = [v for v in protected if v.get("failover_state") not in (None, Failover.NONE, Failover.READY)]
         if failing:
             health.append("\nfailover: ")
             health.append(Text(", ".join(f"{v['name']} {v['failover_state']}" for v in failing)))
+        health.append("\n")
+        health.append(f"{len(protected)} protected item(s), {len(vms) - len(protected)} VM(s) not protected",
+                      style="dim")
+        health.no_wrap = True
+        health.overflow = "ellipsis"
         self._set("#dash-health", health)
 
         # Jobs
@@ -192,17 +208,30 @@ class Dashboard(Panel):
         jobs.overflow = "ellipsis"
         self._set("#dash-jobs", jobs)
 
-        # Alerts: items out of RPO (the engine's health) and items with errors
+        # Alerts: items whose health is not OK, with the engine's reason; the faults in effect;
+        # the errors of VMs whose health does not already say them
         alerts = Text()
-        for v in protected:
-            if v.get("health") in ("Warning", "Critical"):
-                style = colors["warning"] if v["health"] == "Warning" else colors["error"]
-                if alerts:
-                    alerts.append("\n")
-                alerts.append(f"{v['health']}: ", style=f"bold {style}")
-                alerts.append(Text(v["name"]))
-                alerts.append(f" out of RPO, RPO {fmt_duration(v.get('rpo_seconds'))}")
+        bad = sorted((v for v in protected if v.get("health") in ("Warning", "Critical")),
+                     key=lambda v: v["health"] != "Critical")
+        for v in bad:
+            style = colors["warning"] if v["health"] == "Warning" else colors["error"]
+            if alerts:
+                alerts.append("\n")
+            alerts.append(f"{v['health']}: ", style=f"bold {style}")
+            alerts.append(Text(v["name"], style="bold"))
+            alerts.append(": ")
+            alerts.append(Text(str(v.get("health_reason") or f"RPO {fmt_duration(v.get('rpo_seconds'))}")))
+        for f in state.faults:
+            if alerts:
+                alerts.append("\n")
+            alerts.append("Fault ", style=f"bold {colors['warning']}")
+            alerts.append(Text(f"{f['kind']} on {fault_target_name(f)}", style="bold"))
+            alerts.append(Text(f" since {fmt_time(f.get('since'), True)}"
+                               + (f" until {fmt_time(f['until'], True)}" if f.get("until") is not None else "")
+                               + (f": {', '.join(f['touches'])}" if f.get("touches") else "")))
         for v in vms:
+            if v in bad:
+                continue
             for err in (v.get("errors") or [])[:1]:
                 if alerts:
                     alerts.append("\n")
@@ -210,7 +239,7 @@ class Dashboard(Panel):
                 alerts.append(": ")
                 alerts.append(Text(str(err)))
         if not alerts:
-            alerts.append("no items out of RPO, no errors", style="dim")
+            alerts.append("every item healthy, no fault in effect, no errors", style="dim")
         self._set("#dash-alerts", alerts)
 
         # Links

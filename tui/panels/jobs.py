@@ -184,7 +184,7 @@ class Jobs(Panel):
                                 title=JobState.WAITING.value, severity="warning", timeout=10, markup=False)
             elif now in ENDED and j["id"] in state.reports and not self.showing(j["id"]):
                 self.name_job(j["id"])
-                self.app.notify(f"job {j['id']} {name} {now}: its report is on Jobs (4).", title="failover report",
+                self.app.notify(f"job {j['id']} {name} {now}: its report is on Jobs (4).", title="job report",
                                 timeout=10, markup=False,
                                 severity="error" if now == JobState.FAILED else "information")
 

@@ -188,6 +188,7 @@ class RecoveryPlans(Panel):
     """
     PANEL_ID = "plans"
     TITLE = "Recovery plans"
+    SHORT_TITLE = "Plans"
     KEY = "5"
     ACTIONS = [
         PanelAction("new_plan", "n", "New", "New recovery plan",

@@ -10,7 +10,8 @@ from textual.widgets import DataTable, Static
 
 from engine import Failover, Protection
 
-from ..host import ChangePointForm, Confirm, ExportForm, FailoverForm, ProtectForm, TargetForm, VmDetails
+from ..host import (ChangePointForm, Confirm, ExportForm, FailoverForm, ProtectForm, TargetForm, VmDetails,
+                    WorkloadForm)
 from ..render import health_style, policy_text, proof_text, recovery_side, vm_detail_text
 from ..state import LabState, at_recovery_side, fmt_duration, fmt_frequency
 from ..widgets import Column, LabTable, line_count, show_text
@@ -60,6 +61,7 @@ PROTECTION_SHORT = {
     Protection.INITIAL: "initial",
     Protection.FINALIZING: "finalizing",
     Protection.REVERSE: "reverse repl.",
+    Protection.RESYNC: "resync",
     Protection.DISABLING: "disabling",
 }
 
@@ -93,6 +95,7 @@ def failover_cell(state: str | None) -> str:
 class ProtectedItems(Panel):
     PANEL_ID = "protected"
     TITLE = "Protected items"
+    SHORT_TITLE = "Protected"
     KEY = "2"
     ACTIONS = [
         PanelAction("mark", "space", "Mark", "Mark / unmark VM",
@@ -125,7 +128,10 @@ class ProtectedItems(Panel):
                     "end the failover: its recovery point can no longer be changed", key_display="C"),
         PanelAction("reprotect", "R,shift+r", "Reprotect", "Reverse replicate (reprotect)",
                     "after a committed failover or failback: replicate the other way again", key_display="R"),
-        # v and X are not in the key bar (two lines at 80 columns are full): ? and ctrl+p list them,
+        PanelAction("resync", "r", "Resync", "Resynchronize",
+                    "compare the VM's disks with its replica by checksums, send only the chunks that differ, make "
+                    "a new recovery point, then resume delta replication (a Resynchronize job; srlab resync)"),
+        # v, X and w are not in the key bar (two lines at 80 columns are full): ? and ctrl+p list them,
         # and VM details (enter) has them in its key bar
         PanelAction("verify", "v", "Verify", "Verify latest recovery point",
                     "build the VM's disks at its latest recovery point from the replica and compare them with "
@@ -134,6 +140,9 @@ class ProtectedItems(Panel):
         PanelAction("export", "X,shift+x", "Export", "Export latest recovery point",
                     "write the VM's disks at its latest recovery point into a folder (srlab export)",
                     mutates=False, key_display="X", show=False),
+        PanelAction("vm_workload", "w", "Workload", "Set workload rate",
+                    "the VM's guest write rate (KiB per lab second) from now on: its churn (srlab vm workload)",
+                    show=False),
     ]
 
     def __init__(self, **kw):
@@ -426,6 +435,29 @@ class ProtectedItems(Panel):
         ]
         self.show_dialog(Confirm("Reverse replicate", lines, lambda lab: lab.reprotect([vm]),
                                  ok_label="Reprotect"))
+
+    # ---- resync, workload ---------------------------------------------------------------------
+
+    def action_resync(self) -> None:
+        vm = self.cursor_vm()
+        v = self.state.vm(vm) if vm else None
+        if not vm or v is None:
+            return
+        lines = [
+            Text.assemble("Resynchronize ", (vm, "bold"), ": its disks and the replica at ",
+                          (recovery_side(v), "bold"), " are compared chunk by chunk (checksums on both sides); "
+                          "only the chunks that differ are sent."),
+            Text("Delta replication stops until a new consistent recovery point is made, then resumes. The "
+                 "Resynchronize job (Jobs, 4) shows its steps and, at the end, what was compared and sent."),
+        ]
+        if v.get("health_reason"):
+            lines.append(Text.assemble(("Now: ", "bold"), Text(str(v["health_reason"]))))
+        self.show_dialog(Confirm("Resynchronize", lines, lambda lab: lab.resync([vm]), ok_label="Resync"))
+
+    def action_vm_workload(self) -> None:
+        vm = self.cursor_vm()
+        if vm:
+            self.show_dialog(WorkloadForm(vm))
 
     # ---- the proof: verify, export ---------------------------------------------------------
 
