@@ -3,7 +3,8 @@
     .venv/bin/python -m tests.tui.screenshots [OUT_DIR]     (default: docs/)
 
 Not a test: it builds a fresh sample lab in a temporary folder, takes it through STEP 2 with
-the engine (the keyboard path is tests/tui/test_step2.py), and saves what the app shows.
+the engine (the keyboard path is tests/tui/test_step2.py), and saves what the app shows; then
+it cuts the link (fault link-down) and saves the faults panel and an item's health.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ SHOTS = [
     ("tui-help.svg", (80, 24), ["2", "question_mark"]),
     ("tui-command.svg", (80, 24), ["colon", *"points MYWSV01", "enter"]),
 ]
+# taken after the link is cut for three hours and 45 minutes of lab time have passed
+FAULT_SHOTS = [
+    ("tui-faults.svg", (80, 24), ["7", "tab"]),
+    ("tui-health.svg", (80, 24), ["2", "slash", *"MYWSV01", "enter", "enter"]),
+]
 KEY_NAMES = {" ": "space", "(": "left_parenthesis", "/": "slash", ":": "colon"}
 
 
@@ -44,8 +50,14 @@ def build_lab(where: Path) -> Lab:
     return lab
 
 
-async def shoot(lab: Lab, out: Path) -> None:
-    for name, size, presses in SHOTS:
+def break_link(lab: Lab) -> None:
+    """Seed 000's outage: the network between the sites is cut for three hours; 45 minutes in."""
+    lab.fault_inject("link-down", duration=3 * 3600)
+    lab.run(45 * 60)
+
+
+async def shoot(lab: Lab, out: Path, shots=SHOTS) -> None:
+    for name, size, presses in shots:
         app = make_app(lab)
         async with app.run_test(size=size) as pilot:
             await settle(pilot)
@@ -62,6 +74,8 @@ def main() -> None:
         lab = build_lab(Path(tmp))
         try:
             asyncio.run(shoot(lab, out))
+            break_link(lab)
+            asyncio.run(shoot(lab, out, FAULT_SHOTS))
         finally:
             lab.close()
 

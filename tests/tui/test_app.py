@@ -22,13 +22,14 @@ async def test_panels_by_key_and_esc_goes_back(lab):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         switcher = app.query_one("#panels")
-        for key, panel in zip("123456", ["dashboard", "protected", "resources", "jobs", "plans", "events"]):
+        for key, panel in zip("1234567", ["dashboard", "protected", "resources", "jobs", "plans", "events",
+                                           "faults"]):
             await keys(pilot, key)
             assert switcher.current == panel
         await keys(pilot, "escape")
-        assert switcher.current == "plans"
+        assert switcher.current == "events"
         await keys(pilot, "escape")
-        assert switcher.current == "jobs"
+        assert switcher.current == "plans"
         # with no plan yet, the plans panel explains what plans are and how to make one
         await keys(pilot, "5")
         text = app.query_one("#plan-progress").content.plain

@@ -8,7 +8,7 @@ from engine import Lab
 
 from .helpers import filter_to, keys, make_app, settle
 
-ACTION_KEYS = ["r", "i", "c", "m", "u", "l", "e", "s", "o", "d", "x", "a", "ctrl+d", "space", "enter",
+ACTION_KEYS = ["r", "i", "c", "C", "m", "u", "l", "e", "s", "o", "d", "x", "a", "w", "ctrl+d", "space", "enter",
                "t", "T", "p", "plus", "minus"]
 
 
@@ -32,7 +32,7 @@ async def test_observer_cannot_change_anything(lab):
         bar = app.query_one("#bar-clock").render()
         assert "OBSERVER" in str(bar)
         rows = {"2": ["WEB01"], "3": ["SC01", "FrontEnd"]}
-        for panel in "123456":
+        for panel in "1234567":
             await keys(pilot, panel)
             for row in rows.get(panel, [None]):
                 if row:
