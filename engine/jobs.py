@@ -62,6 +62,9 @@ KINDS: dict[str, Kind] = {}
 
 # A step's `seconds` for "waits until its child jobs have run" (none in progress any more).
 CHILDREN = -1
+# A step's `seconds` for "ends when the engine's work for it is done": the family's work, done
+# over lab time, says so with work_done() (a resync's compare ends with its last chunk).
+WORK = -2
 
 
 def define(kind: str, name: str, steps, on_fail: Action | None = None) -> Kind:
@@ -148,6 +151,27 @@ def advance(lab, now: int) -> list[int]:
             return ended
         job_id, kind, target, data, step, due = row
         _end_step(lab, Run(job_id, kind, target, json.loads(data), due), step, ended)
+
+
+def work_done(lab, job_id: int, t: int) -> bool:
+    """The work the job's current step (a WORK step) waited for is done at `t`: run the step's
+    action and go on, as at any step's end (a LabError fails the job). True if the job ended."""
+    row = lab.db.execute(
+        "SELECT j.id, j.kind, j.target, j.data, j.step FROM jobs j JOIN job_steps s ON s.job = j.id AND "
+        "s.idx = j.step WHERE j.id = ? AND j.state = ? AND s.seconds = ?",
+        [job_id, JobState.IN_PROGRESS.value, WORK]).fetchone()
+    if row is None:
+        return False
+    ended: list[int] = []
+    _end_step(lab, Run(row[0], row[1], row[2], json.loads(row[3]), t), row[4], ended)
+    return bool(ended)
+
+
+def current_step(db, job_id: int) -> int | None:
+    """The index of the step a job is at while it runs; None once it has ended."""
+    row = db.execute("SELECT step FROM jobs WHERE id=? AND state IN (?, ?)",
+                     [job_id, JobState.IN_PROGRESS.value, JobState.WAITING.value]).fetchone()
+    return row[0] if row else None
 
 
 def _children_done(db):

@@ -405,7 +405,9 @@ _BAD_NAME = (lambda f: not f.back and not f.target_name_ok,
 OPERATIONS: dict[str, list[tuple]] = {
     "test_failover": [
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
-        (lambda f: f.protection not in (Protection.PROTECTED, Protection.REVERSE) or f.failover != Failover.READY,
+        # during a resync the retained points stay: a test (or a disaster's unplanned failover) uses them
+        (lambda f: f.protection not in (Protection.PROTECTED, Protection.RESYNC, Protection.REVERSE)
+         or f.failover != Failover.READY,
          "{vm} is {protection} ({failover}): test failover needs a protected item that is Ready"),
         _NO_POINT, _BAD_NAME, _NO_KEY, _GROUPED,
     ],
@@ -417,6 +419,9 @@ OPERATIONS: dict[str, list[tuple]] = {
                                              "(srlab reprotect {vm})"),
         (lambda f: f.back and f.scenario == "vmm-to-vmm" and f.protection != Protection.REVERSE,
          "{vm} runs in the recovery cloud without replication back: reverse replicate first (srlab reprotect {vm})"),
+        (lambda f: not f.back and f.protection == Protection.RESYNC,
+         "{vm} is being resynchronized: a planned failover needs delta replication running; wait for its "
+         "Resynchronize job to end (srlab jobs), or use unplanned failover"),
         (lambda f: not f.back and (f.protection != Protection.PROTECTED or f.failover != Failover.READY),
          "{vm} is {protection} ({failover}): planned failover needs a protected item that is Ready"),
         (lambda f: not f.back and not f.source_reachable,
@@ -430,7 +435,7 @@ OPERATIONS: dict[str, list[tuple]] = {
          "fail back with a planned failover"),
         (_is(Failover.REVERSE_PENDING), "{vm} is back on the primary site: reverse replicate it first "
                                              "(srlab reprotect {vm})"),
-        (lambda f: f.protection != Protection.PROTECTED or f.failover != Failover.READY,
+        (lambda f: f.protection not in (Protection.PROTECTED, Protection.RESYNC) or f.failover != Failover.READY,
          "{vm} is {protection} ({failover}): unplanned failover needs a protected item that is Ready"),
         _NO_POINT, _BAD_NAME, _NO_KEY, _GROUPED,
     ],
@@ -472,6 +477,19 @@ OPERATIONS: dict[str, list[tuple]] = {
     "disable": [
         _NOT_PROTECTED, _IN_PROGRESS,
         (_is(Failover.TEST), "{vm} has a test failover running: complete it first"),
+    ],
+    # A protected VM can always be resynchronized (one that needs none sends little).
+    "resync": [
+        _NOT_PROTECTED,
+        (lambda f: f.protection == Protection.RESYNC,
+         "{vm} is already being resynchronized: wait for its Resynchronize job to end (srlab jobs)"),
+        _IN_PROGRESS,
+        (lambda f: f.protection == Protection.DISABLING, "{vm} is being disabled: there is nothing to resynchronize"),
+        (lambda f: f.back or f.protection in (Protection.FAILED_OVER, Protection.REVERSE),
+         "{vm} is {protection} ({failover}): nothing replicates from its primary site to resynchronize"),
+        (lambda f: f.protection != Protection.PROTECTED,
+         "{vm} is {protection}: a resynchronization needs a protected item (initial replication makes the "
+         "first replica)"),
     ],
 }
 

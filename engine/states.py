@@ -19,6 +19,7 @@ class Protection(StrEnum):
     INITIAL = "initial replication in progress"
     FINALIZING = "finalizing protection"
     PROTECTED = "protected"
+    RESYNC = "resynchronization in progress"  # delta cycles stop; the disks are compared by checksum
     FAILED_OVER = "failed over"  # replication primary -> recovery has stopped: the item is in its failover life
     REVERSE = "reverse replication"  # VMM -> VMM: the recovered VM replicates back to the primary cloud
     DISABLING = "disabling protection"
@@ -62,10 +63,13 @@ TRANSITIONS: dict[tuple[Protection, Protection], Failover | None] = {
     (P.INITIAL, P.FINALIZING): None,
     (P.FINALIZING, P.PROTECTED): Failover.READY,
     **{(s, P.DISABLING): None for s in (P.INITIAL_PENDING, P.INITIAL, P.FINALIZING, P.PROTECTED,
-                                         P.FAILED_OVER, P.REVERSE)},
+                                         P.RESYNC, P.FAILED_OVER, P.REVERSE)},
     (P.DISABLING, P.NOT_PROTECTED): None,
     (P.ENABLING, P.NOT_PROTECTED): None,  # the Enable protection job failed: nothing stays
     (P.PROTECTED, P.FAILED_OVER): None,  # a planned or unplanned failover starts
+    (P.PROTECTED, P.RESYNC): None,  # a resynchronization starts (by hand, or at the off-hours time)
+    (P.RESYNC, P.PROTECTED): None,  # ... its new point arrived (or it failed): delta replication again
+    (P.RESYNC, P.FAILED_OVER): None,  # a disaster during a resync: unplanned failover from a retained point
     (P.FAILED_OVER, P.PROTECTED): F.READY,  # ... and failed before the source was touched
     (P.FAILED_OVER, P.REVERSE): F.READY,  # VMM -> VMM: reverse replicate; ready to fail back
     (P.REVERSE, P.FAILED_OVER): None,  # the planned failover back starts

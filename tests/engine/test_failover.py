@@ -85,6 +85,19 @@ CASES = [
     ("disable", READY, None),
     ("disable", dict(READY, failover="Test failover in progress"), "complete it first"),
     ("disable", dict(READY, failover="Failover in progress"), "is busy"),
+    ("disable", dict(READY, protection="resynchronization in progress"), None),
+    ("resync", READY, None),  # a protected VM can always be resynchronized
+    ("resync", dict(READY, failover="Test failover in progress"), None),  # the test VM is built already
+    ("resync", dict(READY, protection="resynchronization in progress"), "already being resynchronized"),
+    ("resync", dict(READY, protection="not protected", failover=""), "is not protected"),
+    ("resync", dict(AWAY, failover="Commit pending"), "nothing replicates from its primary site"),
+    ("resync", dict(AWAY, scenario="vmm-to-vmm", protection="reverse replication"), "nothing replicates"),
+    ("resync", dict(READY, failover="Failover in progress", protection="failed over"), "is busy"),
+    ("resync", dict(READY, protection="initial replication in progress", failover=""), "needs a protected item"),
+    ("resync", dict(READY, protection="disabling protection"), "being disabled"),
+    ("test_failover", dict(READY, protection="resynchronization in progress"), None),  # from retained points
+    ("unplanned_failover", dict(READY, protection="resynchronization in progress"), None),
+    ("planned_failover", dict(READY, protection="resynchronization in progress"), "being resynchronized"),
 ]
 
 
