@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from . import failover, faults, guests, jobs, plans, protection, scenarios, setup, states, status, store, workload
+from . import failover, faults, guests, jobs, plans, protection, resync, scenarios, setup, states, status, store, workload
 from .clock import LAB_TIME_MAX, format_duration, format_time, to_epoch
 from .disks import SourceFingerprints, create_disk
 from .errors import EnvironmentProblem, InvalidInput, LabError, Refused, SiteFileError, environment, environment_error
@@ -222,6 +222,7 @@ class Lab:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._clock_fd = fd
         self.replication.sweep()  # what a killed holder left behind
+        resync.sweep(self)
         return True
 
     def clock_holder(self) -> str:
@@ -369,9 +370,11 @@ class Lab:
 
     @staticmethod
     def report_lines(report: dict | None) -> list[str]:
-        """A failover job's (or a recovery plan job's) report as plain lines."""
+        """A failover job's (or a recovery plan job's, a resync's) report as plain lines."""
         if report and "plan" in report:
             return plans.report_lines(report)
+        if report and "resync" in report:
+            return resync.report_lines(report)
         return failover.report_lines(report)
 
     def change_point(self, name: str, point: str, key_file: str | None = None) -> int:
@@ -388,6 +391,20 @@ class Lab:
         """Networks a protected VM can be attached to at its recovery side."""
         item = states.item(self.db, self.vm(name).name)
         return failover.target_networks(self, item) if item else []
+
+    # ---- commands: resynchronization (engine.resync) -----------------------------------------
+
+    def resync(self, names: list[str]) -> list[int]:
+        """Resynchronize: compare the disks with the replica by checksums, send what differs, make
+        a new recovery point, then resume delta replication (a Resynchronize job per VM)."""
+        return resync.resync(self, names)
+
+    def resync_schedule(self) -> str:
+        """The vault's off-hours time (HH:MM, lab time) when items that need a resync start one, or off."""
+        return resync.schedule(self)
+
+    def set_resync_schedule(self, value: str) -> str:
+        return resync.set_schedule(self, value)
 
     # ---- commands: recovery plans and replication groups (engine.plans) -------------------
 
@@ -520,7 +537,9 @@ class Lab:
             running = [j for j in job_ids if self.job(j)["state"] == states.JobState.IN_PROGRESS]
             if not running:
                 return
-            due = jobs.next_due(self.db) or self.now + 1
+            # a job step that ends when its work is done (a resync's compare) says when that may be
+            due = min((d for d in (jobs.next_due(self.db), resync.next_due(self)) if d is not None),
+                      default=self.now + 1)
             self.run(max(1, min(due, deadline) - self.now))
 
     # ---- time -----------------------------------------------------------------------------
@@ -570,6 +589,7 @@ class Lab:
                 jobs.advance(self, nxt)
                 self.replication.tick(nxt)
                 failover.reverse_tick(self, nxt)
+                resync.tick(self, t, nxt)
                 faults.watch_logs(self, nxt)
                 if nxt // _RETENTION_CHECK != t // _RETENTION_CHECK:
                     self.replication.retention_check(nxt)
@@ -638,6 +658,7 @@ COMMANDS: dict[str, Command] = {
     "change_point": Command("vm", _item_op("change_point")),
     "commit": Command("vm", _item_op("commit")),
     "reprotect": Command("vm", _item_op("reprotect")),
+    "resync": Command("vm", resync.check),
     "complete_job": Command("job", _check_complete_job),
     "fault_inject": Command("fault", lambda lab, s: faults.check_inject(lab, *(s or (None,)))),
     "fault_clear": Command("fault", lambda lab, s: faults.check_clear(lab, *(s or (None,)))),

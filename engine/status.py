@@ -5,7 +5,7 @@ Read-only queries; `srlab status`, `srlab resources` and the app's panels show t
 
 from __future__ import annotations
 
-from . import faults, rules, scenarios, setup, states
+from . import faults, resync, rules, scenarios, setup, states
 from .clock import format_time
 from .disks import allocated_bytes
 from .model import VM
@@ -40,6 +40,9 @@ def item_status(lab, vm: VM) -> dict:
     if state == Protection.INITIAL:
         total = max(1, item["initial_total"])
         progress = 100 if item["initial_done_at"] else min(99, item["initial_done"] * 100 // total)
+        text = f"{state} {progress}%"
+    elif state == Protection.RESYNC:
+        progress = resync.progress(lab, vm)
         text = f"{state} {progress}%"
     elif state == Protection.INITIAL_PENDING:
         text = f"{state} (starts {format_time(item['start_at'])})"
@@ -152,6 +155,7 @@ def resources(lab) -> dict:
                                     for a in r.storage_accounts]
     out["mappings"] = list(db.query("SELECT source, target FROM network_mappings ORDER BY source"))
     out["links"] = list(db.query("SELECT source, target, mbps, state FROM links ORDER BY source, target"))
+    out["resync_schedule"] = resync.schedule(lab)  # the vault's off-hours resync time, or off
     return out
 
 

@@ -632,6 +632,31 @@ def reprotect(ctx, vms, wait):
                        f"active location {st['active_location']}")
 
 
+@main.command("resync")
+@click.argument("vms", nargs=-1)
+@click.option("--schedule", metavar="HH:MM|off",
+              help="The vault's off-hours time (lab time, UTC) when VMs that need a resync start one, or off.")
+@wait_option
+@click.pass_context
+@handle_errors
+def resync_cmd(ctx, vms, schedule, wait):
+    """Resynchronize VMS: compare their disks with the replica by checksums, send only what
+    differs, make a new recovery point, then resume delta replication (a Resynchronize job
+    each). With --schedule: set when VMs marked "resynchronization required" resync on their own."""
+    if bool(vms) == (schedule is not None):
+        raise InvalidInput("give the VMs to resynchronize, or --schedule HH:MM|off (not both)",
+                           "for example: srlab resync MYWSV01, or srlab resync --schedule 02:00")
+    with open_lab(ctx) as lab:
+        if schedule is not None:
+            value = lab.set_resync_schedule(schedule)
+            click.echo("automatic resynchronization: " + ("off" if value == "off" else
+                                                          f"at {value} (lab time) for VMs that need one"))
+            return
+        ids = lab.resync(list(vms))
+        _wait(lab, ids, wait)
+        _reports(lab, ids)
+
+
 @main.group()
 def plan():
     """Recovery plans: ordered groups of VMs, manual actions and scripts, failed over as one."""
@@ -976,6 +1001,9 @@ def resources(ctx, as_json):
         click.echo(f"storage {a['name']:<20} {a['region']:<12} {a['redundancy']}-redundant")
     for li in r["links"]:
         click.echo(f"link    {li['source']} -> {li['target']}: {li['mbps']:g} Mbps, {li['state']}")
+    sched = r["resync_schedule"]
+    click.echo("resync  " + ("automatic resynchronization off" if sched == "off" else
+                             f"automatic at {sched} (lab time) for VMs that need one"))
 
 
 @main.command()
