@@ -3,7 +3,9 @@
 Initial replication of a generated disk image is timed next to the `lz4` CLI compressing the
 same image; one delta cycle after scattered 4 KiB changes is timed next to `rsync --inplace
 --no-whole-file` bringing a copy of the image up to date; building a failed-over VM's disks from
-the replica at its latest point is timed next to `cp --sparse=always` of the source image. Returns plain data; the CLI prints it.
+the replica at its latest point is timed next to `cp --sparse=always` of the source image; a resync
+finding scattered changes whose log was lost is timed next to rsync on the same change. Returns
+plain data; the CLI prints it.
 """
 
 from __future__ import annotations
@@ -103,6 +105,39 @@ def run_bench(size_mb: int = 512, content_mb: int = 192, change_pct: float = 1.0
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _rsync_sent(text: str) -> int | None:
+    m = re.search(r"Total bytes sent: ([\d,.]+)", text)
+    return int(re.sub(r"[,.]", "", m[1])) if m else None
+
+
+def _bench_resync(lab: Lab, work: Path, image: Path, size: int, allocated: int, change_pct: float, seed: int) -> dict:
+    """Scattered 4 KiB changes whose change log is lost (as the 50% rule drops it), found by a
+    resync (build the replica's disk, compare both sides by checksums, send the differing blocks,
+    make the point), next to rsync bringing a copy taken at the same moment up to date."""
+    copy = work / "resync-copy.vhd"
+    subprocess.run(["cp", "--sparse=always", str(image), str(copy)], check=True)  # the sides agree now
+    rng = random.Random(seed + 1)
+    writes = max(1, int(allocated * change_pct / 100) // 4096)
+    fd = os.open(image, os.O_RDWR)
+    try:
+        for _ in range(writes):  # written behind the tracker's back: no log holds them
+            os.pwrite(fd, rng.randbytes(2048) + bytes(2048), rng.randrange(size // 4096) * 4096)
+    finally:
+        os.close(fd)
+    lab.source_fingerprints.forget(image)
+    t = time.perf_counter()
+    job = lab.resync(["BENCH01"])[0]
+    lab.run_until_done([job])
+    out = {"changed_bytes": writes * 4096, "writes": writes, "srlab_seconds": time.perf_counter() - t}
+    r = lab.job(job)["report"]["resync"]
+    out.update(srlab_sent_bytes=r["sent_bytes"], differing_chunks=r["differing_chunks"], blocks=r["blocks"],
+               verified=lab.verify("BENCH01")["identical"])
+    if shutil.which("rsync"):
+        secs, text = _timed(["rsync", "--ignore-times", "--inplace", "--no-whole-file", "--stats", str(image), str(copy)])
+        out["rsync_seconds"], out["rsync_sent_bytes"] = secs, _rsync_sent(text)
+    return out
+
+
 def _bench(work: Path, size_mb: int, content_mb: int, change_pct: float, seed: int) -> dict:
     site = work / "bench.toml"
     site.write_text(_SITE.format(size_gb=size_mb / 1024, content_mb=content_mb))
@@ -159,6 +194,7 @@ def _bench(work: Path, size_mb: int, content_mb: int, change_pct: float, seed: i
             m = re.search(r"Total bytes sent: ([\d,.]+)", text)
             out["delta"]["rsync_seconds"] = secs
             out["delta"]["rsync_sent_bytes"] = int(re.sub(r"[,.]", "", m[1])) if m else None
+        out["resync"] = _bench_resync(lab, work, image, size, allocated, change_pct, seed)
     finally:
         lab.close()
     return out

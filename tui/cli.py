@@ -1173,6 +1173,44 @@ def bench(size_mb, content_mb, change_pct):
                f"replica, {f['bytes'] / mib:.0f} MiB allocated)")
     click.echo(f"                     cp --sparse=always {f['cp_seconds']:.3f} s of the same image")
     click.echo(f"                     srlab is {f['cp_seconds'] / f['srlab_seconds']:.2f}x cp's speed")
+    rs = r["resync"]
+    changed = rs["changed_bytes"] / mib
+    click.echo(f"resync               {changed:.1f} MiB changed in {rs['writes']} scattered 4 KiB writes, their log lost")
+    click.echo(f"                     srlab {rs['srlab_seconds']:.3f} s (build the replica's disk, compare 1 MiB chunks, "
+               f"then 4 KiB blocks), {rs['srlab_sent_bytes'] / mib:.1f} MiB on the wire, point verified "
+               f"{'identical' if rs['verified'] else 'DIFFERENT'}")
+    if "rsync_seconds" in rs:
+        sent = rs["rsync_sent_bytes"] or 0
+        click.echo(f"                     rsync --inplace --no-whole-file {rs['rsync_seconds']:.3f} s, "
+                   f"{sent / mib:.1f} MiB sent")
+        click.echo(f"                     srlab is {rs['rsync_seconds'] / rs['srlab_seconds']:.2f}x rsync's speed, "
+                   f"sending {sent / max(1, rs['srlab_sent_bytes']):.2f}x fewer bytes")
+    else:
+        click.echo("                     rsync not installed: no reference (apt-get install rsync)")
+
+
+@main.group()
+def sample():
+    """Generate site files."""
+
+
+@sample.command("scale")
+@click.option("--vms", type=int, required=True, help="How many VMs (1-5000).")
+@click.option("--rate", type=float, default=1.0, show_default=True, help="Each VM's write rate, KiB per lab second.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the site file here (default: stdout).")
+@handle_errors
+def sample_scale(vms, rate, out_file):
+    """A many-VM site (one VMM cloud to Azure, 1 GiB disks) for scale measurements; the same
+    --vms always gives the same site."""
+    from engine.scale import scale_site
+
+    text = scale_site(vms, rate)
+    if out_file:
+        with open(out_file, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"wrote {out_file}: {vms} VMs; next: srlab init --site {out_file}")
+    else:
+        click.echo(text, nl=False)
 
 
 @main.command()
