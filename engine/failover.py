@@ -385,10 +385,12 @@ jobs.define("planned_failover", "Planned failover", [
 
 def _unplanned_source(lab, run: Run) -> None:
     if run.data.get("shutdown_sync"):
-        if protection.item_facts(lab, lab.vm(run.target)).source_reachable:
+        facts = protection.item_facts(lab, lab.vm(run.target))
+        if facts.source_reachable and not facts.replication_problem:
             _shut_down_and_sync(lab, run)
             return
-        lab.event(run.t, "warning", run.target, "the source is unreachable: failing over without its latest data")
+        why = "the source is unreachable" if not facts.source_reachable else f"{facts.replication_problem}"
+        lab.event(run.t, "warning", run.target, f"{why}: failing over without its latest data")
     _report(lab, run, source_stopped_at=run.t, source_last_transaction=lab.vm_row(run.target)["writes_done"])
     _stop_forward(lab, run.target)
 

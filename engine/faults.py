@@ -125,7 +125,7 @@ def listing(lab) -> list[dict]:
     out = []
     for f in active(lab):
         k = KINDS[f["kind"]]
-        out.append({"id": f["id"], "kind": f["kind"], "target": f["target"] or "(everything it can touch)",
+        out.append({"id": f["id"], "kind": f["kind"], "target": f["target"],  # "": everything it can touch
                     "since": f["since"], "until": f["until"], "amount": f["amount"], "code": k.code,
                     "recoverable": k.recoverable, "about": k.about,
                     "touches": sorted(vm.name for vm in lab.site.vms if _touches(lab, f, vm)
@@ -135,6 +135,14 @@ def listing(lab) -> list[dict]:
 
 def _links(lab) -> list[tuple[str, str]]:
     return [(r["source"], r["target"]) for r in lab.db.query("SELECT source, target FROM links")]
+
+
+def targets(lab, kind: str) -> list[str]:
+    """What `--target` may name for a kind in this lab."""
+    k = KINDS.get(kind)
+    if k is None:
+        raise InvalidInput(f"no fault kind {kind!r}", f"kinds: {', '.join(KINDS)}")
+    return list(dict.fromkeys(_targets_of(lab, k.touches).values()))
 
 
 def _targets_of(lab, touches: str) -> dict[str, str]:
@@ -280,9 +288,11 @@ def next_expiry(db) -> int | None:
 
 def _damage_target(lab, k: Kind, vm_name: str) -> Path:
     item = states.item(lab.db, vm_name)
-    if item is None or item["state"] not in (Protection.PROTECTED, Protection.FINALIZING, Protection.INITIAL):
-        raise Refused(f"{vm_name} is not replicating: there is no {'change log' if k.name == 'chain-broken' else 'replica'}"
-                      " to damage", f"protect it first: srlab protect {vm_name}")
+    states_ok = (Protection.PROTECTED, Protection.FINALIZING) + ((Protection.INITIAL,) if k.name == "chain-broken" else ())
+    if item is None or item["state"] not in states_ok:
+        what = "change log" if k.name == "chain-broken" else "replica with a recovery point"
+        raise Refused(f"{vm_name} is not replicating: there is no {what} to damage",
+                      f"protect it and let initial replication finish first: srlab protect {vm_name}")
     if k.name == "chain-broken":
         return log_path(lab.disk_path(vm_name, 0))
     return lab.path / item["store"] / _base_name(lab, vm_name)

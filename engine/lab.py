@@ -480,8 +480,14 @@ class Lab:
 
     @staticmethod
     def fault_kinds() -> list[dict]:
+        """Every kind: what its target names, its error code, recoverable or not, its default
+        --amount (None: it takes none), whether injecting it damages a file."""
         return [{"kind": k.name, "touches": k.touches, "code": k.code, "recoverable": k.recoverable,
-                 "about": k.about, "damage": k.damage} for k in faults.KINDS.values()]
+                 "about": k.about, "amount": k.amount, "damage": k.damage} for k in faults.KINDS.values()]
+
+    def fault_targets(self, kind: str) -> list[str]:
+        """What `fault_inject(kind, target)` may name in this lab (links, places, servers, hosts, VMs)."""
+        return faults.targets(self, kind)
 
     def events_query(self, vm: str | None = None, since: int | None = None, limit: int = 1000) -> list[dict]:
         """Events, newest first; of one VM (its own and its recovered VMs'), since a lab time."""

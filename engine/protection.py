@@ -44,9 +44,20 @@ def item_facts(lab, vm: VM, key_given: bool = True, via_plan: bool = False) -> r
     return rules.ItemFacts(
         vm=vm.name, scenario=lab.site.lab.scenario, protection=item["state"], failover=item["failover_state"],
         active=item["active"], source_reachable=faults.site_down(lab, vm) is None, has_points=has_points,
+        replication_problem=_replication_problem(lab, vm, item),
         target_name_ok=not to_azure or rules.azure_name_ok(item["target_name"]),
         encrypted=bool(pol and pol["encrypt"]), key_given=key_given, last_failover=item["last_failover"],
         in_group=group[0] if group else "", via_plan=via_plan)
+
+
+def _replication_problem(lab, vm: VM, item: dict) -> str:
+    """What stops the item's forward replication now (a fault, an unrecoverable error), or ''."""
+    if item["active"] != "primary":
+        return ""
+    if item["resync_required"]:
+        return f"{item['error_code']}: resynchronization required"
+    p = faults.problem(lab, vm)
+    return f"{p.code}: {p.message}" if p else ""
 
 
 def policy_of(lab, vm: VM) -> dict | None:

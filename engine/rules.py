@@ -363,6 +363,7 @@ class ItemFacts:
     failover: str = ""
     active: str = "primary"  # primary | recovery: where the workload runs
     source_reachable: bool = True
+    replication_problem: str = ""  # a fault that stops the item's replication now (engine.faults)
     has_points: bool = False
     target_name_ok: bool = True
     encrypted: bool = False
@@ -426,6 +427,9 @@ OPERATIONS: dict[str, list[tuple]] = {
          "{vm} is {protection} ({failover}): planned failover needs a protected item that is Ready"),
         (lambda f: not f.back and not f.source_reachable,
          "planned failover needs the source site reachable: use unplanned failover"),
+        (lambda f: not f.back and f.replication_problem,
+         "{vm} cannot replicate now ({replication_problem}): a planned failover sends the last changes first; "
+         "clear the fault or use unplanned failover"),
         _NO_POINT, _BAD_NAME, _NO_KEY, _GROUPED,
     ],
     "unplanned_failover": [

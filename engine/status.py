@@ -108,6 +108,7 @@ def status(lab) -> dict:
             "name": vm.name, "site": _site_of(lab, vm), "cloud": vm.cloud, "location": vm.location,
             "host": vm.host, "os": vm.os, "generation": vm.generation, "cpus": vm.cpus,
             "memory_mb": vm.memory_mb, "power": row["power"], "writes": row["writes_done"],
+            "workload_rate_kib_s": row["rate_kib"] if row["rate_kib"] is not None else vm.workload.rate_kib_s,
             "disks": disks, **item_status(lab, vm), "recovered": recovered_vms(lab, vm),
         })
     return {"lab": str(lab.path), "name": lab.site.lab.name, "scenario": lab.site.lab.scenario,

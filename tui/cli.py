@@ -195,7 +195,7 @@ def status(ctx, as_json):
             click.echo(f"    {vm['health']}: {vm['health_reason']}")
             click.echo(f"    action: {vm['health_action']}")
     for f in st["faults"]:
-        click.echo(f"fault {f['kind']} on {f['target']} since {format_time(f['since'])}"
+        click.echo(f"fault {f['kind']} on {f['target'] or 'everything'} since {format_time(f['since'])}"
                    + (f" until {format_time(f['until'])}" if f["until"] else "")
                    + f": touches {', '.join(f['touches']) or 'no protected VM'}")
     if any(vm["health"] for vm in st["vms"]):
@@ -316,7 +316,7 @@ def fault_list(ctx, as_json):
         click.echo("no fault in effect")
         return
     for f in fs:
-        click.echo(f"{f['kind']:<22} {f['target']:<28} since {format_time(f['since'])}"
+        click.echo(f"{f['kind']:<22} {f['target'] or '(everything it can touch)':<28} since {format_time(f['since'])}"
                    + (f" until {format_time(f['until'])}" if f["until"] else "")
                    + (f" amount {f['amount']:g}" if f["amount"] is not None else ""))
         click.echo(f"  {f['code'] or 'no error'} ({'recoverable: retried' if f['recoverable'] else 'unrecoverable'});"

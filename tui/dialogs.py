@@ -805,7 +805,7 @@ class FaultDialog(EngineDialog):
         self.info = next((k for k in state.fault_kinds if k["kind"] == kind), {"kind": kind})
         self.touches = str(self.info.get("touches", ""))
         self.damage = bool(self.info.get("damage"))
-        self.takes_amount = self.info.get("amount") is not None or "--amount" in str(self.info.get("about", ""))
+        self.takes_amount = self.info.get("amount") is not None
         names = fault_targets(state, self.touches)
         if self.touches != "vm":  # blank: everything it can touch (a VM kind needs its VM)
             names = [""] + names

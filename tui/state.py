@@ -45,6 +45,7 @@ class LabState:
     plans: list[dict] = field(default_factory=list)
     # the kinds of fault the lab can inject (Lab.fault_kinds) and the faults in effect (Lab.faults)
     fault_kinds: list[dict] = field(default_factory=list)
+    fault_targets: dict[str, list[str]] = field(default_factory=dict)  # touches -> Lab.fault_targets
     faults: list[dict] = field(default_factory=list)
     # VM -> its guest workload's write rate now, KiB per lab second
     workloads: dict[str, float] = field(default_factory=dict)
@@ -162,9 +163,6 @@ def judged(st: LabState) -> list[tuple[str, str, Any]]:
 
 # ---- faults ------------------------------------------------------------------------------------
 
-EVERYTHING = "(everything it can touch)"  # how Lab.faults() names the target of a fault without one
-
-
 def fault_subject(f: dict) -> str:
     """The key the app judges clearing a fault in effect by (its id)."""
     return f"fault:{f['id']}"
@@ -172,7 +170,7 @@ def fault_subject(f: dict) -> str:
 
 def fault_target_name(f: dict) -> str:
     """A fault's target as the app shows it: `everything` for one without a target."""
-    return "everything" if f.get("target") in (None, "", EVERYTHING) else str(f["target"])
+    return str(f.get("target") or "everything")
 
 
 def inject_subject(kind: str, target: str) -> str:
@@ -187,29 +185,13 @@ def kind_subject(kind: str) -> str:
 
 def fault_target(f: dict) -> str:
     """The target to clear a fault in effect by: "" for one on everything it can touch."""
-    target = str(f.get("target") or "")
-    return "" if target == EVERYTHING else target
+    return str(f.get("target") or "")
 
 
 def fault_targets(st: LabState, touches: str) -> list[str]:
     """What a fault kind that touches a `touches` (link, target, server, site, host, vm) may name
-    as its target in this lab, as `srlab fault inject --target` takes it."""
-    res = st.resources or {}
-    links = res.get("links", [])
-    vms = [v["name"] for v in st.status.get("vms", [])]
-    names: list[str] = []
-    if touches == "link":
-        names = [link_subject(x) for x in links] + sorted({p for x in links for p in (x["source"], x["target"])})
-    elif touches == "target":
-        names = sorted({x["target"] for x in links}) + [a["name"] for a in res.get("storage_accounts", [])]
-    elif touches in ("server", "site"):
-        names = [s["name"] for s in res.get("servers", []) if s.get("kind") == "VMM server"] + [
-            c["name"] for c in res.get("clouds", [])]
-    elif touches == "host":
-        names = [h["name"] for h in res.get("hosts", [])] + vms
-    elif touches == "vm":
-        names = vms
-    return list(dict.fromkeys(names))
+    as its target in this lab (Lab.fault_targets), as `srlab fault inject --target` takes it."""
+    return st.fault_targets.get(touches, [])
 
 
 def judge_faults(lab: Lab, st: LabState) -> None:
@@ -284,6 +266,7 @@ def collect(lab: Lab, reuse: LabState | None = None) -> LabState:
     st.events = lab.events(EVENT_LIMIT)
     st.plans = _try(lab.plans, [])
     st.fault_kinds = _try(lab.fault_kinds, [])
+    st.fault_targets = {k["touches"]: _try(lambda k=k: lab.fault_targets(k["kind"]), []) for k in st.fault_kinds}
     st.faults = _try(lab.faults, [])
     for vm in st.status.get("vms", []):
         if vm.get("protection", Protection.NOT_PROTECTED) == Protection.NOT_PROTECTED:
@@ -303,18 +286,10 @@ def collect(lab: Lab, reuse: LabState | None = None) -> LabState:
             st.allowed[(action, key)] = None
             st.problems.append(f"allowed({action!r}, {subject!r}): {type(e).__name__}: {e}")
     judge_faults(lab, st)
-    for v in st.status.get("vms", []):
-        rate = _try(lambda: workload_rate(lab, v["name"]), None)
-        if rate is not None:
-            st.workloads[v["name"]] = rate
+    st.workloads = {v["name"]: float(v["workload_rate_kib_s"]) for v in st.status.get("vms", [])
+                    if v.get("workload_rate_kib_s") is not None}
     st.loaded = True
     return st
-
-
-def workload_rate(lab: Lab, name: str) -> float:
-    """A VM's write rate now: the one set with `srlab vm workload`, else its site file's."""
-    rate = lab.vm_row(name).get("rate_kib")
-    return float(rate) if rate is not None else float(lab.vm(name).workload.rate_kib_s)
 
 
 # ---- formatting (display only) -------------------------------------------------------------

@@ -347,12 +347,14 @@ class Replication:
         initial chunk is read again from the source (initial replication restarts: a re-send
         fixes it); a log is not on the source any more: the replica needs a resynchronization."""
         self._dropped.append(stage)
-        if t["kind"] == "initial":
-            self.env.event(at, "warning", t["vm"], f"a damaged initial-replication chunk arrived and was not applied "
-                           f"(transfer {t['id']}: {e.message}); initial replication starts again from the source",
+        item = self.item(t["vm"])
+        if t["kind"] == "initial" or item["state"] == Protection.INITIAL:  # no replica to resync yet
+            what = "initial-replication chunk" if t["kind"] == "initial" else "change log"
+            self.env.event(at, "warning", t["vm"], f"a damaged {what} arrived and was not applied (transfer "
+                           f"{t['id']}: {e.message}); initial replication starts again from the source",
                            "DamagedTransfer", "none: the data is sent again")
             self.drop_pending(t["vm"])
-            self.start_initial(self.item(t["vm"]), at, again=True)
+            self.start_initial(item, at, again=True)
             return
         code = "VhdChainBroken" if e.hint == CHAIN_BROKEN else "DamagedTransfer"
         self.env.needs_resync(t["vm"], at, code, f"a damaged change log arrived and was not applied (transfer "

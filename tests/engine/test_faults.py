@@ -106,6 +106,16 @@ def test_slow_link_raises_the_rpo_and_health_names_the_books_remedy(lab):
     assert "--frequency 15m" in action and "bandwidth" in action
 
 
+def test_planned_failover_needs_replication_working(lab):
+    _protected(lab)
+    lab.fault_inject("link-down")
+    assert "cannot replicate now (NetworkError" in lab.allowed("planned_failover", "WEB01")
+    jobs = lab.failover(["WEB01"], "unplanned", shutdown_sync=True)
+    lab.run_until_done(jobs)
+    assert lab.job(jobs[0])["state"] == "succeeded"
+    assert any("failing over without its latest data" in e["message"] for e in lab.events_query("WEB01"))
+
+
 def test_storage_full_is_retried_and_nothing_arrives(lab):
     _protected(lab)
     n = len(lab.points("WEB01"))
@@ -292,3 +302,28 @@ def test_workload_rate_changes_the_churn_from_now_on(lab):
     assert lab.last_transaction("WEB01").last_seq == lab.vm_row("WEB01")["writes_done"]
     with pytest.raises(InvalidInput, match="--rate"):
         lab.vm_workload("WEB01", -1)
+
+
+def test_after_every_fault_is_cleared_and_a_resync_every_retained_point_verifies(lab):
+    """The issue's end-to-end promise: break everything, clear it, resynchronize, and every
+    recovery point the lab keeps builds disks byte-identical to the source at its instant."""
+    _protected(lab, "IDLE01", retention_h=1)
+    lab.fault_inject("link-flaky", amount=0.4)
+    lab.fault_inject("link-slow", amount=0.5)
+    lab.fault_inject("out-of-memory", target="HV01", duration=15 * M)
+    lab.run(30 * M)
+    lab.fault_inject("chain-broken", target="WEB01")
+    lab.fault_inject("replica-invalid", target="IDLE01")
+    lab.fault_inject("auth-failure", target="SC01")
+    lab.run(20 * M)
+    for vm in ("WEB01", "IDLE01"):
+        assert _health(lab, vm)[0] == "Critical"
+    lab.fault_clear()
+    jobs = lab.resync(["WEB01", "IDLE01"])
+    lab.run_until_done(jobs)
+    assert [lab.job(j)["state"] for j in jobs] == ["succeeded", "succeeded"]
+    lab.run(20 * M)
+    for vm in ("WEB01", "IDLE01"):
+        assert _health(lab, vm)[0] == "OK"
+        for p in lab.points(vm):
+            assert lab.verify(vm, p["id"])["identical"], (vm, p)

@@ -52,7 +52,7 @@ async def test_inject_and_clear_link_down_health_and_events_follow(lab):
         assert values[0] == "" and "OnPremise Cloud->Japan East" in values
         await keys(pilot, "ctrl+s")
         assert not isinstance(app.screen, ModalScreen)
-        assert [(f["kind"], f["target"]) for f in lab.faults()] == [("link-down", "(everything it can touch)")]
+        assert [(f["kind"], f["target"]) for f in lab.faults()] == [("link-down", "")]
         table = app.query_one("#faults-table")
         fid = lab.faults()[0]["id"]
         assert table.get_cell(f"fault:{fid}", "target").plain == "everything"
