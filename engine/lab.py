@@ -587,8 +587,7 @@ class Lab:
                 if due is not None and t < due < nxt:
                     nxt = due
             self.replication.begin_slice()
-            # The slice's files are flushed together, before the commit of the rows that claim them.
-            with store.transaction(self.db), changelog.one_flush(self.path):
+            with store.transaction(self.db):
                 faults.expire(self, t)
                 writes += guests.advance_workloads(self, t, nxt)
                 self.replication.serve_links(t, nxt)

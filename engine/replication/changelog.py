@@ -18,11 +18,8 @@ PB), checked only for lying inside the disk.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import lz4.frame
@@ -176,15 +173,14 @@ def unseal(blob: bytes, key: bytes | None, label: str) -> bytes:
 
 
 def write_durable(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder (within one_flush(): the
-    fsyncs are the batch's one flush)."""
+    """Temp file in the same folder, fsync, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            sync_fd(f.fileno(), path)
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # disk full, killed...: no half file left
@@ -194,78 +190,11 @@ def write_durable(path: Path, data: bytes) -> None:
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or a new file in `path` durable."""
-    if _batch.paths is not None:
-        _batch.paths.append(Path(path))
-        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-# ---- one flush for many durable writes ----------------------------------------------------------
-
-class _Batch(threading.local):
-    paths: list[Path] | None = None
-
-
-_batch = _Batch()
-
-
-def sync_fd(fd: int, path: Path) -> None:
-    """fsync an open file, or, within one_flush(), leave it to the batch's flush."""
-    if _batch.paths is not None:
-        _batch.paths.append(Path(path))
-    else:
-        os.fsync(fd)
-
-
-def _syncfs():
-    """syncfs(2) from the C library (Linux), or None where there is none."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.syncfs
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNCFS = _syncfs()
-
-
-@contextmanager
-def one_flush(root: Path):
-    """Durable writes inside this block (a slice of lab time writes one frame per VM and disk)
-    are flushed together when it ends: one syncfs(2) of the lab's file system instead of two
-    fsyncs per file, before the caller commits the rows that claim them. Without syncfs, each
-    file and folder is fsynced at the end. Nested blocks join the outer one; a block left by an
-    error flushes nothing (its rows are rolled back: its files are orphans at worst)."""
-    if _batch.paths is not None:
-        yield
-        return
-    _batch.paths = []
-    try:
-        yield
-        paths, _batch.paths = _batch.paths, None
-        if not paths:
-            return
-        fd = os.open(root, os.O_RDONLY)
-        try:
-            if _SYNCFS is not None and _SYNCFS(fd) == 0:
-                return
-        finally:
-            os.close(fd)
-        for p in dict.fromkeys(paths):  # no syncfs: each one, once
-            try:
-                fd = os.open(p, os.O_RDONLY)
-            except FileNotFoundError:  # renamed or removed since: its folder is in the list
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    finally:
-        _batch.paths = None
 
 
 def process_alive(pid: int) -> bool:

@@ -65,7 +65,7 @@ def create_base(path: Path, size: int, created: int) -> None:
         f.seek(size)
         f.write(vhd_footer(size, created, os.urandom(16)))
         f.flush()
-        changelog.sync_fd(f.fileno(), path)
+        os.fsync(f.fileno())
 
 
 def apply_blob(disk: Path, blob: bytes, key: bytes | None, label: str) -> int:
@@ -74,7 +74,7 @@ def apply_blob(disk: Path, blob: bytes, key: bytes | None, label: str) -> int:
     fd = os.open(disk, os.O_RDWR)
     try:
         n = changelog.apply_records(fd, buf)
-        changelog.sync_fd(fd, disk)
+        os.fsync(fd)
     finally:
         os.close(fd)
     return n
@@ -127,7 +127,7 @@ def build_disk(base: Path, point_dirs: list[Path], disk_index: int, out: Path, s
                 changelog.apply_records(fd, changelog.unseal(p.read_bytes(), key, label))
             except Damaged as e:
                 raise Damaged(f"{p}: {e.message}", _RESYNC, file=str(p)) from None
-        changelog.sync_fd(fd, out)
+        os.fsync(fd)
     finally:
         os.close(fd)
 
