@@ -365,7 +365,7 @@ def test_kill_9_during_resyncs_never_leaves_a_point_without_its_data(tmp_path, s
             if lab.protection_state("WEB01") == Protection.PROTECTED:
                 lose_writes(lab, 8, seed=trial)
                 lab.resync(["WEB01"])
-        r = child(rng.randint(1, max(2, full)), "--lab", str(path), "run", "--for", "1m")
+        r = child(rng.randint(1, max(2, full * 2 // 3)), "--lab", str(path), "run", "--for", "1m")
         assert r.returncode in (0, -9) and "Traceback" not in r.stderr, r.stderr
         kills += r.returncode == -9
         points_verify(path)
