@@ -266,6 +266,9 @@ class HealthFacts:
 def item_health(f: HealthFacts) -> tuple[str, str, str]:
     """(OK | Warning | Critical | "", the reason, the recommended action). "" when there is no
     replication to judge (failed over)."""
+    if f.protection == Protection.RESYNC:  # what it clears is on its way out
+        return "Warning", "resynchronization in progress" + (f" (it clears {f.error_code})" if f.error_code else ""), (
+            "wait for its Resynchronize job to end (srlab jobs)")
     if f.error:
         return "Critical", f"{f.error_code}: {f.error}", (
             f"clear the cause if it is still there, then resynchronize: srlab resync {f.vm}"

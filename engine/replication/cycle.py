@@ -176,8 +176,10 @@ class Replication:
             if not again:  # again: drop_pending empties the logs once this is committed
                 log_path(p).write_bytes(b"")
             total += allocated_bytes(p, d.size_bytes)
+        # A new replica from scratch: nothing of an old error or a resync still owed applies to it.
         cols = dict(tracking=1, initial_total=total, initial_done=0, cursor_disk=0, cursor_offset=0,
-                    initial_done_at=None)
+                    initial_done_at=None, resync_required=0, error="", error_code="", failures=0,
+                    first_failure=None, retry_at=None)
         if again:  # already copying: the same state, from the start
             self.db["items"].update(vm.name, cols)
         else:

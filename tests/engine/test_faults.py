@@ -327,3 +327,21 @@ def test_after_every_fault_is_cleared_and_a_resync_every_retained_point_verifies
         assert _health(lab, vm)[0] == "OK"
         for p in lab.points(vm):
             assert lab.verify(vm, p["id"])["identical"], (vm, p)
+
+
+def test_health_during_a_resync_says_so_and_reprotect_owes_no_resync(lab):
+    _protected(lab)
+    lab.fault_inject("chain-broken", target="WEB01")
+    lab.run(10 * M)
+    assert _health(lab, "WEB01")[0] == "Critical"
+    lab.resync(["WEB01"])
+    lab.run(30)  # past the Prerequisites check
+    assert lab.protection_state("WEB01") == "resynchronization in progress"
+    health, reason, action = _health(lab, "WEB01")
+    assert health == "Warning" and "VhdChainBroken" in reason and "Resynchronize job" in action
+    # A new initial replication (as a reprotect starts) owes nothing of an old error.
+    item = lab.replication.item("WEB01")
+    lab.db.execute("UPDATE items SET resync_required=1, error='old', error_code='X' WHERE vm='WEB01'")
+    lab.replication.start_initial(item, lab.now, again=True)
+    row = lab.replication.item("WEB01")
+    assert (row["resync_required"], row["error"], row["error_code"]) == (0, "", "")
