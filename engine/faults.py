@@ -97,9 +97,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
 ]}
 
 # Conditions that are not injected faults but stop an item's replication the same way.
-KEY_MISSING = Kind("", "server", "KeyUnavailable", True, "{target}", f"restore the key file; {_RETRIES}", "")
+KEY_MISSING = "KeyUnavailable"  # the data-encryption key file is gone: its server's items wait
 RESYNC_NEEDED = "ResyncRequired"  # the 50% rule
-DAMAGED = "DamagedTransfer"  # a shipment that failed its checks on arrival
 
 
 @dataclass(frozen=True)
@@ -346,7 +345,7 @@ def problem(lab, vm: VM, faults: list[dict] | None = None) -> Problem | None:
         try:
             setup.encryption_key(lab, vm)
         except LabError as e:
-            return Problem(KEY_MISSING.code, e.message, f"{e.hint}; {_RETRIES}", True)
+            return Problem(KEY_MISSING, e.message, f"{e.hint}; {_RETRIES}", True)
     return None
 
 

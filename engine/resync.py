@@ -64,8 +64,7 @@ class _LinkDown:
 def blocking(lab, vm: VM):
     """What stops the VM's replication now (a fault, the link down, a missing key), or None:
     an object with .code, .message, .action (engine.faults)."""
-    find = getattr(faults, "blocking", None) or faults.problem
-    return find(lab, vm)
+    return faults.problem(lab, vm)
 
 
 def check(lab, name: str) -> VM:
