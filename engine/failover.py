@@ -22,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import faults, guests, jobs, protection, rules, scenarios, setup, states, store
+from . import azure, faults, guests, jobs, protection, rules, scenarios, setup, states, store
 from .clock import format_duration, format_time
 from .disks import FP_CHUNK, chunk_digests, fingerprint
 from .errors import Damaged, InvalidInput, Refused
@@ -75,6 +75,8 @@ def _kind_op(kind: str) -> str:
 
 def target_networks(lab, item: dict) -> list[str]:
     """Networks a VM can be attached to at its recovery side."""
+    if item["target_kind"] == "region":
+        return [r["name"] for r in azure.resources(lab, item["target"], "virtual network")]
     if scenarios.TARGETS[item["target_kind"]].picks_size:
         region = lab.site.regions().get(item["target"])
         return [n.name for n in region.virtual_networks] if region else []
@@ -85,6 +87,8 @@ def _network(lab, vm: VM, item: dict, requested: str | None, test: bool) -> str:
     if requested in (None, ""):
         if test:
             return ""  # isolated: a test failover must not meet production
+        if item["target_kind"] == "region":  # the target side's network (mapped at enable time)
+            return azure.target_side(lab, item)["network"]
         nic = next((n for n in vm.nics if n.name == item["nic"]), None)
         row = lab.db.execute("SELECT target FROM network_mappings WHERE source=?",
                              [nic.network if nic else ""]).fetchone()
@@ -113,7 +117,7 @@ def failover(lab, names: list[str], kind: str, point: str | None = None, network
     for name in names:
         vm = check(lab, op, name, key_file, need_key=True, via_plan=via_plan)
         item = states.item(lab.db, vm.name)
-        back = item["active"] == "recovery"
+        back = item["active"] == "recovery" and item["target_kind"] != "region"  # Azure -> Azure: both ways alike
         if kind == "planned" and point not in (None, "latest"):
             raise InvalidInput("a planned failover always uses the latest data (no data loss); "
                                "--point applies to test and unplanned failovers")
@@ -165,8 +169,11 @@ def reprotect(lab, names: list[str]) -> list[int]:
     with store.transaction(lab.db):
         ids = []
         for vm in vms:
-            committed = states.item(lab.db, vm.name)["failover_state"] == Failover.COMMITTED
-            ids.append(jobs.create(lab.db, lab.now, "reverse_replicate" if committed else "reprotect", vm.name))
+            item = states.item(lab.db, vm.name)
+            committed = item["failover_state"] == Failover.COMMITTED
+            kind = "reprotect_a2a" if item["target_kind"] == "region" else (
+                "reverse_replicate" if committed else "reprotect")
+            ids.append(jobs.create(lab.db, lab.now, kind, vm.name))
         return ids
 
 
@@ -180,24 +187,70 @@ def recovered(lab, vm: str, role: str | None = None) -> list[dict]:
     return list(lab.db.query(q + " ORDER BY name", args))
 
 
+def goes_home(lab, item: dict) -> bool:
+    """An Azure VM's failover into its own region (after a reprotect): its own disks are rebuilt."""
+    return item["target_kind"] == "region" and item["target"] == lab.vm(item["vm"]).region
+
+
+def _build_home(lab, run: Run, item: dict) -> dict:
+    """Rebuild the VM's own disks at the chosen point (built beside them, then each put in place
+    by a rename); the VM stays off."""
+    vm = lab.vm(run.target)
+    work = lab.disk_path(vm.name, 0).parent / f".failover-{run.id}"
+    shutil.rmtree(work, ignore_errors=True)
+    point, built = protection.build_at_point(lab, vm.name, run.data.get("point"), work)
+    paths = [lab.disk_path(vm.name, i) for i in range(len(vm.disks))]
+    for b, p in zip(built, paths):
+        os.replace(b, p)
+        lab.source_fingerprints.forget(p)
+    changelog.fsync_dir(paths[0].parent)
+    shutil.rmtree(work, ignore_errors=True)
+    scan = guests.scan_disks(paths, vm)
+    lab.db.execute("UPDATE vms SET power='off' WHERE name=?", [vm.name])
+    fps = [fingerprint(p, d.size_bytes) for p, d in zip(paths, vm.disks)]
+    _report(lab, run, point=point["id"], point_time=point["time"], point_kind=point["kind"],
+            last_transaction=scan.last_seq, recovered_vm=vm.name, disks=[str(p) for p in paths],
+            disk_fingerprints=fps, verified=fps == json.loads(point["fingerprints"]), placement=_placement(lab, item))
+    return point
+
+
+def _placement(lab, item: dict) -> dict:
+    """Where an Azure VM lands: the target side's resource group, network, subnet, availability set."""
+    if item["target_kind"] != "region":
+        return {}
+    side = azure.target_side(lab, item)
+    return {k: side[k] for k in ("region", "resource_group", "network", "subnet", "availability_set")}
+
+
 def _build(lab, run: Run, role: str) -> dict:
     """Build the VM's disks at the chosen point into the recovery side; the VM stays off."""
     vm = lab.vm(run.target)
     item = states.item(lab.db, vm.name)
+    if role == "failover" and goes_home(lab, item):
+        return _build_home(lab, run, item)
     name = (item["target_name"] or vm.name) + ("-test" if role == "test" else "")
+    before = next(lab.db.query("SELECT network FROM recovered WHERE name=?", [name]), {"network": ""})
     folder = Path("recovery") / slug(item["target"]) / slug(name)
     shutil.rmtree(lab.path / folder, ignore_errors=True)
     point, paths = protection.build_at_point(lab, vm.name, run.data.get("point"), lab.path / folder)
     scan = guests.scan_disks(paths, vm)
     built = [fingerprint(p, d.size_bytes) for p, d in zip(paths, vm.disks)]
     lab.db.execute("DELETE FROM recovered WHERE name=?", [name])
+    place = _placement(lab, item)
+    network = run.data.get("network", before["network"])  # a change of point keeps the VM's network
+    if place:  # another network than the target side's (a test's): its first subnet; no availability set for a test
+        nets = azure.subnets(lab, item["target"], network) if network else []
+        place.update(network=network, subnet=place["subnet"] if place["subnet"] in nets else next(iter(nets), ""),
+                     availability_set=place["availability_set"] if role == "failover" else "")
     lab.db["recovered"].insert({"name": name, "vm": vm.name, "role": role, "place": item["target"],
-                                "network": run.data.get("network", ""), "dir": str(folder), "point": point["id"],
+                                "network": network, "dir": str(folder), "point": point["id"],
                                 "power": "off", "seq_offset": scan.last_seq, "writes_done": scan.last_seq,
-                                "created": run.t})
+                                "created": run.t, **{k: place.get(k, "") for k in
+                                                     ("resource_group", "subnet", "availability_set")}})
     _report(lab, run, point=point["id"], point_time=point["time"], point_kind=point["kind"],
             last_transaction=scan.last_seq, recovered_vm=name, disks=[str(p) for p in paths],
-            disk_fingerprints=built, verified=built == json.loads(point["fingerprints"]))
+            disk_fingerprints=built, verified=built == json.loads(point["fingerprints"]),
+            **({"placement": place} if place else {}))
     return point
 
 
@@ -218,12 +271,45 @@ def _job_report(lab, run: Run) -> dict:
     return json.loads(lab.db.execute("SELECT report FROM jobs WHERE id=?", [run.id]).fetchone()[0] or "{}")
 
 
+def source_copy(lab, vm: str) -> tuple[str, str]:
+    """(table, name) of the copy replication reads: the VM itself, or after an Azure -> Azure
+    reprotect its copy running in the other region."""
+    row = lab.db.execute("SELECT r.name FROM items i JOIN recovered r ON r.vm = i.vm AND r.role = 'failover' "
+                         "WHERE i.vm=? AND i.active='recovery' AND i.target_kind='region'", [vm]).fetchone()
+    return ("recovered", row[0]) if row else ("vms", vm)
+
+
+def _copy_row(lab, vm: str) -> dict:
+    table, name = source_copy(lab, vm)
+    return next(lab.db.query(f"SELECT * FROM {table} WHERE name=?", [name]))
+
+
+def _source_row(lab, item: dict) -> dict:
+    """The row of the copy a failover came from: while commit is pending (a change of point) the
+    workload runs at the target already, so the source is the other side."""
+    if item["failover_state"] == Failover.COMMIT_PENDING and item["target_kind"] == "region":
+        if goes_home(lab, item):
+            return next(lab.db.query("SELECT * FROM recovered WHERE vm=? AND role='failover'", [item["vm"]]))
+        return lab.vm_row(item["vm"])
+    if item["failover_state"] == Failover.COMMIT_PENDING:
+        return lab.vm_row(item["vm"])
+    return _copy_row(lab, item["vm"])
+
+
 def _started(lab, run: Run, role: str) -> None:
     """The recovered VM starts: the RTO ends here; the report says what was lost."""
-    row = recovered(lab, run.target, role)[0]
-    lab.db.execute("UPDATE recovered SET power='running' WHERE name=?", [row["name"]])
+    item = states.item(lab.db, run.target)
+    home = role == "failover" and goes_home(lab, item)
+    if home:  # its own disks, its transactions going on from the last one they hold
+        last = _job_report(lab, run)["last_transaction"]
+        lab.db.execute("UPDATE vms SET power='running', run_seconds=0, rate_since=0, rate_base=0, seq_offset=?, "
+                       "writes_done=? WHERE name=?", [last, last, run.target])
+        row = {"name": run.target, "place": lab.vm(run.target).region}
+    else:
+        row = recovered(lab, run.target, role)[0]
+        lab.db.execute("UPDATE recovered SET power='running' WHERE name=?", [row["name"]])
     report = _job_report(lab, run)
-    src = lab.vm_row(run.target)
+    src = _source_row(lab, item)
     source_last = report.get("source_last_transaction", src["writes_done"])
     lost = max(0, source_last - report["last_transaction"])
     stopped = report.get("source_stopped_at", run.t)
@@ -331,22 +417,31 @@ jobs.define("test_failover", "Test failover", [
 def _shut_down_and_sync(lab, run: Run) -> None:
     """Shut the source down, ship its last log and apply it: the newest point holds every write."""
     vm = lab.vm(run.target)
-    if lab.vm_row(vm.name)["power"] == "running":
-        lab.db.execute("UPDATE vms SET power='off', last_shutdown='clean' WHERE name=?", [vm.name])
-        lab.event(run.t, "info", vm.name, "VM shut down for failover")
+    table, name = source_copy(lab, vm.name)
+    if _copy_row(lab, vm.name)["power"] == "running":
+        lab.db.execute(f"UPDATE {table} SET power='off' WHERE name=?", [name])
+        if table == "vms":
+            lab.db.execute("UPDATE vms SET last_shutdown='clean' WHERE name=?", [name])
+        lab.event(run.t, "info", name, "VM shut down for failover")
     rep = lab.replication
     rep.freeze(vm.name, run.t, app=True)  # shut down cleanly: the point is app-consistent
-    for t in list(lab.db.query("SELECT * FROM transfers WHERE vm=? ORDER BY id", [vm.name])):
-        rep.arrive(t, run.t)
-    fps = [fingerprint(lab.disk_path(vm.name, i), d.size_bytes) for i, d in enumerate(vm.disks)]
-    _report(lab, run, source_stopped_at=run.t, source_last_transaction=lab.vm_row(vm.name)["writes_done"],
+    _process_all(lab, vm.name, run.t)
+    fps = [fingerprint(lab.replicated_disk(vm.name, i), d.size_bytes) for i, d in enumerate(vm.disks)]
+    _report(lab, run, source_stopped_at=run.t, source_last_transaction=_copy_row(lab, vm.name)["writes_done"],
             source_fingerprints=fps)
     _stop_forward(lab, vm.name)
+
+
+def _process_all(lab, vm: str, at: int) -> None:
+    """Deliver every shipment still queued (the cache's batches, for an Azure VM) at once."""
+    for t in list(lab.db.query("SELECT * FROM transfers WHERE vm=? ORDER BY id", [vm])):
+        lab.replication.arrive(t, at)
 
 
 def _stop_forward(lab, vm: str) -> None:
     lab.replication.stop(vm)
     lab.db.execute("UPDATE items SET next_cycle=NULL, next_app=NULL WHERE vm=?", [vm])
+    lab.db.execute("UPDATE recovered SET tracking=0 WHERE vm=? AND role='failover'", [vm])  # an A2A copy's
 
 
 def _create_vm(lab, run: Run) -> None:
@@ -359,7 +454,9 @@ def _create_vm(lab, run: Run) -> None:
 
 def _start_vm(lab, run: Run) -> None:
     _started(lab, run, "failover")
-    states.move(lab.db, run.target, failover=Failover.COMMIT_PENDING, active="recovery")
+    item = states.item(lab.db, run.target)  # Azure -> Azure goes both ways: to the other side
+    states.move(lab.db, run.target, failover=Failover.COMMIT_PENDING,
+                active="primary" if item["active"] == "recovery" else "recovery")
 
 
 def _failover_failed(lab, run: Run) -> None:
@@ -371,7 +468,7 @@ def _failover_failed(lab, run: Run) -> None:
     if item and item["failover_state"] == Failover.FAILOVER:
         stopped = "" if item["tracking"] else ("replication was stopped by the failed failover: "
                                                "disable and enable protection to restart it")
-        states.move(lab.db, run.target, Protection.PROTECTED, active="primary", error=stopped)
+        states.move(lab.db, run.target, Protection.PROTECTED, error=stopped)  # where it ran: still there
 
 
 jobs.define("planned_failover", "Planned failover", [
@@ -384,14 +481,25 @@ jobs.define("planned_failover", "Planned failover", [
 
 
 def _unplanned_source(lab, run: Run) -> None:
+    vm = lab.vm(run.target)
+    facts = protection.item_facts(lab, vm)
     if run.data.get("shutdown_sync"):
-        facts = protection.item_facts(lab, lab.vm(run.target))
         if facts.source_reachable and not facts.replication_problem:
             _shut_down_and_sync(lab, run)
             return
         why = "the source is unreachable" if not facts.source_reachable else f"{facts.replication_problem}"
         lab.event(run.t, "warning", run.target, f"{why}: failing over without its latest data")
-    _report(lab, run, source_stopped_at=run.t, source_last_transaction=lab.vm_row(run.target)["writes_done"])
+    elif states.item(lab.db, vm.name)["target_kind"] == "region" and run.data.get("point") == "latest":
+        # Latest (lowest RPO): Site Recovery first processes what waits in the cache, if it can reach it
+        waiting = azure.cache_bytes(lab, vm.name)
+        if waiting and facts.source_reachable:
+            _process_all(lab, vm.name, run.t)
+            lab.event(run.t, "info", vm.name, f"latest (lowest RPO): {waiting:,} bytes waiting in the cache "
+                                              "processed into a recovery point first")
+        elif waiting:
+            lab.event(run.t, "warning", vm.name, f"the cache in {lab.replication.link_of(vm.name)[0]} cannot be "
+                      f"reached: {waiting:,} bytes in it are lost; failing over to the latest processed point")
+    _report(lab, run, source_stopped_at=run.t, source_last_transaction=_copy_row(lab, run.target)["writes_done"])
     _stop_forward(lab, run.target)
 
 
@@ -404,6 +512,9 @@ jobs.define("unplanned_failover", "Unplanned failover", [
 
 
 def _stop_recovered(lab, run: Run) -> None:
+    if goes_home(lab, states.item(lab.db, run.target)):  # an Azure VM back in its own region
+        lab.db.execute("UPDATE vms SET power='off' WHERE name=?", [run.target])
+        return
     for row in recovered(lab, run.target, "failover"):
         lab.db.execute("UPDATE recovered SET power='off' WHERE name=?", [row["name"]])
 
@@ -425,7 +536,7 @@ jobs.define("change_point", "Change recovery point", [
 
 def _commit(lab, run: Run) -> None:
     item = states.item(lab.db, run.target)
-    if item["active"] == "recovery":
+    if item["active"] == "recovery" or item["target_kind"] == "region":
         # The VM runs on disks built from the point: the replica and its points are done with.
         lab.replication.remove_replica(item)
         states.move(lab.db, run.target, failover=Failover.COMMITTED)
@@ -600,6 +711,12 @@ def report_lines(report: dict | None) -> list[str]:
     if "point" in report:
         out.append(f"recovery point {report['point']} ({report['point_kind']}, {format_time(report['point_time'])})"
                    f" -> {report.get('recovered_vm', '')}")
+    if p := report.get("placement"):
+        out.append(f"in {p['region']}: resource group {p['resource_group']}, network {p['network'] or '(isolated)'}"
+                   + (f", subnet {p['subnet']}" if p["subnet"] else "")
+                   + (f", availability set {p['availability_set']}" if p["availability_set"] else ""))
+        out.append("disks " + ("equal to" if report.get("verified") else "DIFFER from")
+                   + " the source's at the recovery point (fingerprints)")
     for phase, s in report.get("sync", {}).items():
         out.append(f"{phase}: compared {s['compared']:,} bytes, {s['chunks_differing']} chunks differ, "
                    f"sent {s['sent']:,} bytes")

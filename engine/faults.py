@@ -23,7 +23,7 @@ from pathlib import Path
 
 import xxhash
 
-from . import rules, setup, states, store
+from . import rules, scenarios, setup, states, store
 from .clock import format_duration, format_time
 from .errors import InvalidInput, LabError, Refused
 from .model import VM
@@ -86,6 +86,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          "{target} was not found on its host: it was deleted at the source",
          "restore the VM on its host (srlab fault clear vm-missing); " + _RESYNC,
          "the VM is deleted at the source (standalone Hyper-V)"),
+    Kind("outbound-blocked", "vm", "151037", True,
+         "{target} cannot reach the Site Recovery service, the authentication endpoint or the cache storage "
+         "account: a network security rule blocks its outbound HTTPS (443)",
+         "allow outbound 443 from the VM to the Site Recovery service URLs, login.microsoftonline.com and the "
+         f"cache storage account (srlab fault clear outbound-blocked); {_RETRIES}",
+         "an Azure VM's outbound access is blocked (seed 002: it needs no inbound, only outbound)"),
     Kind("chain-broken", "vm", "VhdChainBroken", False,
          "the change log of {target} is damaged: the VHD chain is broken",
          "resynchronize: srlab resync {vm}",
@@ -154,6 +160,8 @@ def _targets_of(lab, touches: str) -> dict[str, str]:
         names = sorted({t for _, t in _links(lab)}) + list(site.storage_accounts())
     elif touches in ("server", "site"):
         names = [s.name for s in site.vmm_servers] + list(site.clouds())
+        if touches == "site":
+            names += list(site.regions())
     elif touches == "host":
         names = list(site.hosts()) + [v.name for v in site.vms]
     elif touches == "vm":
@@ -168,25 +176,26 @@ def _touches(lab, f: dict, vm: VM) -> bool:
         return target == vm.name
     if k.touches == "host":
         return not target or target in (vm.host, vm.name)
+    if k.touches == "site" and vm.region:  # an Azure region down: the VMs running in it
+        return not target or target == vm.region
     if k.touches in ("server", "site"):
         if not vm.cloud:
             return False
         server = lab.site.clouds()[vm.cloud][0].name
         if k.touches == "site" and not target:  # every protected cloud: the primary sides
-            return lab.db.execute("SELECT 1 FROM cloud_protection WHERE cloud=?", [vm.cloud]).fetchone() is not None
+            return lab.db.execute("SELECT 1 FROM protection_settings WHERE container=?", [vm.cloud]).fetchone() is not None
         return not target or target in (server, vm.cloud)
     link = _link_of(lab, vm)
     if link is None:
         return False
     if k.touches == "target":
-        pol = setup.policy(lab, vm.cloud) if vm.cloud else None
+        pol = setup.policy(lab, scenarios.container_of(vm).name)
         return not target or target in (link[1], pol["storage_account"] if pol else None)
     return not target or target in (f"{link[0]}->{link[1]}", *link)
 
 
 def _link_of(lab, vm: VM) -> tuple[str, str] | None:
-    pol = setup.policy(lab, vm.cloud) if vm.cloud else None
-    return (vm.location, pol["target"]) if pol else None
+    return setup.link_of(lab, vm)
 
 
 def check_inject(lab, kind: str, target: str | None = None, duration: int | None = None,
@@ -293,7 +302,7 @@ def _damage_target(lab, k: Kind, vm_name: str) -> Path:
         raise Refused(f"{vm_name} is not replicating: there is no {what} to damage",
                       f"protect it and let initial replication finish first: srlab protect {vm_name}")
     if k.name == "chain-broken":
-        return log_path(lab.disk_path(vm_name, 0))
+        return log_path(lab.replicated_disk(vm_name, 0))
     return lab.path / item["store"] / _base_name(lab, vm_name)
 
 
@@ -325,22 +334,29 @@ def _damage(lab, k: Kind, vm_name: str) -> Path:
 # ---- what a fault does to replication ----------------------------------------------------------
 
 
-def problem(lab, vm: VM, faults: list[dict] | None = None) -> Problem | None:
-    """What stops the VM's replication now (the first fault that touches it), or None."""
+def problem(lab, vm: VM, faults: list[dict] | None = None, leg: str = "source") -> Problem | None:
+    """What stops the VM's replication now (the first fault that touches it), or None.
+
+    Azure -> Azure (seed 002) has two legs: the VM sends its writes to the cache storage account
+    in its own region ("source"), and Site Recovery carries them across to the target region
+    ("link"). A fault of the link or the target stops only the second: batches wait in the cache."""
+    two_legs = bool(vm.region)
     for f in active(lab) if faults is None else faults:
         k = KINDS[f["kind"]]
+        if two_legs and (k.touches in ("link", "target")) != (leg == "link"):
+            continue
         if k.code and k.name != "link-flaky" and _touches(lab, f, vm):
             target = f["target"] or (_describe(lab, k, vm))
             return Problem(k.code, k.message.format(target=target, vm=vm.name), k.action.format(vm=vm.name),
                            k.recoverable, k.name)
     link = _link_of(lab, vm)
-    if link:
+    if link and (not two_legs or leg == "link"):
         row = lab.db.execute("SELECT state FROM links WHERE source=? AND target=?", list(link)).fetchone()
         if row and row[0] == "down":
             k = KINDS["link-down"]
             return Problem(k.code, k.message.format(target=f"{link[0]} -> {link[1]}"),
                            f"bring the link up (srlab link set --state up); {_RETRIES}", True, "link-down")
-    pol = setup.policy(lab, vm.cloud) if vm.cloud else None
+    pol = setup.policy(lab, scenarios.container_of(vm).name)
     if pol and pol["encrypt"]:
         try:
             setup.encryption_key(lab, vm)
@@ -474,7 +490,7 @@ def watch_logs(lab, now: int) -> None:
             continue
         vm = lab.vm(item["vm"])
         for i, d in enumerate(vm.disks):
-            disk = lab.disk_path(vm.name, i)
+            disk = lab.replicated_disk(vm.name, i)
             pending = _size(log_path(disk)) + _size(frozen_path(disk))
             if pending * 2 >= d.size_bytes:
                 if item["resync_required"]:  # waiting for its resync: keep the log from growing
@@ -497,7 +513,12 @@ def _size(p: Path) -> int:
 
 
 def health_facts(lab, item: dict, rpo: int | None, frequency: int, vm: VM) -> rules.HealthFacts:
-    p = problem(lab, vm) if item["state"] in (Protection.INITIAL, Protection.PROTECTED, Protection.FINALIZING) else None
+    p = None
+    if item["state"] in (Protection.INITIAL, Protection.PROTECTED, Protection.FINALIZING):
+        p = problem(lab, vm)
+        if p is None and vm.region and (p := problem(lab, vm, leg="link")):  # its writes wait in the cache
+            p = Problem(p.code, f"{p.message}; writes wait in the cache storage account", p.action, p.recoverable,
+                        p.kind)
     return rules.HealthFacts(
         protection=item["state"], rpo=rpo, frequency=frequency, error=item["error"],
         error_code=item["error_code"], resync_required=bool(item["resync_required"]), failures=item["failures"],

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from . import failover, faults, guests, jobs, plans, protection, resync, scenarios, setup, states, status, store, workload
+from . import azure, failover, faults, guests, jobs, plans, protection, resync, scenarios, setup, states, status, store, workload
 from .clock import LAB_TIME_MAX, format_duration, format_time, to_epoch
 from .disks import SourceFingerprints, create_disk
 from .errors import EnvironmentProblem, InvalidInput, LabError, Refused, SiteFileError, environment, environment_error
@@ -254,6 +254,15 @@ class Lab:
         row = self.db.execute("SELECT path FROM disks WHERE vm=? AND idx=?", [vm, idx]).fetchone()
         return self.path / row[0]
 
+    def replicated_disk(self, vm: str, idx: int) -> Path:
+        """The disk file replication reads: the VM's own; after an Azure -> Azure failover (and its
+        reprotect), the disk of its copy running in the other region."""
+        table, name = failover.source_copy(self, vm)
+        own = self.disk_path(vm, idx)
+        if table == "vms":
+            return own
+        return self.path / self.db.execute("SELECT dir FROM recovered WHERE name=?", [name]).fetchone()[0] / own.name
+
     def vm_row(self, name: str) -> dict:
         return next(self.db.query("SELECT * FROM vms WHERE name=?", [name]))
 
@@ -338,8 +347,19 @@ class Lab:
     # ---- commands: protection (engine.protection) ------------------------------------------
 
     def protect(self, names: list[str], target_size: str | None = None, target_name: str | None = None,
-                nic: str | None = None) -> list[int]:
-        return protection.protect(self, names, target_size, target_name, nic)
+                nic: str | None = None, target_region: str | None = None, target_resource_group: str | None = None,
+                target_network: str | None = None, target_storage: str | None = None,
+                cache_storage: str | None = None, target_availability_set: str | None = None,
+                retention_h: int | None = None, app_consistent_h: int | None = None) -> list[int]:
+        """Enable protection (a Hyper-V VM: its cloud's settings say where it goes); an Azure VM
+        replicates to another region, through target resources Site Recovery creates by default."""
+        opts = azure.Options(target_region, target_resource_group, target_network, target_storage, cache_storage,
+                             target_availability_set, retention_h, app_consistent_h)
+        return protection.protect(self, names, target_size, target_name, nic, opts)
+
+    def regions(self) -> list[dict]:
+        """Azure regions, their pairs and resources (the site file's and those Site Recovery created)."""
+        return azure.regions_view(self)
 
     def unprotect(self, names: list[str], stop_managing: bool = False) -> list[int]:
         return protection.unprotect(self, names, stop_managing)
@@ -679,7 +699,7 @@ class _Surroundings:
     def __init__(self, lab: Lab):
         self._lab = lab
         self.path, self.db = lab.path, lab.db
-        self.vm, self.disk_path, self.event = lab.vm, lab.disk_path, lab.event
+        self.vm, self.disk_path, self.event = lab.vm, lab.replicated_disk, lab.event
 
     def vm_names(self) -> list[str]:
         return [v.name for v in self._lab.site.vms]
@@ -688,14 +708,19 @@ class _Surroundings:
         return protection.policy_of(self._lab, self._lab.vm(vm))
 
     def link_of(self, vm: str) -> tuple[str, str]:
-        v = self._lab.vm(vm)
-        return v.location, self.policy(vm)["target"]
+        return setup.link_of(self._lab, self._lab.vm(vm))
+
+    def stage_dir(self, vm: str) -> Path:
+        """Where a VM's shipments wait: an Azure VM's in the cache storage account of its region."""
+        cache = azure.cache_dir(self._lab, vm)
+        return self.path / cache if cache else self._lab.disk_path(vm, 0).parent / "outgoing"
 
     def encryption_key(self, vm: str) -> bytes:
         return setup.encryption_key(self._lab, self._lab.vm(vm))
 
     def writes_done(self, vm: str) -> int:
-        return self._lab.vm_row(vm)["writes_done"]
+        table, name = failover.source_copy(self._lab, vm)  # an Azure VM's copy in the other region, after reprotect
+        return self._lab.db.execute(f"SELECT writes_done FROM {table} WHERE name=?", [name]).fetchone()[0]
 
     def source_fingerprint(self, disk: Path, size: int):
         return self._lab.source_fingerprints.fingerprint(disk, size)

@@ -60,6 +60,7 @@ class Nic:
     network: str = ""
     addressing: str = "dhcp"  # dhcp | static
     ip: str = ""
+    subnet: str = ""  # an Azure VM's NIC: the subnet of its virtual network (default: the first)
 
 
 @dataclass
@@ -74,6 +75,11 @@ class VM:
     host: str = ""
     region: str = ""
     physical_site: str = ""
+    # An Azure VM (seed 002): its resource group, availability set and the storage account its
+    # disks are in (defaults: the region's first resource group and storage account, no set).
+    resource_group: str = ""
+    availability_set: str = ""
+    storage_account: str = ""
     bitness: int = 64
     generation: int = 1
     dynamic_memory_max_mb: int = 0
@@ -133,6 +139,7 @@ class Region:
     storage_accounts: list[StorageAccount] = field(default_factory=list)
     virtual_networks: list[VirtualNetwork] = field(default_factory=list)
     resource_groups: list[str] = field(default_factory=list)
+    availability_sets: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import faults, jobs, rules, scenarios, setup, states, store, workload
+from . import azure, faults, jobs, rules, scenarios, setup, states, store, workload
 from .clock import format_time
 from .disks import fingerprint
 from .errors import Damaged, InvalidInput, LabError, Refused, environment
@@ -77,7 +77,7 @@ class _Cannot(Refused):
         self.problems = problems
 
 
-def _free_store(lab, store: Path) -> Path:
+def free_store(lab, store: Path) -> Path:
     """A replica store folder no item uses and nothing occupies. A store left behind by
     'unprotect --stop-managing' stays where it is: a new protection starts beside it."""
     used = {r[0] for r in lab.db.execute("SELECT store FROM items")}
@@ -89,12 +89,17 @@ def _free_store(lab, store: Path) -> Path:
 
 
 def _plan(lab, name: str, target_size: str | None, target_name: str | None,
-          nic: str | None) -> tuple[dict, list[str]]:
-    """(the item row protection would create, notes on what a failover will need), or raise
-    with every problem that stops protection."""
+          nic: str | None, opts: azure.Options | None = None) -> tuple[dict, list[str], azure.Plan | None]:
+    """(the item row protection would create, notes on what a failover will need, an Azure VM's
+    plan), or raise with every problem that stops protection."""
     vm = check_item_action(lab, "protect", name)
     if reason := scenarios.unprotectable_reason(vm):
         raise Refused(reason)
+    if vm.region:
+        return _plan_a2a(lab, vm, target_size, target_name, nic, opts or azure.Options())
+    if opts is not None and opts.given():
+        raise InvalidInput(f"{vm.name} runs in a VMM cloud: --target-region and the other Azure VM options apply "
+                           "to Azure VMs only", f"its cloud's settings say where it goes: srlab resources")
     pol = policy_of(lab, vm)
     if pol is None:
         raise Refused(f"cloud {vm.cloud} is not configured for protection",
@@ -115,25 +120,55 @@ def _plan(lab, name: str, target_size: str | None, target_name: str | None,
             problems.append(msg)
     if nic and nic not in [n.name for n in vm.nics]:
         problems.append(f"{vm.name} has no NIC named {nic!r} (NICs: {', '.join(n.name for n in vm.nics)})")
-    if jobs.running(lab.db, "enable_protection", vm.name):
-        problems.append(f"protection is already being enabled for {vm.name}")
     container = scenarios.container_of(vm).name
     if jobs.running(lab.db, "unprotect_cloud", container):
         problems.append(f"the protection settings of {container} are being removed")
     as_name = target_name or vm.name
-    if problem := target_name_problem(lab, vm.name, pol["target"], as_name):
+    problems += _name_problems(lab, vm, pol["target"], as_name)
+    if problems:
+        raise _Cannot(vm.name, problems)
+    item = {"vm": vm.name, "target_kind": target.kind, "target": pol["target"],
+            "store": str(free_store(lab, target.store_dir(pol, vm))),
+            "target_name": as_name, "target_size": (size or "") if target.picks_size else "",
+            "nic": rules.chosen_nic(vm, nic), "enabled_at": lab.now}
+    return item, notes, None
+
+
+def _name_problems(lab, vm: VM, place: str, as_name: str) -> list[str]:
+    """Why the VM cannot be protected under this target name (or at all, being enabled already)."""
+    problems = []
+    if jobs.running(lab.db, "enable_protection", vm.name) or jobs.running(lab.db, "enable_replication_a2a", vm.name):
+        problems.append(f"protection is already being enabled for {vm.name}")
+    if problem := target_name_problem(lab, vm.name, place, as_name):
         problems.append(problem)
     for row in lab.db.query("SELECT name, vm, place, power FROM recovered WHERE name IN (?, ?)",
                             [as_name, f"{as_name}-test"]):
         problems.append(f"a VM named {row['name']} already exists at {row['place']} ({row['power']}; built from "
                         f"{row['vm']}) — give another --target-name")
+    return problems
+
+
+def _plan_a2a(lab, vm: VM, target_size: str | None, target_name: str | None, nic: str | None,
+              opts: azure.Options) -> tuple[dict, list[str], azure.Plan]:
+    """Enable replication of an Azure VM to another region (seed 002)."""
+    problems = [str(p) for p in rules.blocking(scenarios.TARGETS["region"].vm_problems(vm, target_name))]
+    if target_size:
+        problems.append("--target-size applies to VMs protected to Azure from Hyper-V; an Azure VM keeps its size")
+    if nic and nic not in [n.name for n in vm.nics]:
+        problems.append(f"{vm.name} has no NIC named {nic!r} (NICs: {', '.join(n.name for n in vm.nics)})")
+    chosen = rules.chosen_nic(vm, nic)
+    plan = azure.plan(lab, vm, opts, chosen)
+    problems += plan.problems
+    as_name = target_name or vm.name
+    if plan.sides:
+        problems += _name_problems(lab, vm, plan.sides["recovery"]["region"], as_name)
     if problems:
         raise _Cannot(vm.name, problems)
-    item = {"vm": vm.name, "target_kind": target.kind, "target": pol["target"],
-            "store": str(_free_store(lab, target.store_dir(pol, vm))),
-            "target_name": as_name, "target_size": (size or "") if target.picks_size else "",
-            "nic": rules.chosen_nic(vm, nic), "enabled_at": lab.now}
-    return item, notes
+    dst = plan.sides["recovery"]
+    item = {"vm": vm.name, "target_kind": "region", "target": dst["region"],
+            "store": str(free_store(lab, Path("storage") / slug(dst["storage_account"]) / slug(vm.name))),
+            "target_name": as_name, "target_size": "", "nic": chosen, "enabled_at": lab.now}
+    return item, [], plan
 
 
 def target_name_problem(lab, vm: str, place: str, name: str) -> str | None:
@@ -155,9 +190,9 @@ def target_name_problem(lab, vm: str, place: str, name: str) -> str | None:
 
 
 def check_protect(lab, name: str, target_size: str | None = None, target_name: str | None = None,
-                  nic: str | None = None) -> dict:
+                  nic: str | None = None, opts: azure.Options | None = None) -> dict:
     """The item row protection would create; raises with every problem found."""
-    return _plan(lab, name, target_size, target_name, nic)[0]
+    return _plan(lab, name, target_size, target_name, nic, opts)[0]
 
 
 def _resolve(lab, names: list[str]) -> tuple[list[str], dict[str, LabError]]:
@@ -190,7 +225,7 @@ def _all_refused(verb: str, failures: dict[str, LabError], names: list[str]) -> 
 
 
 def protect(lab, names: list[str], target_size: str | None = None, target_name: str | None = None,
-            nic: str | None = None) -> list[int]:
+            nic: str | None = None, opts: azure.Options | None = None) -> list[int]:
     """Enable protection: one 'Enable protection' job per VM. All are checked before any starts,
     and a refusal names every VM's problems."""
     if target_name and len(names) > 1:
@@ -199,7 +234,7 @@ def protect(lab, names: list[str], target_size: str | None = None, target_name: 
     plans = []
     for name in vms:
         try:
-            plans.append(_plan(lab, name, target_size, target_name, nic))
+            plans.append(_plan(lab, name, target_size, target_name, nic, opts))
         except LabError as e:
             failures[name] = e
     if failures:
@@ -208,9 +243,14 @@ def protect(lab, names: list[str], target_size: str | None = None, target_name: 
         raise _all_refused("enable protection for", failures, names)
     ids = []
     with store.transaction(lab.db):
-        for item, notes in plans:
+        for item, notes, a2a in plans:
             states.enter(lab.db, item)
-            ids.append(jobs.create(lab.db, lab.now, "enable_protection", item["vm"]))
+            if a2a is None:
+                ids.append(jobs.create(lab.db, lab.now, "enable_protection", item["vm"]))
+            else:  # the first VM of a region creates its policy; the next ones share it
+                a2a.policy = a2a.policy if setup.policy(lab, lab.vm(item["vm"]).region) is None else None
+                data = azure.enter(lab, lab.vm(item["vm"]), a2a)
+                ids.append(jobs.create(lab.db, lab.now, "enable_replication_a2a", item["vm"], data))
             lab.event(lab.now, "info", item["vm"], "enable protection started")
             for note in notes:
                 lab.event(lab.now, "warning", item["vm"], note)
@@ -454,6 +494,7 @@ def _enable_failed(lab, run: Run) -> None:
     item = states.item(lab.db, run.target)
     if item:
         shutil.rmtree(lab.path / item["store"], ignore_errors=True)
+        azure.forget(lab, run.target)
         states.move(lab.db, run.target, Protection.NOT_PROTECTED)
 
 
@@ -464,6 +505,9 @@ jobs.define("enable_protection", "Enable protection", [
     Step("Starting initial replication", 30, _schedule_initial),
     Step("Updating provider state", 20),
 ], on_fail=_enable_failed)
+
+
+azure.define_enable(_check_requirements, _create_replica, _schedule_initial, _enable_failed)
 
 
 def initial_replication_done(lab, vm: str, at: int) -> None:
@@ -515,6 +559,7 @@ def _left_running(rows: list[dict]) -> str:
 
 def _forget_item(lab, run: Run) -> None:
     rows = _release_recovered(lab, run.target)
+    azure.forget(lab, run.target)
     states.move(lab.db, run.target, Protection.NOT_PROTECTED)
     lab.event(run.t, "info", run.target, "protection disabled; replica removed" + _left_running(rows))
 
@@ -562,6 +607,7 @@ def _stop_managing(lab, run: Run) -> None:
     left = _leave_replica(lab, item, run.t) if (lab.path / item["store"]).is_dir() else None
     lab.db.execute("DELETE FROM points WHERE vm=?", [run.target])
     rows = _release_recovered(lab, run.target)
+    azure.forget(lab, run.target)
     states.move(lab.db, run.target, Protection.NOT_PROTECTED)
     report = {"replica_left": str(left), "note": str(left / UNMANAGED_NOTE)} if left else {"replica_left": ""}
     lab.db.execute("UPDATE jobs SET report=? WHERE id=?", [json.dumps(report), run.id])

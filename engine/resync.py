@@ -36,6 +36,7 @@ from .jobs import Run, Step
 from .model import VM
 from .replication import changelog, replica
 from .replication import resync as chunks
+from .replication.cycle import cadence
 from .replication.link import bytes_per_second
 from .states import Protection
 
@@ -92,11 +93,12 @@ def resync(lab, names: list[str]) -> list[int]:
             raise InvalidInput(f"{vm.name} is named twice", "name each VM once; nothing was changed")
         vms.append(vm)
     with store.transaction(lab.db):
-        return [_begin(lab, vm.name, lab.now, "started by the administrator") for vm in vms]
+        return [begin(lab, vm.name, lab.now, "started by the administrator") for vm in vms]
 
 
-def _begin(lab, vm: str, at: int, why: str) -> int:
-    """The item stops delta replication at once; the job's first step starts the compare."""
+def begin(lab, vm: str, at: int, why: str) -> int:
+    """The item stops delta replication at once; the job's first step starts the compare. (An
+    Azure -> Azure reprotect starts one too: its new replica is seeded from the other side.)"""
     states.move(lab.db, vm, Protection.RESYNC)
     job = jobs.create(lab.db, at, "resync", vm, {"why": why})
     lab.event(at, "info", vm, f"resynchronization started ({why})")
@@ -227,7 +229,7 @@ def _prepare(lab, run: Run) -> None:
               log_bytes=0, paused="")
     _report(lab, run.id, base_point=base["id"] if base else None, base_point_time=base["time"] if base else None,
             dropped_points=[r["id"] for r in dropped], fresh_base=fresh, encrypted=key is not None,
-            full_copy_bytes=sum(allocated_bytes(lab.disk_path(vm.name, i), d.size_bytes)
+            full_copy_bytes=sum(allocated_bytes(lab.replicated_disk(vm.name, i), d.size_bytes)
                                 for i, d in enumerate(vm.disks)))
     rep.drop_pending(vm.name)  # the pending log and queued shipments are superseded by the compare
 
@@ -271,7 +273,7 @@ def _resume(lab, run: Run) -> None:
         "name=(SELECT name FROM replication_groups WHERE vm=?)) AND vm != ?",
         [Protection.PROTECTED.value, run.target, run.target]).fetchone()[0]
     states.move(lab.db, run.target, Protection.PROTECTED, resync_required=0, error="", error_code="", failures=0,
-                first_failure=None, retry_at=None, next_cycle=group_next or run.t + pol["frequency"],
+                first_failure=None, retry_at=None, next_cycle=group_next or run.t + cadence(pol) - (run.t % cadence(pol) if pol["batch"] else 0),
                 next_app=run.t + pol["app_consistent_h"] * 3600 if pol["app_consistent_h"] else None)
     report = json.loads(lab.db.execute("SELECT report FROM jobs WHERE id=?", [run.id]).fetchone()[0])["resync"]
     full = report["full_copy_bytes"]
@@ -362,7 +364,7 @@ def _start_due(lab, t0: int, t1: int) -> None:
             lab.event(t1, "warning", item["vm"], f"off-hours resynchronization ({at}) not started: {e.message}",
                       item["error_code"], e.hint)
             continue
-        _begin(lab, item["vm"], t1, f"automatic, at the vault's off-hours time {at}")
+        begin(lab, item["vm"], t1, f"automatic, at the vault's off-hours time {at}")
 
 
 def _link_rate(lab, vm: VM) -> float:
@@ -404,7 +406,7 @@ def _compare(lab, row: dict, vm: VM, t0: int, t1: int) -> None:
     spent = compared = differing = n_chunks = blocks = sums = staged = 0
     while disk < len(vm.disks) and read_left > 0 and allowance - spent > 0:
         size = vm.disks[disk].size_bytes
-        with open(lab.disk_path(vm.name, disk), "rb") as fs, open(work / f"{disk}.vhd", "rb") as fd:
+        with open(lab.replicated_disk(vm.name, disk), "rb") as fs, open(work / f"{disk}.vhd", "rb") as fd:
             b = chunks.compare(fs.fileno(), fd.fileno(), size, offset, read_left, int(allowance - spent))
         name = work / chunks.staged_name(disk, offset, key is not None)
         if b.records:

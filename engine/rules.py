@@ -40,6 +40,28 @@ def policy_problems(frequency: str, retention_h: int, app_consistent_h: int, sta
     return out
 
 
+# Azure -> Azure (seed 002) has its own replication policy: no copy frequency (writes travel
+# continuously, in batches this many lab seconds apart, to the cache storage account), a
+# crash-consistent recovery point every 5 minutes, retention and app-consistent snapshots in hours.
+A2A_BATCH = 30
+A2A_POINT_EVERY = 300
+A2A_POLICY_NAME = "24-hour-retention-policy"
+A2A_RETENTION_DEFAULT, A2A_APP_CONSISTENT_DEFAULT = 24, 4
+A2A_RETENTION_HOURS = range(0, 73)
+
+
+def a2a_policy_problems(retention_h: int, app_consistent_h: int) -> list[str]:
+    out = []
+    if retention_h not in A2A_RETENTION_HOURS:
+        out.append(f"recovery point retention must be 0-72 hours for Azure VMs, not {retention_h}")
+    if app_consistent_h not in APP_CONSISTENT_HOURS:
+        out.append(f"app-consistent snapshot frequency must be 0 (none) to 12 hours, not {app_consistent_h}")
+    elif app_consistent_h and app_consistent_h > retention_h:
+        out.append(f"app-consistent snapshot frequency ({app_consistent_h} h) cannot be longer than the "
+                   f"recovery point retention ({retention_h} h)")
+    return out
+
+
 def next_start_time(now: int, start: str) -> int:
     """Lab time of the next HH:MM (UTC) at or after now; 'now' is now."""
     if start == "now":
@@ -377,8 +399,9 @@ class ItemFacts:
 
     @property
     def back(self) -> bool:
-        """Is a planned failover now a failback (the workload runs at the recovery side)?"""
-        return self.active == "recovery"
+        """Is a planned failover now a failback (the workload runs at the recovery side)? Never
+        for Azure -> Azure: it is symmetric, after a reprotect the region it runs in is the source."""
+        return self.active == "recovery" and self.scenario != "azure-to-azure"
 
 
 def _is(*states):
@@ -437,6 +460,8 @@ OPERATIONS: dict[str, list[tuple]] = {
     ],
     "unplanned_failover": [
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
+        (lambda f: f.failover == Failover.COMMITTED and f.scenario == "azure-to-azure",
+         "{vm} runs in the other region without replication: reprotect it first (srlab reprotect {vm})"),
         (lambda f: f.back or f.failover in (Failover.COMMIT_PENDING, Failover.COMMITTED),
          "unplanned failover is not offered while {vm} runs at the recovery side ({failover}): "
          "fail back with a planned failover"),
@@ -455,7 +480,8 @@ OPERATIONS: dict[str, list[tuple]] = {
         _NOT_PROTECTED,
         (lambda f: f.failover != Failover.COMMIT_PENDING,
          "the recovery point can be changed only while commit is pending; {vm} is {failover}"),
-        (lambda f: not f.back, "{vm} was failed back to the primary site: there are no recovery points to choose"),
+        (lambda f: not f.back and f.scenario != "azure-to-azure",
+         "{vm} was failed back to the primary site: there are no recovery points to choose"),
         _NO_KEY,
     ],
     "cancel_failover": [

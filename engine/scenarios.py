@@ -1,10 +1,11 @@
 """Where a VM's protection lives and where its replica goes, per scenario, behind one interface.
 
 - A **container** holds the protection settings of the VMs in it (seed 004's "protection
-  settings of a cloud"): a VMM cloud for the Hyper-V scenarios; an Azure region (seed 002) and a
-  configuration server (seed 003) come next. Policies, links and items hang off it.
+  settings of a cloud"): a VMM cloud for the Hyper-V scenarios, an Azure region for Azure VMs
+  (seed 002); a configuration server (seed 003) comes next. Policies, links and items hang off it
+  (table protection_settings, keyed by the container's name).
 - A **target** is the kind of place a container replicates to: Azure (a storage account in the
-  vault's region) or a recovery cloud. Each one knows its own rules, so nothing else in the
+  vault's region), a recovery cloud, or another Azure region (engine.azure). Each one knows its own rules, so nothing else in the
   engine asks "is this Azure?".
 """
 
@@ -33,16 +34,16 @@ def container_of(vm: VM) -> Container:
     return Container("configuration server", vm.physical_site)
 
 
-# The containers srlab can protect from so far (Azure -> Azure and physical -> Azure are next).
-PROTECTABLE = {"VMM cloud"}
+# The containers srlab can protect from so far (physical -> Azure is next).
+PROTECTABLE = {"VMM cloud", "Azure region"}
 
 
 def unprotectable_reason(vm: VM) -> str | None:
     c = container_of(vm)
     if c.kind in PROTECTABLE:
         return None
-    return (f"{vm.name} runs in {c.kind} {c.name}; srlab protects VMs in VMM clouds so far "
-            "(Azure-to-Azure and physical-server protection are not built yet)")
+    return (f"{vm.name} runs in {c.kind} {c.name}; srlab protects VMs in VMM clouds and Azure regions so far "
+            "(physical-server protection is not built yet)")
 
 
 class Target(ABC):
@@ -131,7 +132,20 @@ class RecoveryCloud(Target):
         return Path("storage") / slug(policy["target"]) / slug(vm.name)
 
 
-TARGETS: dict[str, Target] = {"azure": AzureTarget(), "cloud": RecoveryCloud()}
+class RegionTarget(Target):
+    """Another Azure region (seed 002): set up per VM by `srlab protect --target-region`
+    (engine.azure), not by `cloud configure`."""
+
+    kind = "region"
+
+    def settings_problems(self, site, cloud, target, storage_account, encrypt, has_agent, registered):
+        return "", ["Azure VMs are protected with: srlab protect VM --target-region REGION"]
+
+    def store_dir(self, policy, vm):
+        raise AssertionError("an Azure VM's replica store is set by engine.azure.plan")
+
+
+TARGETS: dict[str, Target] = {"azure": AzureTarget(), "cloud": RecoveryCloud(), "region": RegionTarget()}
 
 
 def target_named(target: str) -> Target:

@@ -101,7 +101,21 @@ def install_agent(lab, host: str) -> int:
 
 
 def policy(lab, container: str) -> dict | None:
-    return next(lab.db.query("SELECT * FROM cloud_protection WHERE cloud=?", [container]), None)
+    """The replication policy of a protection container (a VMM cloud, an Azure region, a
+    configuration server), or None until one is set."""
+    return next(lab.db.query("SELECT * FROM protection_settings WHERE container=?", [container]), None)
+
+
+def link_of(lab, vm: VM) -> tuple[str, str] | None:
+    """(source place, target place) of the VM's replication now, or None before its container has
+    a policy. An Azure VM replicates from the region it runs in to the other one (both ways)."""
+    sides = dict(lab.db.execute("SELECT side, region FROM a2a_sides WHERE vm=?", [vm.name]).fetchall())
+    if len(sides) == 2:
+        row = lab.db.execute("SELECT active FROM items WHERE vm=?", [vm.name]).fetchone()
+        here = row[0] if row else "primary"
+        return sides[here], sides["recovery" if here == "primary" else "primary"]
+    pol = policy(lab, scenarios.container_of(vm).name)
+    return (vm.location, pol["target"]) if pol else None
 
 
 def _cloud(lab, name: str):
@@ -154,7 +168,7 @@ def check_configure_cloud(lab, cloud: str, target: str, storage_account: str | N
     if problems:
         raise Refused(f"cannot configure protection for cloud {c.name}:\n  - " + "\n  - ".join(problems),
                       "fix the settings above and try again; nothing was changed")
-    return {"cloud": c.name, "target_kind": kind.kind, "target": place,
+    return {"container": c.name, "target_kind": kind.kind, "target": place,
             "storage_account": storage_account or "", "frequency": rules.FREQUENCIES[frequency],
             "retention_h": retention_h, "app_consistent_h": app_consistent_h, "encrypt": int(encrypt),
             "start": start}
@@ -166,7 +180,7 @@ def configure_cloud(lab, cloud: str, target: str, storage_account: str | None = 
     """Set a cloud's replication policy (a 'Configure protection' job)."""
     settings = check_configure_cloud(lab, cloud, target, storage_account, frequency, retention_h,
                                      app_consistent_h, encrypt, start)
-    return jobs.create(lab.db, lab.now, "configure_cloud", settings["cloud"], settings)
+    return jobs.create(lab.db, lab.now, "configure_cloud", settings["container"], settings)
 
 
 # ---- network mapping ------------------------------------------------------------------------
@@ -346,8 +360,8 @@ def _unregister_blockers(lab, server) -> list[tuple[str, str]]:
                     f"{'have' if many else 'has'} protection settings",
                     "remove them first: " + _unprotect_all(configured)))
     mine = {c.name for c in server.clouds}
-    using = [r["cloud"] for r in lab.db.query("SELECT cloud, target FROM cloud_protection WHERE target_kind='cloud'")
-             if r["target"] in mine and r["cloud"] not in mine]
+    using = [r["container"] for r in lab.db.query("SELECT container, target FROM protection_settings WHERE target_kind='cloud'")
+             if r["target"] in mine and r["container"] not in mine]
     if using:
         out.append((f"{server.name} manages the recovery cloud of {', '.join(using)}",
                     "remove those settings first: " + _unprotect_all(using)))
@@ -434,7 +448,8 @@ def _validate_settings(lab, run: Run) -> None:
 
 def _save_settings(lab, run: Run) -> None:
     data = {**run.data, "configured_at": run.t}
-    lab.db["cloud_protection"].insert(data, replace=True)
+    data["container"] = data.pop("cloud", None) or data["container"]  # a job started before schema 8
+    lab.db["protection_settings"].insert(data, pk="container", replace=True)
     vm = next((v for v in lab.site.vms if v.cloud == run.target), None)
     source = vm.location if vm else run.target
     # A link the site file did not describe gets a default 100 Mbps.
@@ -458,7 +473,7 @@ def _still_removable(lab, run: Run) -> None:
 
 def _remove_settings(lab, run: Run) -> None:
     _still_removable(lab, run)  # nothing may have been protected meanwhile
-    lab.db.execute("DELETE FROM cloud_protection WHERE cloud=?", [run.target])
+    lab.db.execute("DELETE FROM protection_settings WHERE container=?", [run.target])
     lab.event(run.t, "info", run.target, "protection settings removed: the cloud has no replication policy")
 
 

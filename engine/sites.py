@@ -191,7 +191,9 @@ def _build(cls, raw, path, problems):
 # Fields that hold a name of something in the file (used for file and folder names, or to refer
 # to a named thing): the name rule applies. Other strings are free text.
 _NAME_FIELDS = {"name", "cloud", "host", "hosts", "region", "physical_site", "network", "source", "target",
-                "vault_region", "configuration_server", "process_servers", "master_target"}
+                "vault_region", "configuration_server", "process_servers", "master_target", "subnet",
+                "resource_group", "availability_set", "storage_account", "resource_groups",
+                "availability_sets", "paired_region"}
 
 
 def _default_check(field: str, v):
@@ -273,6 +275,7 @@ def _cross_check(site: m.Site, problems: list[str]) -> None:
             problems.append(f"{where}.host: no Hyper-V host named {vm.host!r}")
         if vm.region and vm.region not in regions:
             problems.append(f"{where}.region: no region named {vm.region!r}")
+        _azure_vm_checks(vm, regions.get(vm.region), where, problems)
         if vm.physical_site and vm.physical_site not in {p.name for p in site.physical_sites}:
             problems.append(f"{where}.physical_site: no physical site named {vm.physical_site!r}")
         if vm.dynamic_memory_max_mb and vm.dynamic_memory_max_mb < vm.memory_mb:
@@ -296,6 +299,29 @@ def _cross_check(site: m.Site, problems: list[str]) -> None:
                 problems.append(f"{where}.nics[{ni}].network: no network named {nic.network!r} where the VM runs")
             if nic.addressing == "static" and not nic.ip:
                 problems.append(f"{where}.nics[{ni}].ip: a static NIC needs an ip")
+
+
+def _azure_vm_checks(vm: m.VM, region: m.Region | None, where: str, problems: list[str]) -> None:
+    """An Azure VM's resource group, availability set, storage account and subnets are in its region."""
+    fields = ("resource_group", "availability_set", "storage_account")
+    if region is None:
+        problems += [f"{where}.{f}: only an Azure VM (one with a region) has one" for f in fields if getattr(vm, f)]
+        problems += [f"{where}.nics[{i}].subnet: only an Azure VM's NIC has one" for i, n in enumerate(vm.nics)
+                     if n.subnet]
+        return
+    known = {"resource_group": region.resource_groups, "availability_set": region.availability_sets,
+             "storage_account": [a.name for a in region.storage_accounts]}
+    for f in fields:
+        value = getattr(vm, f)
+        if value and value not in known[f]:
+            problems.append(f"{where}.{f}: no {f.replace('_', ' ')} named {value!r} in region {region.name} "
+                            f"({', '.join(known[f]) or 'none'})")
+    nets = {n.name: n for n in region.virtual_networks}
+    for i, nic in enumerate(vm.nics):
+        net = nets.get(nic.network)
+        if nic.subnet and net is not None and nic.subnet not in net.subnets:
+            problems.append(f"{where}.nics[{i}].subnet: no subnet {nic.subnet!r} in virtual network {net.name} "
+                            f"({', '.join(net.subnets)})")
 
 
 def _networks_near(site: m.Site, vm: m.VM) -> set[str] | None:

@@ -74,6 +74,8 @@ TRANSITIONS: dict[tuple[Protection, Protection], Failover | None] = {
     (P.FAILED_OVER, P.REVERSE): F.READY,  # VMM -> VMM: reverse replicate; ready to fail back
     (P.REVERSE, P.FAILED_OVER): None,  # the planned failover back starts
     (P.FAILED_OVER, P.INITIAL_PENDING): F.NONE,  # reprotect after failback: initial replication again
+    # Azure -> Azure reprotect: the other way, seeded from the disks there, sending what differs
+    (P.FAILED_OVER, P.RESYNC): F.READY,
 }
 
 # The failover state's own moves (seed 004 §3.3-3.6); a move to the same state is always allowed.

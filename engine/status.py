@@ -5,7 +5,7 @@ Read-only queries; `srlab status`, `srlab resources` and the app's panels show t
 
 from __future__ import annotations
 
-from . import faults, resync, rules, scenarios, setup, states
+from . import azure, faults, resync, rules, scenarios, setup, states
 from .clock import format_time
 from .disks import allocated_bytes
 from .model import VM
@@ -13,10 +13,13 @@ from .states import Protection
 
 
 def policy_public(pol: dict) -> dict:
-    return {"target": pol["target"], "target_kind": pol["target_kind"],
+    """A container's replication policy. `batch` > 0: continuous replication (Azure -> Azure), its
+    writes sent every `batch` seconds, a crash-consistent point every `frequency` seconds."""
+    return {"container": pol["container"], "container_kind": pol["container_kind"], "name": pol["policy_name"],
+            "target": pol["target"], "target_kind": pol["target_kind"],
             "storage_account": pol["storage_account"], "frequency": pol["frequency"],
             "retention_h": pol["retention_h"], "app_consistent_h": pol["app_consistent_h"],
-            "encrypt": bool(pol["encrypt"]), "start": pol["start"]}
+            "encrypt": bool(pol["encrypt"]), "start": pol["start"], "batch": pol["batch"]}
 
 
 def item_status(lab, vm: VM) -> dict:
@@ -27,7 +30,8 @@ def item_status(lab, vm: VM) -> dict:
                 "failover_state": "", "target_size": rules.pick_target_size(vm) or "", "target_name": "",
                 "target_network": "",
                 "nic": "", "rpo_seconds": None, "last_replication": None, "progress": None, "policy": None,
-                "errors": [], "health_reason": "", "health_action": "", "error_code": "", "retry": None}
+                "errors": [], "health_reason": "", "health_action": "", "error_code": "", "retry": None,
+                "azure": None}
     now = lab.now
     pol = lab.replication.policy(vm.name)
     latest = lab.db.execute("SELECT MAX(time) FROM points WHERE vm=?", [vm.name]).fetchone()[0]
@@ -53,6 +57,10 @@ def item_status(lab, vm: VM) -> dict:
                             [nic.network if nic else ""]).fetchone()
     target = scenarios.TARGETS[item["target_kind"]]
     active = vm.location if item["active"] == "primary" else ("Microsoft Azure" if target.picks_size else item["target"])
+    a2a = azure.item_view(lab, vm)
+    if a2a:
+        active = a2a["sides"][item["active"]]["region"]
+        mapped = (a2a["sides"][azure.other(item["active"])]["network"],)
     return {
         "protection": text,
         "health": health,
@@ -72,6 +80,7 @@ def item_status(lab, vm: VM) -> dict:
         "error_code": item["error_code"],
         "retry": {"failures": item["failures"], "first_failure": item["first_failure"], "next_attempt": item["retry_at"]}
         if item["failures"] else None,
+        "azure": a2a,  # Azure -> Azure: its two sides, the resources created for it, the cache's bytes
     }
 
 
@@ -81,6 +90,8 @@ def recovered_vms(lab, vm: VM) -> list[dict]:
     for r in lab.db.query("SELECT * FROM recovered WHERE vm=? ORDER BY name", [vm.name]):
         out.append({"name": r["name"], "role": r["role"], "place": r["place"], "network": r["network"] or "(isolated)",
                     "power": r["power"], "point": r["point"], "last_transaction": r["writes_done"],
+                    "resource_group": r["resource_group"], "subnet": r["subnet"],
+                    "availability_set": r["availability_set"],
                     "disks": [str(lab.path / r["dir"] / lab.disk_path(vm.name, i).name) for i in range(len(vm.disks))]})
     return out
 
@@ -135,7 +146,7 @@ def resources(lab) -> dict:
     db, site = lab.db, lab.site
     servers = {r["name"]: r for r in db.query("SELECT * FROM servers")}
     out = {"vault_region": site.vault_region(), "servers": [], "hosts": [], "clouds": [],
-           "networks": [], "mappings": [], "storage_accounts": [], "links": []}
+           "networks": [], "mappings": [], "storage_accounts": [], "links": [], "regions": []}
     for s in site.vmm_servers:
         reg = servers.get(s.name)
         out["servers"].append({"name": s.name, "kind": "VMM server", "registered": reg is not None,
@@ -154,6 +165,16 @@ def resources(lab) -> dict:
         out["networks"] += [{"name": n.name, "side": "azure", "place": r.name} for n in r.virtual_networks]
         out["storage_accounts"] += [{"name": a.name, "region": r.name, "redundancy": a.redundancy}
                                     for a in r.storage_accounts]
+        pol = setup.policy(lab, r.name)
+        out["regions"].append({"name": r.name, "paired_region": r.paired_region,
+                                              "protection": policy_public(pol) if pol else None})
+    made = list(db.query("SELECT kind, name, region, made_for, detail, created FROM azure_resources "
+                         "ORDER BY created, region, kind, name"))
+    out["networks"] += [{"name": m["name"], "side": "azure", "place": m["region"], "made_for": m["made_for"]}
+                        for m in made if m["kind"] == "virtual network"]
+    out["storage_accounts"] += [{"name": m["name"], "region": m["region"], "redundancy": "local",
+                                 "made_for": m["made_for"]} for m in made if m["kind"] == "storage account"]
+    out["created_by_site_recovery"] = made
     out["mappings"] = list(db.query("SELECT source, target FROM network_mappings ORDER BY source"))
     out["links"] = list(db.query("SELECT source, target, mbps, state FROM links ORDER BY source, target"))
     out["resync_schedule"] = resync.schedule(lab)  # the vault's off-hours resync time, or off

@@ -226,6 +226,40 @@ MIGRATIONS: list[str] = [
         dir TEXT NOT NULL DEFAULT ''    -- staged differing blocks, relative to the lab
     );
     """,
+    # 8: protection containers. The replication policy hangs off a container (a VMM cloud, an
+    # Azure region, a configuration server), not off a VMM cloud; Azure -> Azure (seed 002): the
+    # resources Site Recovery creates, and each item's two sides (where it runs, where it goes).
+    """
+    ALTER TABLE cloud_protection RENAME TO protection_settings;
+    ALTER TABLE protection_settings RENAME COLUMN cloud TO container;
+    ALTER TABLE protection_settings ADD COLUMN container_kind TEXT NOT NULL DEFAULT 'VMM cloud';
+    -- the policy's name ('' for a cloud's own settings)
+    ALTER TABLE protection_settings ADD COLUMN policy_name TEXT NOT NULL DEFAULT '';
+    -- continuous replication: seconds between the batches sent to the cache (0: copy cycles)
+    ALTER TABLE protection_settings ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE azure_resources (
+        kind TEXT NOT NULL,             -- resource group | virtual network | storage account | availability set
+        name TEXT NOT NULL,
+        region TEXT NOT NULL,
+        made_for TEXT NOT NULL,         -- the VM whose protection created it
+        detail TEXT NOT NULL DEFAULT '', -- a virtual network's address space and subnets
+        created INTEGER NOT NULL,
+        PRIMARY KEY (kind, name, region)
+    );
+    CREATE TABLE a2a_sides (
+        vm TEXT NOT NULL,
+        side TEXT NOT NULL,             -- primary (where the VM was) | recovery (where it fails over to)
+        region TEXT NOT NULL,
+        resource_group TEXT NOT NULL, network TEXT NOT NULL, subnet TEXT NOT NULL,
+        storage_account TEXT NOT NULL,  -- replicas arriving on this side land here
+        cache_account TEXT NOT NULL,    -- writes leaving this side wait here
+        availability_set TEXT NOT NULL,
+        PRIMARY KEY (vm, side)
+    );
+    ALTER TABLE recovered ADD COLUMN resource_group TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recovered ADD COLUMN subnet TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recovered ADD COLUMN availability_set TEXT NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -186,8 +186,14 @@ def status(ctx, as_json):
         for d in vm["disks"]:
             click.echo(f"    {d['role']:<4} {d['name']:<16} {fmt_bytes(d['logical_bytes']):>10} "
                        f"({fmt_bytes(d['allocated_bytes'])} used)  {d['path']}")
+        if vm.get("azure") and not vm["protection"].startswith(("failed over", "disabling")):
+            a = vm["azure"]
+            click.echo(f"    replicates {a['from']} -> {a['to']} through cache {a['cache_account']}: "
+                       f"{fmt_bytes(a['cache_bytes'])} waiting ({a['cache_dir']})")
         for r in vm["recovered"]:
-            click.echo(f"    {r['role']} VM {r['name']} at {r['place']}, {r['power']}, network {r['network']}, "
+            where = "".join(f", {k.replace('_', ' ')} {r[k]}" for k in ("resource_group", "subnet", "availability_set")
+                            if r.get(k))
+            click.echo(f"    {r['role']} VM {r['name']} at {r['place']}, {r['power']}, network {r['network']}{where}, "
                        f"last transaction {r['last_transaction']}")
             for p in r["disks"]:
                 click.echo(f"      {p}")
@@ -510,16 +516,42 @@ def network_unmap(ctx, source):
 @click.option("--target-size", help="Azure size (XS S M L XL A5 A6 A7); default: picked from CPU and memory.")
 @click.option("--target-name", help="Name of the VM at the target (needed when the VM's name is not valid there).")
 @click.option("--nic", help="With several NICs, the one used at the target (default: the first).")
+@click.option("--target-region", help="Azure VMs: the region to replicate to (default: the paired region).")
+@click.option("--target-resource-group", help="Azure VMs: an existing resource group there (default: SOURCE-asr, "
+                                              "created).")
+@click.option("--target-network", help="Azure VMs: an existing virtual network there (default: the mapped one, or "
+                                       "SOURCE-asr, created).")
+@click.option("--target-storage", help="Azure VMs: an existing storage account there (default: SOURCEasr, created).")
+@click.option("--cache-storage", help="Azure VMs: an existing storage account in the source region for the cache "
+                                      "(default: REGIONasrcache, created).")
+@click.option("--target-availability-set", help="Azure VMs in an availability set: an existing one there "
+                                                "(default: SOURCE-asr, created).")
+@click.option("--retention", type=int, help="Azure VMs, the region's first protection: recovery point retention, "
+                                            "hours (0-72, default 24).")
+@click.option("--app-consistent", type=int, help="Azure VMs, the region's first protection: app-consistent "
+                                                 "snapshot frequency, hours (0-12, default 4).")
 @wait_option
 @click.pass_context
 @handle_errors
-def protect(ctx, vms, target_size, target_name, nic, wait):
-    """Enable protection for VMS (an Enable protection job each)."""
+def protect(ctx, vms, target_size, target_name, nic, target_region, target_resource_group, target_network,
+            target_storage, cache_storage, target_availability_set, retention, app_consistent, wait):
+    """Enable protection for VMS (an Enable protection job each). A Hyper-V VM goes where its
+    cloud's settings say; an Azure VM replicates to another region (Enable replication), through
+    target resources Site Recovery creates unless you give existing ones."""
     with open_lab(ctx) as lab:
-        ids = lab.protect(list(vms), target_size, target_name, nic)
+        ids = lab.protect(list(vms), target_size, target_name, nic, target_region, target_resource_group,
+                          target_network, target_storage, cache_storage, target_availability_set, retention,
+                          app_consistent)
         _wait(lab, ids, wait)
         for name in vms:
             st = lab.item_status(lab.vm(name))
+            if st["azure"]:
+                dst = st["azure"]["sides"]["recovery"]
+                click.echo(f"{lab.vm(name).name}: {st['protection']}; {st['azure']['from']} -> {st['azure']['to']}: "
+                           f"resource group {dst['resource_group']}, network {dst['network'] or '-'}"
+                           f"/{dst['subnet'] or '-'}, storage {dst['storage_account']}, cache "
+                           f"{st['azure']['cache_account']}, availability set {dst['availability_set'] or '-'}")
+                continue
             click.echo(f"{lab.vm(name).name}: {st['protection']}; target {st['target_name']} "
                        f"size {st['target_size'] or '-'}, NIC {st['nic'] or '-'}")
 
@@ -623,7 +655,8 @@ def commit(ctx, vms, wait):
 def reprotect(ctx, vms, wait):
     """Reverse replicate: after a failback's commit, replicate to the recovery side again (initial
     replication first); after a VMM -> VMM failover's commit, replicate the recovery cloud's VM
-    back to the primary cloud."""
+    back to the primary cloud; after an Azure VM's committed failover, replicate it back to the
+    other region (Reprotect: only the blocks that differ travel)."""
     with open_lab(ctx) as lab:
         _wait(lab, lab.reprotect(list(vms)), wait)
         for name in vms:
@@ -993,12 +1026,26 @@ def resources(ctx, as_json):
             f"{str(p['app_consistent_h']) + ' h' if p['app_consistent_h'] else 'none'}, "
             f"encryption {'on' if p['encrypt'] else 'off'}, start {p['start']}")
         click.echo(f"cloud   {c['name']:<20} {desc}")
+    for g in r["regions"]:
+        p = g["protection"]
+        desc = "no protected VMs" if p is None else (
+            f"policy {p['name']}: -> {p['target']}, continuous (batches every {p['batch']}s), a crash-consistent "
+            f"point every {format_duration(p['frequency'])}, retention {p['retention_h']} h, app-consistent "
+            f"{str(p['app_consistent_h']) + ' h' if p['app_consistent_h'] else 'none'}")
+        click.echo(f"region  {g['name']:<20} paired with {g['paired_region'] or '-'}; {desc}")
     for n in r["networks"]:
-        click.echo(f"network {n['name']:<28} {n['side']:<6} {n['place']}")
+        made = f"  (created by Site Recovery for {n['made_for']})" if n.get("made_for") else ""
+        click.echo(f"network {n['name']:<28} {n['side']:<6} {n['place']}{made}")
     for m in r["mappings"]:
         click.echo(f"mapping {m['source']} -> {m['target']}")
     for a in r["storage_accounts"]:
-        click.echo(f"storage {a['name']:<20} {a['region']:<12} {a['redundancy']}-redundant")
+        made = f"  (created by Site Recovery for {a['made_for']})" if a.get("made_for") else ""
+        click.echo(f"storage {a['name']:<20} {a['region']:<12} {a['redundancy']}-redundant{made}")
+    for m in r["created_by_site_recovery"]:
+        if m["kind"] in ("resource group", "availability set"):
+            label = {"resource group": "group", "availability set": "av-set"}[m["kind"]]
+            click.echo(f"{label:<7} {m['name']:<20} {m['region']:<12} "
+                       f"(created by Site Recovery for {m['made_for']})")
     for li in r["links"]:
         click.echo(f"link    {li['source']} -> {li['target']}: {li['mbps']:g} Mbps, {li['state']}")
     sched = r["resync_schedule"]

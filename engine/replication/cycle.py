@@ -44,6 +44,12 @@ DAMAGED_ON_THE_WAY = "damaged on the way"
 CHAIN_BROKEN = "damaged at the source"
 
 
+def cadence(policy: dict) -> int:
+    """Lab seconds between two freezes of a VM's logs: the copy frequency, or with continuous
+    replication (Azure -> Azure) the batch interval."""
+    return policy["batch"] or policy["frequency"]
+
+
 def log_path(disk: Path) -> Path:
     """The disk's change log, beside it (the seeds' .hrl)."""
     return disk.with_suffix(".hrl")
@@ -65,6 +71,7 @@ class Surroundings(Protocol):
     def disk_path(self, vm: str, idx: int) -> Path: ...
     def policy(self, vm: str) -> dict: ...  # the replication policy of the VM's container
     def link_of(self, vm: str) -> tuple[str, str]: ...  # (source place, target place)
+    def stage_dir(self, vm: str) -> Path: ...  # where its shipments wait (an Azure VM's: the cache account)
     def encryption_key(self, vm: str) -> bytes: ...
     def writes_done(self, vm: str) -> int: ...  # the guest's last transaction so far
     def source_fingerprint(self, disk: Path, size: int) -> list: ...
@@ -156,7 +163,7 @@ class Replication:
         return self.env.link_of(vm_name)
 
     def _stage(self, vm_name: str, transfer_id: int) -> Path:
-        return self.env.disk_path(vm_name, 0).parent / "outgoing" / f"t{transfer_id}"
+        return self.env.stage_dir(vm_name) / f"t{transfer_id}"
 
     # ---- starting -----------------------------------------------------------------------
 
@@ -420,9 +427,11 @@ class Replication:
         self._retention_due.add(t["vm"])
 
     def _finish_initial(self, item: dict, point_time: int, at: int) -> None:
-        freq = self.policy(item["vm"])["frequency"]
-        app_h = self.policy(item["vm"])["app_consistent_h"]
-        states.move(self.db, item["vm"], Protection.FINALIZING, next_cycle=point_time + freq,
+        pol = self.policy(item["vm"])
+        step, app_h = cadence(pol), pol["app_consistent_h"]
+        # continuous replication's batches fall on whole half-minutes (its 5-minute points on the clock's)
+        states.move(self.db, item["vm"], Protection.FINALIZING,
+                    next_cycle=point_time + step - (point_time % step if pol["batch"] else 0),
                     next_app=point_time + app_h * 3600 if app_h else None)
         self.env.initial_replication_done(item["vm"], at)
 
@@ -443,18 +452,19 @@ class Replication:
                 self.env.attempt_failed(item["vm"], now, problem)
                 continue
             pol = self.policy(item["vm"])
-            freq = pol["frequency"]
+            step = cadence(pol)
             nxt = item["next_cycle"]
             while nxt <= now:
-                nxt += freq
+                nxt += step
             # A replication group's members freeze together (their points share each instant),
             # so one member's log still on the wire holds the whole group's cycle back.
             in_flight = self.db.execute(
                 "SELECT COUNT(*) FROM transfers WHERE kind='delta' AND created < ? AND (vm=? OR vm IN (SELECT vm "
                 "FROM replication_groups WHERE name=(SELECT name FROM replication_groups WHERE vm=?)))",
                 [now, item["vm"], item["vm"]]).fetchone()[0]
-            if in_flight:
-                # The last log is still on the wire: this cycle is missed and the log grows.
+            if in_flight and not pol["batch"]:
+                # The last log is still on the wire: this cycle is missed and the log grows (with a
+                # cache storage account on the way, batches queue there instead).
                 self.db.execute("UPDATE items SET next_cycle=? WHERE vm=?", [nxt, item["vm"]])
                 continue
             app = item["next_app"] is not None and item["next_app"] <= now
@@ -504,8 +514,8 @@ class Replication:
         claimed = {self.env.path / r[0] for r in self.db.execute("SELECT dir FROM points")}
         gone = []
         for vm in self.env.vm_names():
-            outgoing = self.env.disk_path(vm, 0).parent / "outgoing"
-            gone += [d for d in outgoing.glob("t*") if d.name[1:].isdigit() and int(d.name[1:]) not in transfers]
+            for outgoing in {self.env.disk_path(vm, 0).parent / "outgoing", self.env.stage_dir(vm)}:
+                gone += [d for d in outgoing.glob("t*") if d.name[1:].isdigit() and int(d.name[1:]) not in transfers]
         for d in (self.env.path / "storage").glob("*/*/points/p*"):
             if d.name[1:].isdigit() and d not in claimed and int(d.name[1:]) not in transfers:
                 gone.append(d)
@@ -546,7 +556,7 @@ class Replication:
         rows = self.point_rows(item["vm"])
         pol = self.policy(item["vm"])
         keep = points_to_keep([PointInfo(r["id"], r["time"], r["kind"] == "app-consistent") for r in rows],
-                              now, pol["retention_h"])
+                              now, pol["retention_h"], pol["frequency"] if pol["batch"] else 0)
         if len(keep) == len(rows):
             return
         key, labels = self.key_for(item["vm"]), self.labels(item["vm"])

@@ -234,7 +234,7 @@ def test_cloud_unprotect_removes_only_that_clouds_settings(lab2):
     lab.map_network("VirtualSwitch - FrontEnd", "AzureNetwork")
     protected(lab, "WEB01", "APP02", minutes=20)
     links, mappings = table(lab, "SELECT * FROM links"), table(lab, "SELECT * FROM network_mappings")
-    second = table(lab, "SELECT * FROM cloud_protection WHERE cloud='Second Cloud'")
+    second = table(lab, "SELECT * FROM protection_settings WHERE container='Second Cloud'")
 
     assert lab.allowed("unprotect_cloud", "OnPremise Cloud") == "cloud OnPremise Cloud has protected VMs: WEB01"
     with pytest.raises(Refused) as e:
@@ -256,11 +256,11 @@ def test_cloud_unprotect_removes_only_that_clouds_settings(lab2):
     assert [s["name"] for s in j["steps"]] == ["Validate that no VM of the cloud is protected",
                                                "Remove Hyper-V Replica settings from the cloud's hosts",
                                                "Remove the cloud's protection settings"]
-    assert table(lab, "SELECT cloud FROM cloud_protection") == [("Second Cloud",)]
+    assert table(lab, "SELECT container FROM protection_settings") == [("Second Cloud",)]
     clouds = {c["name"]: c["protection"] for c in lab.resources()["clouds"]}
     assert clouds["OnPremise Cloud"] is None and clouds["Second Cloud"]["target"] == "Japan East"
     # Nothing else changed: the other cloud's settings and item, links, mappings, servers, agents.
-    assert table(lab, "SELECT * FROM cloud_protection WHERE cloud='Second Cloud'") == second
+    assert table(lab, "SELECT * FROM protection_settings WHERE container='Second Cloud'") == second
     assert table(lab, "SELECT * FROM links") == links and table(lab, "SELECT * FROM network_mappings") == mappings
     assert table(lab, "SELECT name FROM servers ORDER BY name") == [("SC01",), ("SC02",)]
     assert len(table(lab, "SELECT * FROM agents")) == 3
@@ -283,7 +283,7 @@ def test_cloud_unprotect_waits_for_a_configure_job(lab2):
                           "target_name": "WEB01", "target_size": "M", "nic": "nic", "enabled_at": lab.now})
     lab.run_until_done([removal])
     assert lab.job(removal)["state"] == "failed" and "has protected VMs: WEB01" in lab.job(removal)["error"]
-    assert table(lab, "SELECT cloud FROM cloud_protection") == [("OnPremise Cloud",)]
+    assert table(lab, "SELECT container FROM protection_settings") == [("OnPremise Cloud",)]
 
 
 # ---- server unregister -------------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def test_server_unregister_removes_the_server_its_key_and_agents_only(lab2):
     assert table(lab, "SELECT host FROM agents") == [("HV03",)]
     # SC02, its key, its agent and its cloud's settings are untouched.
     assert keys["SC02"].read_bytes() == branch_key
-    assert table(lab, "SELECT cloud FROM cloud_protection") == [("Branch Cloud",)]
+    assert table(lab, "SELECT container FROM protection_settings") == [("Branch Cloud",)]
     assert any("Uninstall the provider from SC01 and the agent from HV01, HV02" in e["message"]
                for e in lab.events(5))
     assert lab.allowed("unregister_server", "SC01") == "SC01 is not registered with the vault"
