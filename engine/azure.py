@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ from . import jobs, rules, setup, states
 from .errors import Refused
 from .jobs import Run, Step
 from .model import VM, Region, slug
-from .replication import replica
+from .replication import changelog, replica
 
 RESOURCE_KINDS = ("resource group", "virtual network", "storage account", "availability set")
 SIDES = ("primary", "recovery")
@@ -360,8 +361,11 @@ def _seed_replica(lab, run: Run) -> None:
         base = lab.replication.base_path(item, i)
         if i < len(seeds) and seeds[i].exists():
             replica.sparse_copy(seeds[i], base, d.size_bytes)
+            with open(base, "rb+") as f:  # durable before the row that claims it commits
+                os.fsync(f.fileno())
         else:
             replica.create_base(base, d.size_bytes, run.t)
+    changelog.fsync_dir(base.parent)
     if here == "primary":
         for row in copy:
             lab.db.execute("DELETE FROM recovered WHERE name=?", [row["name"]])

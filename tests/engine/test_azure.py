@@ -230,3 +230,45 @@ def test_the_rules_table_for_azure_vms(op, facts, reason):
 
     got = operation_reason(op, ItemFacts(**facts))
     assert got is None if reason is None else (got is not None and reason in got), got
+
+
+@pytest.mark.heavy
+def test_kill_9_during_continuous_replication_and_reprotect_leaves_a_lab_that_verifies(tmp_path, a2a_site):
+    """SIGKILL `srlab run` at random durable operations while batches go through the cache, and
+    while a reprotect's resync runs: every point the lab claims still verifies."""
+    import random
+    import signal
+
+    from .test_crash import child, ops
+
+    rng = random.Random(2)
+    path = tmp_path / "lab"
+    with Lab.create(path, a2a_site) as lab:
+        lab.run_until_done(lab.protect(["WEB01"]))
+
+    def check():
+        with Lab.open(path) as lab:
+            rows = lab.points("WEB01")
+            if rows:
+                assert lab.verify("WEB01")["identical"]
+            return len(rows)
+
+    kills = 0
+    for phase in ("continuous", "reprotect"):
+        if phase == "reprotect":
+            with Lab.open(path) as lab:
+                lab.run_until_done(lab.failover(["WEB01"], "unplanned"))
+                lab.run_until_done(lab.commit(["WEB01"]))
+                lab.reprotect(["WEB01"])
+        full = ops(child(0, "--lab", str(path), "run", "--for", "4m"))
+        for _ in range(4):
+            r = child(rng.randint(1, max(1, full * 2 // 3)), "--lab", str(path), "run", "--for", "4m")
+            assert r.returncode in (0, -signal.SIGKILL) and "Traceback" not in r.stderr, r.stderr
+            kills += r.returncode == -signal.SIGKILL
+            check()
+    with Lab.open(path) as lab:
+        lab.run(1800)
+        st = lab.item_status(lab.vm("WEB01"))
+        assert (st["protection"], st["azure"]["from"]) == ("protected", "West US")
+        assert all(lab.verify("WEB01", p["id"])["identical"] for p in lab.points("WEB01"))
+    assert kills >= 6, kills
