@@ -8,6 +8,7 @@ behave as the app expects."""
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -59,14 +60,22 @@ def test_tui_touches_no_private_textual_name():
     assert not bad, "Textual private API used in tui/:\n" + "\n".join(bad)
 
 
+@functools.cache
+def privates_of(base: type) -> frozenset[str]:
+    """Private names one Textual class defines or assigns on self (many tui classes share a base:
+    each base's source is read once)."""
+    names = {n for n in vars(base) if private(n)}
+    names |= set(re.findall(r"self\.(_[A-Za-z]\w*)\s*(?::[^=\n]*)?=", inspect.getsource(base)))
+    return frozenset(names)
+
+
 def textual_privates(cls: type) -> set[str]:
     """Private names the Textual classes in cls's MRO define or assign on self."""
     names: set[str] = set()
     for base in cls.__mro__:
         if base.__module__.split(".")[0] != "textual":
             continue
-        names |= {n for n in vars(base) if private(n)}
-        names |= set(re.findall(r"self\.(_[A-Za-z]\w*)\s*(?::[^=\n]*)?=", inspect.getsource(base)))
+        names |= privates_of(base)
     return names
 
 
