@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,43 @@ from engine import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_sites"
+
+
+def memory_folder() -> Path | None:
+    """/dev/shm when it is a usable folder in memory: writable, scripts may run there, 2 GiB free.
+    None elsewhere, or when SRLAB_TESTS_ON_DISK is set."""
+    shm = Path("/dev/shm")
+    if os.environ.get("SRLAB_TESTS_ON_DISK"):
+        return None
+    try:
+        st = os.statvfs(shm)
+    except OSError:
+        return None
+    if not os.access(shm, os.W_OK) or st.f_flag & os.ST_NOEXEC or st.f_bavail * st.f_frsize < 2 << 30:
+        return None
+    return shm
+
+
+@pytest.fixture
+def tmp_path(request, tmp_path):
+    """pytest's tmp_path, in memory when the machine has a folder there (memory_folder).
+
+    The engine fsyncs every durable step; on a disk those fsyncs (and the discards of the large
+    sparse files verify builds) are most of a test's wall time, yet a test in this process can
+    never observe them: only losing the machine's power could. So an in-process test proves the
+    same thing in memory. Tests of kills (a name with "kill", and the crash suite) keep the disk
+    they always had; the crash suite's kill -9 test chooses its own folder (fast_tmp). The folder
+    is removed after the test (memory is not disk): SRLAB_TESTS_ON_DISK=1 keeps every test on
+    pytest's tmp_path, to look at what a failed test left."""
+    shm = memory_folder()
+    if shm is None or "kill" in request.node.name or request.node.module.__name__.endswith(".test_crash"):
+        yield tmp_path
+        return
+    d = Path(tempfile.mkdtemp(prefix="srlab-test-", dir=shm))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def step2(lab, map_network: bool = True, **policy) -> None:
