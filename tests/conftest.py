@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -28,6 +29,21 @@ def memory_folder() -> Path | None:
     if not os.access(shm, os.W_OK) or st.f_flag & os.ST_NOEXEC or st.f_bavail * st.f_frsize < 2 << 30:
         return None
     return shm
+
+
+@contextlib.contextmanager
+def shared_folder(tmp_path_factory, name: str):
+    """A folder for a lab a module's tests share (a module-scoped fixture): in memory as tmp_path
+    is (removed after the module), else tmp_path_factory.mktemp(name)."""
+    shm = memory_folder()
+    if shm is None:
+        yield tmp_path_factory.mktemp(name)
+        return
+    d = Path(tempfile.mkdtemp(prefix=f"srlab-{name}-", dir=shm))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

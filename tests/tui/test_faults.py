@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from engine import JobState, Lab, Protection
 from tui.dialogs import ConfirmDialog, FaultDialog, VmDetailScreen, WorkloadDialog
 
-from tests.conftest import SMALL_SITE, step2
+from tests.conftest import SMALL_SITE, shared_folder, step2
 
 from .helpers import filter_to, keys, make_app, settle, type_text
 
@@ -262,18 +262,18 @@ def fault_lab(tmp_path_factory):
     """The small site after STEP 2, WEB01 protected for two hours; then WEB01 deleted at the
     source (vm-missing: Critical, never retried), and ten minutes later the link cut for three
     hours."""
-    d = tmp_path_factory.mktemp("faults")
-    (d / "small.toml").write_text(SMALL_SITE)
-    lab = Lab.create(d / "lab", d / "small.toml")
-    step2(lab, retention_h=1, app_consistent_h=1)
-    lab.run_until_done(lab.protect(["WEB01"]))
-    lab.run(2 * 3600)
-    lab.fault_inject("vm-missing", "WEB01")
-    lab.run(600)
-    lab.fault_inject("link-down", duration=3 * 3600)
-    lab.run(600)
-    yield lab
-    lab.close()
+    with shared_folder(tmp_path_factory, "faults") as d:
+        (d / "small.toml").write_text(SMALL_SITE)
+        lab = Lab.create(d / "lab", d / "small.toml")
+        step2(lab, retention_h=1, app_consistent_h=1)
+        lab.run_until_done(lab.protect(["WEB01"]))
+        lab.run(2 * 3600)
+        lab.fault_inject("vm-missing", "WEB01")
+        lab.run(600)
+        lab.fault_inject("link-down", duration=3 * 3600)
+        lab.run(600)
+        yield lab
+        lab.close()
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])

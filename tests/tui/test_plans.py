@@ -12,7 +12,7 @@ from engine import Failover, JobState, Lab
 from tui.dialogs import CompleteDialog, ConfirmDialog
 from tui.plan_dialogs import PlanActionDialog, PlanCreateDialog, PlanFailoverDialog, PlanVmsDialog
 
-from tests.conftest import SMALL_SITE, step2
+from tests.conftest import SMALL_SITE, shared_folder, step2
 
 from .helpers import keys, make_app, settle, type_text
 
@@ -326,19 +326,21 @@ async def test_a_failing_script_stops_the_job_and_r_resumes_it_after_the_fix(tmp
 @pytest.fixture(scope="module")
 def drill_lab(tmp_path_factory):
     """Plan App with its test failover waiting at the manual action after group 1."""
-    lab = with_plan(build(tmp_path_factory.mktemp("drill")))
-    lab.plan_start("App", "test")
-    lab.run(15 * 60)
-    yield lab
-    lab.close()
+    with shared_folder(tmp_path_factory, "drill") as d:
+        lab = with_plan(build(d))
+        lab.plan_start("App", "test")
+        lab.run(15 * 60)
+        yield lab
+        lab.close()
 
 
 @pytest.fixture(scope="module")
 def ready_lab(tmp_path_factory):
     """Plan App, its VMs Ready: every failover kind is offered."""
-    lab = with_plan(build(tmp_path_factory.mktemp("ready")))
-    yield lab
-    lab.close()
+    with shared_folder(tmp_path_factory, "ready") as d:
+        lab = with_plan(build(d))
+        yield lab
+        lab.close()
 
 
 def test_plans_panel_snapshot(snap_compare, drill_lab):

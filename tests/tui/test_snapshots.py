@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine import Lab
-from tests.conftest import SMALL_SITE, step2
+from tests.conftest import SMALL_SITE, shared_folder, step2
 
 from .helpers import make_app, settle, type_text
 
@@ -17,16 +17,16 @@ SIZES = {"80x24": (80, 24), "120x40": (120, 40), "160x45": (160, 45)}
 @pytest.fixture(scope="module")
 def snap_lab(tmp_path_factory):
     """The small site after STEP 2: WEB01 protected for two hours, IDLE01 being enabled."""
-    d = tmp_path_factory.mktemp("snap")
-    (d / "small.toml").write_text(SMALL_SITE)
-    lab = Lab.create(d / "lab", d / "small.toml")
-    step2(lab, retention_h=1, app_consistent_h=1)
-    lab.protect(["WEB01"])
-    lab.run(2 * 3600)
-    lab.protect(["IDLE01"])
-    lab.run(30)
-    yield lab
-    lab.close()
+    with shared_folder(tmp_path_factory, "snap") as d:
+        (d / "small.toml").write_text(SMALL_SITE)
+        lab = Lab.create(d / "lab", d / "small.toml")
+        step2(lab, retention_h=1, app_consistent_h=1)
+        lab.protect(["WEB01"])
+        lab.run(2 * 3600)
+        lab.protect(["IDLE01"])
+        lab.run(30)
+        yield lab
+        lab.close()
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -74,16 +74,16 @@ def test_observer(snap_compare, snap_lab):
 def failover_lab(tmp_path_factory):
     """The small site after STEP 2, WEB01 and IDLE01 protected for two hours; then WEB01 failed
     over (planned) to Azure and committed."""
-    d = tmp_path_factory.mktemp("failover")
-    (d / "small.toml").write_text(SMALL_SITE)
-    lab = Lab.create(d / "lab", d / "small.toml")
-    step2(lab, retention_h=1, app_consistent_h=1)
-    lab.protect(["WEB01", "IDLE01"])
-    lab.run(2 * 3600)
-    lab.run_until_done(lab.failover(["WEB01"], "planned"))
-    lab.run_until_done(lab.commit(["WEB01"]))
-    yield lab
-    lab.close()
+    with shared_folder(tmp_path_factory, "failover") as d:
+        (d / "small.toml").write_text(SMALL_SITE)
+        lab = Lab.create(d / "lab", d / "small.toml")
+        step2(lab, retention_h=1, app_consistent_h=1)
+        lab.protect(["WEB01", "IDLE01"])
+        lab.run(2 * 3600)
+        lab.run_until_done(lab.failover(["WEB01"], "planned"))
+        lab.run_until_done(lab.commit(["WEB01"]))
+        yield lab
+        lab.close()
 
 
 def test_failover_dialog(snap_compare, snap_lab):
