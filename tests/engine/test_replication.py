@@ -9,7 +9,7 @@ import pytest
 
 from engine import InvalidInput, Lab, Refused
 from engine.replication import changelog
-from tests.conftest import SAMPLES, step2
+from tests.conftest import SAMPLES, SMALL_SITE, step2
 
 H = 3600
 
@@ -127,7 +127,18 @@ def test_gen2_refused_for_azure_with_rule_and_fix(tmp_path, small_site):
 
 # ---- the data path ----------------------------------------------------------------------------
 
-def test_three_hours_every_retained_point_verifies(lab, need_tool):
+@pytest.fixture
+def small_disks_lab(tmp_path, small_site):
+    """SMALL_SITE with WEB01's disks at 64 and 32 MiB (1 GB and 512 MB there): the same content and
+    the same writes, in less disk for every verify to rebuild and read."""
+    small_site.write_text(SMALL_SITE.replace("size_gb = 1\n", "size_gb = 0.0625\n")
+                          .replace("size_gb = 0.5", "size_gb = 0.03125"))
+    with Lab.create(tmp_path / "lab", small_site) as lab:
+        yield lab
+
+
+def test_three_hours_every_retained_point_verifies(small_disks_lab, need_tool):
+    lab = small_disks_lab
     lz4_cli = need_tool("lz4")
     protected(lab, "WEB01")
     lab.run(3 * H)
