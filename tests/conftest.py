@@ -51,7 +51,7 @@ def tmp_path(request, tmp_path):
     """pytest's tmp_path, in memory when the machine has a folder there (memory_folder).
 
     The engine fsyncs every durable step; on a disk those fsyncs (and the discards of the large
-    sparse files verify builds) are most of a test's wall time, yet a test in this process can
+    sparse files verify builds) are much of a test's wall time, yet a test in this process can
     never observe them: only losing the machine's power could. So an in-process test proves the
     same thing in memory. Tests of kills (a name with "kill", and the crash suite) keep the disk
     they always had; the crash suite's kill -9 test chooses its own folder (fast_tmp). The folder
