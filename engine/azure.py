@@ -25,12 +25,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import jobs, rules, setup, states
 from .errors import Refused
 from .jobs import Run, Step
 from .model import VM, Region, slug
 from .replication import changelog, replica
+from .replication.cycle import log_path
 
 RESOURCE_KINDS = ("resource group", "virtual network", "storage account", "availability set")
 SIDES = ("primary", "recovery")
@@ -247,11 +249,11 @@ def enter(lab, vm: VM, p: Plan) -> dict:
     Returns the Enable replication job's data (the resources its step creates)."""
     if p.policy is not None:
         lab.db["protection_settings"].insert(p.policy, pk="container", replace=True)
-        lab.event(lab.now, "info", vm.region, f"replication policy {p.policy['policy_name']} created and associated "
-                  f"with {vm.region} -> {p.policy['target']}: recovery points kept {p.policy['retention_h']} h, "
-                  f"app-consistent every {p.policy['app_consistent_h']} h" if p.policy["app_consistent_h"] else
-                  f"replication policy {p.policy['policy_name']} created and associated with {vm.region} -> "
-                  f"{p.policy['target']}: recovery points kept {p.policy['retention_h']} h, no app-consistent snapshots")
+        pol = p.policy
+        app = f"app-consistent every {pol['app_consistent_h']} h" if pol["app_consistent_h"] else \
+            "no app-consistent snapshots"
+        lab.event(lab.now, "info", vm.region, f"replication policy {pol['policy_name']} created and associated with "
+                  f"{vm.region} -> {pol['target']}: recovery points kept {pol['retention_h']} h, {app}")
     lab.db.execute("DELETE FROM a2a_sides WHERE vm=?", [vm.name])
     for row in p.sides.values():
         lab.db["a2a_sides"].insert(row)
@@ -339,7 +341,7 @@ def _reverse_resources(lab, run: Run) -> None:
 def _seed_replica(lab, run: Run) -> None:
     """The disks on the other side become the new replica's base; a Resynchronize job then sends
     only the blocks that differ (the VM keeps running and its writes are tracked from now on)."""
-    from . import failover, protection, resync  # the job kinds of failover and resync, at run time
+    from . import failover, guests, protection, resync  # they import this module: asked at run time
 
     item = states.item(lab.db, run.target)
     vm = lab.vm(run.target)
@@ -347,14 +349,14 @@ def _seed_replica(lab, run: Run) -> None:
     there = sides(lab, vm.name)[other(here)]
     copy = failover.recovered(lab, vm.name, "failover")
     if here == "primary":  # the copy in the other region becomes the replica: it is off and goes
-        seeds = failover.guests.recovered_disks(lab, copy[0]) if copy else []
+        seeds = guests.recovered_disks(lab, copy[0]) if copy else []
     else:  # the VM's own disks become the replica: it stays off until it fails back
         if lab.vm_row(vm.name)["power"] == "running":
             lab.db.execute("UPDATE vms SET power='off', last_shutdown='hard' WHERE name=?", [vm.name])
             lab.event(run.t, "warning", vm.name, f"{vm.name} was running in {vm.region}: turned off, its disks "
                                                  "become the replica")
         seeds = [lab.disk_path(vm.name, i) for i in range(len(vm.disks))]
-    store_dir = protection.free_store(lab, protection.Path("storage") / slug(there["storage_account"]) / slug(vm.name))
+    store_dir = protection.free_store(lab, Path("storage") / slug(there["storage_account"]) / slug(vm.name))
     lab.db.execute("UPDATE items SET target=?, store=? WHERE vm=?", [there["region"], str(store_dir), vm.name])
     item = states.item(lab.db, vm.name)
     for i, d in enumerate(vm.disks):
@@ -375,7 +377,7 @@ def _seed_replica(lab, run: Run) -> None:
         lab.db.execute("UPDATE recovered SET tracking=1 WHERE vm=? AND role='failover'", [vm.name])
     for i in range(len(vm.disks)):
         p = lab.replicated_disk(vm.name, i)
-        failover.log_path(p).write_bytes(b"")
+        log_path(p).write_bytes(b"")
     resync.begin(lab, vm.name, run.t, f"reprotect {lab.replication.link_of(vm.name)[0]} -> {there['region']}: "
                                       "only the blocks that differ from the disks there travel")
 

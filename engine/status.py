@@ -60,7 +60,7 @@ def item_status(lab, vm: VM) -> dict:
     a2a = azure.item_view(lab, vm)
     if a2a:
         active = a2a["sides"][item["active"]]["region"]
-        mapped = (a2a["sides"][azure.other(item["active"])]["network"],)
+        mapped = (a2a["sides"][azure.other(item["active"])]["network"],)  # the other side's, not a mapping
     return {
         "protection": text,
         "health": health,
