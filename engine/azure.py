@@ -407,6 +407,16 @@ def item_view(lab, vm: VM) -> dict | None:
             "cache_bytes": cache_bytes(lab, vm.name)}
 
 
+def replicating_from(lab) -> dict[str, list[str]]:
+    """Region -> the Azure VMs whose replication leaves it now (a reprotected VM's from its
+    recovery region), in one query."""
+    out: dict[str, list[str]] = {}
+    for r in lab.db.query("SELECT s.vm, s.region FROM a2a_sides s JOIN items i ON i.vm = s.vm "
+                          "WHERE s.side = i.active ORDER BY s.vm"):
+        out.setdefault(r["region"], []).append(r["vm"])
+    return out
+
+
 def regions_view(lab) -> list[dict]:
     """Each region, its pair and its resources (the site file's and those Site Recovery made)."""
     out = []

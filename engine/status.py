@@ -22,6 +22,12 @@ def policy_public(pol: dict) -> dict:
             "encrypt": bool(pol["encrypt"]), "start": pol["start"], "batch": pol["batch"]}
 
 
+def a2a_policy(pol: dict, a2a: dict) -> dict:
+    """An Azure VM's policy as it replicates now: reprotected, the same policy on the reverse
+    mapping (from the region it runs in to its home region)."""
+    return {**policy_public(pol), "container": a2a["from"], "target": a2a["to"]}
+
+
 def item_status(lab, vm: VM) -> dict:
     """Protection columns of one VM, as the seed's protected-items list shows them."""
     item = states.item(lab.db, vm.name)
@@ -73,7 +79,7 @@ def item_status(lab, vm: VM) -> dict:
         "rpo_seconds": rpo,
         "last_replication": item["last_replication"],
         "progress": progress,
-        "policy": policy_public(pol),
+        "policy": a2a_policy(pol, a2a) if a2a else policy_public(pol),
         "errors": [item["error"]] if item["error"] else [],
         "health_reason": reason,
         "health_action": action,
@@ -161,13 +167,15 @@ def resources(lab) -> dict:
     for p in site.physical_sites:
         out["servers"].append({"name": p.configuration_server, "kind": "configuration server",
                                "registered": p.configuration_server in servers, "key_file": ""})
+    leaving = azure.replicating_from(lab)
     for r in site.regions().values():
         out["networks"] += [{"name": n.name, "side": "azure", "place": r.name} for n in r.virtual_networks]
         out["storage_accounts"] += [{"name": a.name, "region": r.name, "redundancy": a.redundancy}
                                     for a in r.storage_accounts]
         pol = setup.policy(lab, r.name)
         out["regions"].append({"name": r.name, "paired_region": r.paired_region,
-                                              "protection": policy_public(pol) if pol else None})
+                               "protection": policy_public(pol) if pol else None,
+                               "replicating": leaving.get(r.name, [])})
     made = list(db.query("SELECT kind, name, region, made_for, detail, created FROM azure_resources "
                          "ORDER BY created, region, kind, name"))
     out["networks"] += [{"name": m["name"], "side": "azure", "place": m["region"], "made_for": m["made_for"]}

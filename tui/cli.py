@@ -1028,7 +1028,9 @@ def resources(ctx, as_json):
         click.echo(f"cloud   {c['name']:<20} {desc}")
     for g in r["regions"]:
         p = g["protection"]
-        desc = "no protected VMs" if p is None else (
+        back = g.get("replicating") if p is None else None
+        desc = (f"replicates {', '.join(back)} back (reprotected, on its home region's policy)" if back else
+                "no protected VMs") if p is None else (
             f"policy {p['name']}: -> {p['target']}, continuous (batches every {p['batch']}s), a crash-consistent "
             f"point every {format_duration(p['frequency'])}, retention {p['retention_h']} h, app-consistent "
             f"{str(p['app_consistent_h']) + ' h' if p['app_consistent_h'] else 'none'}")

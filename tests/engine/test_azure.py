@@ -178,6 +178,10 @@ def test_failover_to_an_older_point_reprotect_failback_and_reprotect_again(a2a, 
     st = a2a.item_status(a2a.vm("WEB01"))
     assert (st["protection"], st["active_location"], st["azure"]["from"]) == ("protected", "West US", "West US")
     assert st["azure"]["cache_dir"].startswith("storage/westusasrcache/")
+    # the same policy on the reverse mapping: it says where the VM replicates now, as does its region
+    assert (st["policy"]["container"], st["policy"]["target"]) == ("West US", "East US")
+    west = next(r for r in a2a.resources()["regions"] if r["name"] == "West US")
+    assert west["replicating"] == ["WEB01"] and west["protection"] is None
     a2a.run(900)
     assert a2a.verify("WEB01")["identical"]
     # fail back to East US the same way (unplanned, shutting the copy down: nothing lost)
