@@ -690,8 +690,9 @@ class SrlabApp(App):
         for p in self.panels():
             p.update_state(state)
         for screen in self.screen_stack:
-            if isinstance(screen, VmDetailScreen):
-                screen.update_state(state)
+            follow = getattr(screen, "update_state", None)  # a screen that shows the lab follows it
+            if follow is not None:
+                follow(state)
         self._update_bars()
         sig = (tuple(sorted(state.allowed.items(), key=repr)), tuple((j["id"], j.get("state")) for j in state.jobs))
         if sig != self._bindings_sig:

@@ -19,9 +19,10 @@ from engine import LabError, parse_duration
 from .host import (ChangePointForm, CloudProtectionForm, CommandOutput, CompleteForm, Confirm, DialogRequest,
                    ExportForm, FailoverForm, FaultForm, Host, LinkForm, MapNetworkForm, ProtectForm, RunForForm,
                    TargetForm, VmDetails, WorkloadForm, host_of)
-from .render import direction_text, health_text, proof_text, recovered_text, recovery_side, vm_detail_text
+from .render import (direction_text, health_text, proof_text, recovered_text, recovery_side, region_policy_text,
+                     vm_detail_text)
 from .state import (LabState, at_recovery_side, fault_targets, fmt_bytes, fmt_day_time, fmt_time, inject_subject,
-                    job_ids_of, number_text, waiting_step)
+                    is_azure_vm, job_ids_of, number_text, region_info, region_names, region_resources, waiting_step)
 from .widgets import AppBar, Column, KeyBar, LabTable
 
 # The seed's target sizes (names only: which one fits is the engine's business).
@@ -326,7 +327,9 @@ class LinkDialog(EngineDialog):
 
 
 class ProtectDialog(EngineDialog):
-    """Enable protection on one VM (with target options) or several (bulk)."""
+    """Enable protection on one VM (with target options) or several (bulk). Azure VMs (Azure ->
+    Azure) get the target region and its resources instead: each field left blank is what Site
+    Recovery creates (or the region's own: its cache account, its network mapping)."""
 
     title_text = "Enable protection"
     ok_label = "Protect"
@@ -336,9 +339,22 @@ class ProtectDialog(EngineDialog):
         self.vms = vms
         self.skipped = skipped
         self.state = state
+        infos = [state.vm(n) or {} for n in vms]
+        self.azure = bool(vms) and all(is_azure_vm(state, v) for v in infos)
+        if self.azure:
+            self.title_text = "Enable replication"
+            self.source = str(infos[0].get("location") or "")
+            region = region_info(state, self.source) or {}
+            self.policy = region.get("protection")
+            targets = [r for r in region_names(state) if r != self.source]
+            self.target = str((self.policy or {}).get("target") or region.get("paired_region") or
+                              (targets[0] if targets else ""))
+            self.targets = [(f"{r} (paired region)" if r == region.get("paired_region") else r, r) for r in targets]
 
     def body(self) -> ComposeResult:
-        if self.vms:
+        if self.vms and self.azure:
+            yield from self.azure_body()
+        elif self.vms:
             yield Static(Text.assemble("Enable protection on ", (", ".join(self.vms), "bold"), "."),
                          classes="line")
             yield Static(Text("Validates each VM, enables replication and starts initial replication at "
@@ -348,7 +364,7 @@ class ProtectDialog(EngineDialog):
             yield Static(Text("None of the selected VMs can be protected now.", style="bold"), classes="line")
         for vm, why in self.skipped:
             yield Static(Text.assemble(("skipped ", "bold"), (vm, "bold"), ": ", why), classes="line")
-        if len(self.vms) == 1:
+        if len(self.vms) == 1 and not self.azure:
             with Grid():
                 yield Label("Target name")
                 yield Input("", id="target-name", compact=True, placeholder=f"{self.vms[0]} (blank: same)")
@@ -358,10 +374,83 @@ class ProtectDialog(EngineDialog):
                 yield Label("NIC")
                 yield Input("", id="nic", compact=True, placeholder="(blank: the engine picks one)")
 
+    # ---- Azure -> Azure ------------------------------------------------------------------------
+
+    def azure_body(self) -> ComposeResult:
+        yield Static(Text.assemble("Replicate ", (", ".join(self.vms), "bold"), " from ", (self.source, "bold"),
+                                   " to another region. A field left blank: Site Recovery creates it."),
+                     classes="line")
+        with Grid():
+            yield Label("Target region")
+            yield Select(self.targets, id="az-region", allow_blank=False, compact=True,
+                         value=self.target if self.target in [r for _, r in self.targets] else Select.NULL)
+            for kind, label, blank in AZURE_FIELDS:
+                yield Label(label)
+                yield Select(self.resource_options(kind), id=AZURE_FIELD_IDS[kind], compact=True, prompt=blank)
+            if self.policy is None:
+                yield Label("Retention (hours)")
+                yield Input("", id="az-retention", compact=True, placeholder="blank: the default policy's")
+                yield Label("App-consistent (h)")
+                yield Input("", id="az-app", compact=True, placeholder="blank: the default; 0 = none")
+        if self.policy is not None:
+            yield Static(Text.assemble(("Policy ", "bold"), f"of {self.source} (its VMs share it): ",
+                                       region_policy_text(self.policy)), classes="line")
+
+    def resource_options(self, kind: str) -> list[tuple[str, str]]:
+        """The resources of a kind one may pick: the target region's (the cache: the source's)."""
+        region = self.source if kind == CACHE else self.current_target()
+        out = []
+        for x in region_resources(self.state, region, "storage account" if kind == CACHE else kind):
+            made = f" (created for {x['made_for']})" if x.get("made_for") else ""
+            out.append((f"{x['name']}{made}", x["name"]))
+        return out
+
+    def current_target(self) -> str:
+        try:
+            value = self.query_one("#az-region", Select).value
+        except Exception:  # not composed yet
+            return self.target
+        return str(value) if isinstance(value, str) else self.target
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id != "az-region":
+            return
+        for kind, _label, _blank in AZURE_FIELDS:
+            if kind == CACHE:
+                continue
+            box = self.query_one(f"#{AZURE_FIELD_IDS[kind]}", Select)
+            keep = box.value
+            options = self.resource_options(kind)
+            box.set_options(options)
+            if keep in [v for _, v in options]:
+                box.value = keep
+
+    def azure_kw(self) -> dict[str, Any]:
+        def picked(kind: str) -> str | None:
+            v = self.query_one(f"#{AZURE_FIELD_IDS[kind]}", Select).value
+            return v if isinstance(v, str) and v else None
+
+        kw: dict[str, Any] = {
+            "target_region": self.current_target() or None,
+            "target_resource_group": picked("resource group"),
+            "target_network": picked("virtual network"),
+            "target_storage": picked("storage account"),
+            "cache_storage": picked(CACHE),
+            "target_availability_set": picked("availability set"),
+        }
+        if self.policy is None:
+            ret = self.query_one("#az-retention", Input).value.strip()
+            app = self.query_one("#az-app", Input).value.strip()
+            kw["retention_h"] = _int(ret, "retention") if ret else None
+            kw["app_consistent_h"] = _int(app, "app-consistent frequency") if app else None
+        return kw
+
     def on_mount(self) -> None:
         ok = self.query_one("#ok", Button)
         ok.disabled = not self.vms
-        if len(self.vms) == 1:
+        if self.azure:
+            self.query_one("#az-region", Select).focus()
+        elif len(self.vms) == 1:
             self.query_one("#target-name", Input).focus()  # the first field: typing goes there
         elif self.vms:
             ok.focus()
@@ -371,7 +460,9 @@ class ProtectDialog(EngineDialog):
             raise ValueError("nothing to protect")
         names = list(self.vms)
         kw: dict[str, Any] = {}
-        if len(names) == 1:
+        if self.azure:
+            kw = self.azure_kw()
+        elif len(names) == 1:
             name = self.query_one("#target-name", Input).value.strip()
             size = self.query_one("#target-size", Select).value
             nic = self.query_one("#nic", Input).value.strip()
@@ -381,6 +472,20 @@ class ProtectDialog(EngineDialog):
                 "nic": nic or None,
             }
         return lambda lab: lab.protect(names, **kw)
+
+
+# Azure -> Azure: the protect dialog's resource fields (kind as Lab.regions() names it, label, what
+# a blank field means); the cache is a storage account in the source region
+CACHE = "cache"
+AZURE_FIELDS = [
+    ("resource group", "Resource group", "(blank: Site Recovery creates one)"),
+    ("virtual network", "Virtual network", "(blank: the mapped one, else a new one)"),
+    ("storage account", "Storage account", "(blank: Site Recovery creates one)"),
+    (CACHE, "Cache storage", "(blank: the region's cache account)"),
+    ("availability set", "Availability set", "(blank: one like the source's, if any)"),
+]
+AZURE_FIELD_IDS = {"resource group": "az-group", "virtual network": "az-network", "storage account": "az-storage",
+                   CACHE: "az-cache", "availability set": "az-avset"}
 
 
 class TargetDialog(EngineDialog):
@@ -453,9 +558,11 @@ def is_app_point(p: dict) -> bool:
     return str(p.get("kind", "")).startswith("app")
 
 
-def point_rows(points: list[dict], in_use: Any = None) -> list[tuple[str, tuple]]:
+def point_rows(points: list[dict], in_use: Any = None, cache: bool = False) -> list[tuple[str, tuple]]:
     """The recovery point table: latest and latest app-consistent by name (resolved when the job
-    runs, so a point that arrives meanwhile counts), then every retained point, newest first."""
+    runs, so a point that arrives meanwhile counts), then every retained point, newest first.
+    `cache` (an Azure VM): latest processes the cache first (lowest RPO); latest processed is
+    the newest point already processed."""
     pts = sorted(points, key=lambda p: p["time"], reverse=True)
 
     def cells(label, p: dict | None) -> tuple:
@@ -464,7 +571,9 @@ def point_rows(points: list[dict], in_use: Any = None) -> list[tuple[str, tuple]
         tx = p.get("last_transaction")
         return (label, fmt_day_time(p["time"]), str(p.get("kind", "")), "-" if tx is None else str(tx))
 
-    rows = [("latest", cells("latest", pts[0] if pts else None))]
+    rows = [("latest", cells("latest (cache first)" if cache else "latest", pts[0] if pts else None))]
+    if cache:
+        rows.append(("latest-processed", cells("latest processed", pts[0] if pts else None)))
     app = next((p for p in pts if is_app_point(p)), None)
     if app is not None:
         rows.append(("latest-app", cells("latest app-consistent", app)))
@@ -510,7 +619,14 @@ class FailoverDialog(EngineDialog):
         server = next((s for s in (state.resources or {}).get("servers", []) if s["name"] == self.info.get("site")),
                       None)
         self.key_hint = (server or {}).get("key_file") or ""
+        self.azure = bool(self.info.get("azure"))
         self.set_titles()
+
+    def update_state(self, state: LabState) -> None:
+        """Points made while the dialog is open join the table (the cursor stays on its row)."""
+        self.points = state.points.get(self.vm, self.points)
+        if self.is_mounted:
+            self.query_one("#points", LabTable).set_rows(point_rows(self.points, cache=self.azure))
 
     def kind_name(self, kind: str) -> str:
         name = dict(FAILOVER_KINDS)[kind]
@@ -560,7 +676,7 @@ class FailoverDialog(EngineDialog):
                         placeholder=f"made at registration: {self.key_hint}" if self.key_hint else "its path")
 
     def on_mount(self) -> None:
-        self.query_one("#points", LabTable).set_rows(point_rows(self.points))
+        self.query_one("#points", LabTable).set_rows(point_rows(self.points, cache=self.azure))
         kinds = self.query_one("#kinds", OptionList)
         kinds.highlighted = kinds.get_option_index(self.kind)
         self.show_kind()
@@ -595,6 +711,13 @@ class FailoverDialog(EngineDialog):
         """One line on what the chosen kind (and sync option) does."""
         if self.kind == "planned" and self.back:
             what = SYNC_WHAT.get(str(self.query_one("#sync", Select).value), "")
+        elif self.azure and self.kind in ("test", "unplanned"):
+            az = self.info["azure"]
+            there = str(az.get("to") or "the other region")
+            what = (f"A copy in {there}; production and replication go on." if self.kind == "test" else
+                    f"{self.vm} starts in {there} from the point: writes after it are lost.")
+            what += (f" latest processes the cache's {fmt_bytes(az.get('cache_bytes') or 0)} first "
+                     f"({az.get('cache_account', '')}): the lowest RPO.")
         else:
             what = {
                 "test": "A copy at the recovery side; production and replication go on.",
@@ -661,7 +784,8 @@ class ChangePointDialog(EngineDialog):
         self.encrypt = bool((self.info.get("policy") or {}).get("encrypt"))
 
     def body(self) -> ComposeResult:
-        yield Static(Text.assemble("Rebuild ", (self.vm, "bold"), " at ", (recovery_side(self.info), "bold"),
+        where = str(self.info.get("active_location") or "") if self.info.get("azure") else recovery_side(self.info)
+        yield Static(Text.assemble("Rebuild ", (self.vm, "bold"), " at ", (where, "bold"),
                                    " from another point: it stops, its disks are built from the point and it "
                                    "starts again; writes after the point are lost."), classes="line")
         if self.in_use:
@@ -672,10 +796,17 @@ class ChangePointDialog(EngineDialog):
                 yield Label("Encryption key file")
                 yield Input("", id="key-file", compact=True, placeholder="the key made at registration")
 
+    def update_state(self, state: LabState) -> None:
+        """Points made while the dialog is open join the table (the cursor stays on its row)."""
+        self.points = state.points.get(self.vm, self.points)
+        if self.is_mounted:
+            self.query_one("#points", LabTable).set_rows(
+                point_rows(self.points, (self.in_use or {}).get("point"), cache=bool(self.info.get("azure"))))
+
     def on_mount(self) -> None:
         table = self.query_one("#points", LabTable)
         in_use = (self.in_use or {}).get("point")
-        table.set_rows(point_rows(self.points, in_use))
+        table.set_rows(point_rows(self.points, in_use, cache=bool(self.info.get("azure"))))
         if in_use is not None and str(in_use) in table.row_keys:
             table.move_cursor(row=table.get_row_index(str(in_use)), animate=False)
         table.focus()

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from .state import LabState, fmt_bytes, fmt_duration, fmt_frequency, fmt_time, waiting_jobs, waiting_step
+from engine import Failover, Protection
+
+from .state import (AZURE_KINDS, SIDE_RESOURCES, LabState, azure_side, azure_vms, fmt_bytes, fmt_duration,
+                    fmt_frequency, fmt_time, is_azure_vm, made_for, region_info, region_resources, vm_resources,
+                    waiting_jobs, waiting_step)
 
 
 def health_style(health: str, colors: dict) -> str:
@@ -66,6 +70,8 @@ def policy_text(p: dict | None) -> Text:
     if not p:
         return Text("protection not configured", style="dim")
     target = str(p.get("target", ""))
+    if p.get("target_kind") == "region":
+        return region_policy_text(p)
     if p.get("target_kind") == "azure" or target == "azure":
         where = f"Azure ({target})" if target and target != "azure" else "Azure"
     else:
@@ -83,9 +89,60 @@ def policy_text(p: dict | None) -> Text:
     return Text(" · ".join(parts))
 
 
+def region_policy_text(p: dict | None) -> Text:
+    """An Azure region's replication policy (Azure -> Azure) on one line: its name, the target
+    region, continuous replication (batches), a crash-consistent point every N, retention..."""
+    if not p:
+        return Text("no replication policy yet (the first VM protected from here makes it)", style="dim")
+    parts = [f"{p.get('name') or p.get('policy_name') or 'policy'}", f"→ {p.get('target', '')}"]
+    batch = p.get("batch")
+    parts.append(f"continuous, {fmt_frequency(batch)} batches" if batch else "continuous")
+    parts.append(f"points every {fmt_frequency(p.get('frequency'))}")
+    parts.append(f"keep {p.get('retention_h', 0)} h")
+    app_h = p.get("app_consistent_h") or 0
+    parts.append(f"app-consistent {'every ' + str(app_h) + ' h' if app_h else 'none'}")
+    return Text(" · ".join(parts))
+
+
+def region_text(state: LabState, name: str) -> Text:
+    """An Azure region's detail: its pair, its policy, the VMs whose replication leaves it (a
+    reprotected VM's too) and the bytes waiting in their cache, what Site Recovery created there."""
+    region = region_info(state, name) or {}
+    t = Text()
+
+    def label(word: str) -> None:
+        t.append(("\n" if t.plain else "") + f"{word:<12}", style="bold")
+
+    label("Region")
+    t.append(Text(f"{name} · paired with {region.get('paired_region') or '-'}"))
+    label("Policy")
+    vms = [v for v in azure_vms(state) if (v.get("azure") or {}).get("from") == name]
+    if region.get("protection") or not vms:
+        t.append_text(region_policy_text(region.get("protection")))
+    else:
+        t.append("none of its own: its VMs replicate back on their home region's policy", style="dim")
+    if vms:
+        label("From here")
+        t.append(Text(" · ".join(f"{v['name']} → {v['azure'].get('to', '')}" for v in vms)))
+        label("Cache")
+        waiting = sum(int(v["azure"].get("cache_bytes") or 0) for v in vms)
+        accounts = sorted({str(v["azure"].get("cache_account") or "") for v in vms} - {""})
+        t.append(Text(f"{', '.join(accounts)}: {fmt_bytes(waiting)} waiting from {len(vms)} VM(s)"))
+    made = [f"{x['name']} (for {x['made_for']})" for kind in AZURE_KINDS
+            for x in region_resources(state, name, kind) if x.get("made_for")]
+    label("Created")
+    t.append(Text(f"by Site Recovery: {', '.join(made)}") if made else Text("nothing by Site Recovery", style="dim"))
+    label("Resources")
+    t.append(f"{sum(len(region_resources(state, name, kind)) for kind in AZURE_KINDS)}")
+    t.append(" · Resources (3) lists them", style="dim")
+    return t
+
+
 def recovery_side(v: dict) -> str:
-    """Where a protected VM fails over to, in the portal's words: Microsoft Azure (region) or
-    the recovery cloud's name."""
+    """Where a protected VM fails over to, in the portal's words: Microsoft Azure (region), the
+    recovery cloud's name or, for an Azure VM, the region it replicates to now."""
+    if v.get("azure"):
+        return str(v["azure"].get("to") or "the other region")
     p = v.get("policy") or {}
     target = str(p.get("target") or "")
     if p.get("target_kind") == "azure" or target == "azure":
@@ -96,6 +153,8 @@ def recovery_side(v: dict) -> str:
 def direction_text(v: dict, back: bool) -> Text:
     """From where to where a failover of `v` moves the workload (a failback: back home)."""
     here = str(v.get("active_location") or v.get("location") or "")
+    if v.get("azure"):
+        here = str(v["azure"].get("from") or here)
     there = str(v.get("location") or "") if back else recovery_side(v)
     t = Text()
     t.append(Text(here, style="bold"))
@@ -104,12 +163,65 @@ def direction_text(v: dict, back: bool) -> Text:
     return t
 
 
-def recovered_text(r: dict) -> Text:
+def recovered_text(r: dict, azure: bool = False) -> Text:
     """One VM at the recovery side: a test copy or the failed-over VM, its state and data."""
     net = f"network {r.get('network') or '(isolated)'}"
+    if azure and r.get("network") and r.get("subnet"):
+        net += f"/{r['subnet']}"
     tx = r.get("last_transaction")
-    return Text(f"{r.get('role', '')} VM {r.get('name', '')} · {r.get('power', '')} · point {r.get('point', '-')} · "
-                f"transaction {'-' if tx is None else tx} · {net} · {r.get('place', '')}")
+    t = Text(f"{r.get('role', '')} VM {r.get('name', '')} · {r.get('power', '')} · point {r.get('point', '-')} · "
+             f"transaction {'-' if tx is None else tx} · {net} · {r.get('place', '')}")
+    if azure:  # an Azure VM's: the resource group and availability set it was made in
+        extra = [f"group {r['resource_group']}" if r.get("resource_group") else "",
+                 f"av set {r['availability_set']}" if r.get("availability_set") else ""]
+        t.append(Text("".join(f" · {e}" for e in extra if e)))
+    return t
+
+
+def cache_text(v: dict, colors: dict) -> Text:
+    """An Azure VM's cache: its writes waiting in the cache storage account of the region it runs
+    in, not yet processed into the target ("cache eastusasrcache: 12.3 KiB waiting")."""
+    a = v.get("azure") or {}
+    n = a.get("cache_bytes") or 0
+    t = Text(f"cache {a.get('cache_account') or '-'}: ")
+    t.append(f"{fmt_bytes(n)} waiting", style=f"bold {colors['warning']}" if n else "")
+    return t
+
+
+def side_text(state: LabState, v: dict, region: str) -> Text:
+    """One side of an Azure VM: its resource group, network/subnet, storage account and
+    availability set in `region`; a resource Site Recovery created ends in * (the Created line
+    says for whom)."""
+    side = azure_side(v, region)
+    t = Text()
+    t.append(Text(region, style="bold"))
+    t.append(": ")
+    parts = []
+    for kind, col, word in SIDE_RESOURCES:
+        res = str(side.get(col) or "")
+        if not res and kind == "availability set":
+            continue  # a VM in no availability set has none on either side
+        part = Text(f"{word} {res or '-'}")
+        if made_for(state, region, kind, res):
+            part.append("*", style="bold")
+        if kind == "virtual network" and side.get("subnet"):
+            part.append(f"/{side['subnet']}")
+        parts.append(part)
+    return t.append_text(Text(" · ").join(parts))
+
+
+def created_text(state: LabState, v: dict) -> Text:
+    """The resources this Azure VM uses that Site Recovery created, by the VM they were made for
+    (a later VM shares what the first one's protection made)."""
+    by_maker: dict[str, dict[str, list[str]]] = {}
+    for region, kind, word, res in vm_resources(v):
+        maker = made_for(state, region, kind, res)
+        if maker:
+            by_maker.setdefault(maker, {}).setdefault(region, []).append(f"{word} {res}")
+    if not by_maker:
+        return Text("nothing: it uses resources that were there", style="dim")
+    return Text(" · ".join(f"* for {maker}: " + "; ".join(f"{r}: {', '.join(names)}" for r, names in regions.items())
+                           for maker, regions in by_maker.items()))
 
 
 def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False, tables: bool = False,
@@ -131,8 +243,13 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
             t.append("\n")
         t.append(f"{s:<12}", style="bold")
 
+    az = v.get("azure")
+    azure_vm = is_azure_vm(state, v)
     label("VM")
-    t.append(Text(f"{v.get('os', '')} · host {v.get('host', '') or '-'} · {v.get('power', '')}"))
+    if azure_vm:
+        t.append(Text(f"{v.get('os', '')} · Azure VM in {v.get('location', '')} · {v.get('power', '')}"))
+    else:
+        t.append(Text(f"{v.get('os', '')} · host {v.get('host', '') or '-'} · {v.get('power', '')}"))
     if v.get("active_location"):
         t.append(Text(f" · active location {v['active_location']}"))
     label("Status")
@@ -146,15 +263,56 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
         for what, line in health_parts(v, colors, state.now):
             label(what)
             t.append_text(line)
-    label("Target")
-    tgt = [f"name {v.get('target_name') or '-'}", f"size {v.get('target_size') or '-'}"]
-    if v.get("target_network"):
-        tgt.append(f"network {v['target_network']}")
-    if v.get("nic"):
-        tgt.append(f"NIC {v['nic']}")
+    if az:  # Azure -> Azure: the two regions, the cache, the resources each side uses
+        label("Replication")
+        t.append(Text(f"{az.get('from', '')} → {az.get('to', '')}", style="bold"))
+        if v.get("protection") == Protection.FAILED_OVER:  # it runs where it failed over, nothing replicates
+            t.append(Text(f" · stopped: it runs in {v.get('active_location') or az.get('from', '')}"
+                          + (" (reprotect replicates it back)" if v.get("failover_state") == Failover.COMMITTED
+                             else " (commit, then reprotect)"), style="dim"))
+        else:
+            t.append(" · ")
+            t.append_text(cache_text(v, colors))
+        rpo = v.get("rpo_seconds")
+        t.append(Text(f" · RPO {fmt_duration(rpo) if rpo is not None else '-'} · "
+                      f"last {fmt_time(v.get('last_replication'))}"))
+        label("Target")
+        t.append_text(side_text(state, v, str(az.get("to", ""))))
+        label("Source")
+        t.append_text(side_text(state, v, str(az.get("from", ""))))
+        label("Created")
+        t.append_text(created_text(state, v))
+    elif azure_vm:  # not protected yet: where it would go
+        label("Replication")
+        region = region_info(state, str(v.get("location", ""))) or {}
+        pol = region.get("protection")
+        to = (pol or {}).get("target") or region.get("paired_region")
+        t.append("not enabled", style="dim")
+        if to:
+            t.append(Text(f" · protect replicates it to {to}"
+                          + (" (the region's policy)" if pol else " (the paired region)")))
+    if azure_vm:
+        label("Target VM")
+        tgt = [f"name {v.get('target_name') or '-'}"]
+        if v.get("target_size"):
+            tgt.append(f"size {v['target_size']}")
+        if v.get("nic"):
+            tgt.append(f"NIC {v['nic']}")
+    else:
+        label("Target")
+        tgt = [f"name {v.get('target_name') or '-'}", f"size {v.get('target_size') or '-'}"]
+        if v.get("target_network"):
+            tgt.append(f"network {v['target_network']}")
+        if v.get("nic"):
+            tgt.append(f"NIC {v['nic']}")
     t.append(Text(" · ".join(tgt)))
     label("Policy")
-    if v.get("policy") is None:  # not protected yet: the cloud's settings, which protection would use
+    if v.get("policy") is None and azure_vm:  # not protected yet: its region's, which protection would use
+        pol = (region_info(state, str(v.get("location", ""))) or {}).get("protection")
+        t.append_text(region_policy_text(pol))
+        if pol:
+            t.append(" (the region's)", style="dim")
+    elif v.get("policy") is None:  # not protected yet: the cloud's settings, which protection would use
         cloud = next((c for c in (state.resources or {}).get("clouds", []) if c["name"] == v.get("cloud")), None)
         if cloud and cloud.get("protection"):
             t.append_text(policy_text(cloud["protection"]))
@@ -169,9 +327,10 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
             f"{d['name']} {fmt_bytes(d.get('logical_bytes'))} ({fmt_bytes(d.get('allocated_bytes'))} used)"
             for d in v.get("disks", [])
         )))
-    label("Replication")
-    rpo = v.get("rpo_seconds")
-    t.append(Text(f"last {fmt_time(v.get('last_replication'))} · RPO {fmt_duration(rpo) if rpo is not None else '-'}"))
+    if not azure_vm:
+        label("Replication")
+        rpo = v.get("rpo_seconds")
+        t.append(Text(f"last {fmt_time(v.get('last_replication'))} · RPO {fmt_duration(rpo) if rpo is not None else '-'}"))
     pts = state.points.get(name, [])
     if tables:
         if not brief:  # (brief: the table's title counts them)
@@ -190,7 +349,7 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
         ) + (" …" if len(latest) > 6 else "")))
     for r in v.get("recovered") or []:
         label("Recovered")
-        t.append_text(recovered_text(r))
+        t.append_text(recovered_text(r, azure=azure_vm))
     for j in waiting_jobs(state, name):
         label("Waiting")
         t.append(Text(f"job {j['id']} waits for action: {waiting_step(state, j['id']) or j.get('name', '')}",

@@ -47,6 +47,8 @@ class LabState:
     fault_kinds: list[dict] = field(default_factory=list)
     fault_targets: dict[str, list[str]] = field(default_factory=dict)  # touches -> Lab.fault_targets
     faults: list[dict] = field(default_factory=list)
+    # Azure regions, their pairs and resources, Site Recovery's marked made_for (Lab.regions)
+    regions: list[dict] = field(default_factory=list)
     # VM -> its guest workload's write rate now, KiB per lab second
     workloads: dict[str, float] = field(default_factory=dict)
     # subject kind -> the actions the engine judges for it (Lab.actions)
@@ -66,8 +68,11 @@ class LabState:
 
 
 def at_recovery_side(vm: dict) -> bool:
-    """Does the VM's workload run at the recovery side now (so a planned failover is its failback)?"""
-    return bool(vm.get("active_location")) and vm.get("active_location") != vm.get("location")
+    """Does the VM's workload run at the recovery side now (so a planned failover is its failback)?
+    Never an Azure VM's: Azure -> Azure is symmetric, the region it runs in is its source (after a
+    failover and a reprotect it fails over back the same way)."""
+    return bool(vm.get("active_location")) and vm.get("active_location") != vm.get("location") \
+        and not vm.get("azure")
 
 
 def waiting_jobs(st: LabState, vm: str | None = None) -> list[dict]:
@@ -117,6 +122,86 @@ def _try(fn, default):
         return fn()
     except LabError:
         return default
+
+
+# ---- Azure -> Azure (seed 002) -------------------------------------------------------------------
+
+# Lab.regions()'s kinds of resource, and the word the app shows for each (Resources' Kind column)
+AZURE_KINDS = {"resource group": "group", "virtual network": "vnet", "storage account": "storage",
+               "availability set": "av set"}
+# the columns of a side of an Azure VM (status vm["azure"]["sides"]) that name a resource, by kind
+SIDE_RESOURCES = [("resource group", "resource_group", "group"), ("virtual network", "network", "network"),
+                  ("storage account", "storage_account", "storage"),
+                  ("availability set", "availability_set", "av set")]
+
+
+def region_names(st: LabState) -> list[str]:
+    return [r["name"] for r in (st.resources or {}).get("regions", [])]
+
+
+def is_azure_vm(st: LabState, v: dict) -> bool:
+    """An Azure VM (Azure -> Azure): it runs in an Azure region, in no VMM cloud. Status says so
+    (vm["azure"]) once it is protected; before, its location is one of the lab's regions."""
+    if v.get("azure"):
+        return True
+    return not v.get("cloud") and not v.get("host") and v.get("location") in region_names(st)
+
+
+def azure_vms(st: LabState) -> list[dict]:
+    return [v for v in st.status.get("vms", []) if is_azure_vm(st, v)]
+
+
+def is_azure_lab(st: LabState) -> bool:
+    """A lab of Azure VMs replicated between regions: the app shows its regions and their resources."""
+    return bool(azure_vms(st))
+
+
+def region_info(st: LabState, name: str) -> dict | None:
+    """A region as Lab.resources() has it (name, paired_region, protection), else None."""
+    return next((r for r in (st.resources or {}).get("regions", []) if r["name"] == name), None)
+
+
+def region_resources(st: LabState, region: str, kind: str) -> list[dict]:
+    """A region's resources of a kind (Lab.regions): name, made_for (a VM: Site Recovery made it)."""
+    r = next((r for r in st.regions if r["name"] == region), None)
+    return list(((r or {}).get("resources") or {}).get(kind, []))
+
+
+def made_for(st: LabState, region: str, kind: str, name: str) -> str:
+    """The VM Site Recovery created this resource for, or "" (the site file's, or unknown)."""
+    if not name:
+        return ""
+    return next((str(x.get("made_for") or "") for x in region_resources(st, region, kind) if x["name"] == name), "")
+
+
+def azure_side(v: dict, region: str) -> dict:
+    """An Azure VM's side in `region` (its resource group, network, subnet, storage...), or {}."""
+    sides = ((v.get("azure") or {}).get("sides") or {}).values()
+    return next((s for s in sides if s.get("region") == region), {})
+
+
+def vm_resources(v: dict) -> list[tuple[str, str, str, str]]:
+    """(region, kind, word, name) of what an Azure VM uses: both sides' group, network, storage
+    and availability set, and the cache of the region it replicates from now (the other side's
+    cache is only a name until a reprotect makes it)."""
+    az = v.get("azure") or {}
+    out = []
+    for region in (str(az.get("to", "")), str(az.get("from", ""))):  # the target side first
+        side = azure_side(v, region)
+        cols = SIDE_RESOURCES + ([("storage account", "cache_account", "cache")] if region == az.get("from") else [])
+        out += [(region, kind, word, str(side[col])) for kind, col, word in cols if side.get(col)]
+    return out
+
+
+def used_by(st: LabState) -> dict[tuple[str, str, str], list[str]]:
+    """(region, kind, name) -> the Azure VMs that use that resource (the cache included)."""
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for v in azure_vms(st):
+        for region, kind, _word, name in vm_resources(v):
+            users = out.setdefault((region, kind, name), [])
+            if v["name"] not in users:
+                users.append(v["name"])
+    return out
 
 
 def link_subject(link: dict) -> str:
@@ -265,6 +350,7 @@ def collect(lab: Lab, reuse: LabState | None = None) -> LabState:
                     st.problems.append(f"report_lines(job {j['id']}): {type(e).__name__}: {e}")
     st.events = lab.events(EVENT_LIMIT)
     st.plans = _try(lab.plans, [])
+    st.regions = _try(lab.regions, []) if st.resources.get("regions") else []
     st.fault_kinds = _try(lab.fault_kinds, [])
     st.fault_targets = {k["touches"]: _try(lambda k=k: lab.fault_targets(k["kind"]), []) for k in st.fault_kinds}
     st.faults = _try(lab.faults, [])
@@ -273,7 +359,8 @@ def collect(lab: Lab, reuse: LabState | None = None) -> LabState:
             continue
         st.points[vm["name"]] = _try(lambda: lab.points(vm["name"]), [])
         st.networks[vm["name"]] = _try(lambda: lab.target_networks(vm["name"]), [])
-    clouds = sorted({v["cloud"] for v in st.status.get("vms", []) if v.get("cloud")})
+    clouds = sorted({v["cloud"] for v in st.status.get("vms", []) if v.get("cloud")}
+                    | {v["location"] for v in st.status.get("vms", []) if v.get("azure") and v.get("location")})
     for cloud in clouds:
         st.rpo_history[cloud] = list(_try(lambda: lab.rpo_history(cloud), []))
     st.actions = {kind: tuple(lab.actions(kind)) for kind in SUBJECT_KINDS}

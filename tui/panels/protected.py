@@ -12,8 +12,8 @@ from engine import Failover, Protection
 
 from ..host import (ChangePointForm, Confirm, ExportForm, FailoverForm, ProtectForm, TargetForm, VmDetails,
                     WorkloadForm)
-from ..render import health_style, policy_text, proof_text, recovery_side, vm_detail_text
-from ..state import LabState, at_recovery_side, fmt_duration, fmt_frequency
+from ..render import health_style, policy_text, proof_text, recovery_side, region_text, vm_detail_text
+from ..state import LabState, at_recovery_side, azure_vms, fmt_duration, fmt_frequency, region_info
 from ..widgets import Column, LabTable, line_count, show_text
 from .base import Panel, PanelAction
 
@@ -208,6 +208,8 @@ class ProtectedItems(Panel):
             if place not in clouds:
                 clouds.append(place)
         cloud_policy = {c["name"]: c.get("protection") for c in (state.resources or {}).get("clouds", [])}
+        # Azure -> Azure: a VM's group is its region, whose policy says where its VMs replicate to
+        regions = {v.get("location") for v in azure_vms(state)}
         rows = []
         sticky = set()
         for cloud in clouds:
@@ -224,6 +226,10 @@ class ProtectedItems(Panel):
             where = "" if cloud not in cloud_policy else "not configured" if not pol else (
                 f"→ {'Azure' if pol.get('target_kind') == 'azure' else pol.get('target', '')}"
                 f" · {fmt_frequency(pol.get('frequency'))}")
+            if cloud not in cloud_policy and cloud in regions:
+                region = region_info(state, cloud) or {}
+                rpol = region.get("protection")
+                where = f"→ {rpol.get('target', '')}" if rpol else f"pair {region.get('paired_region') or '-'}"
             cells = ["", head, "", "", count, "", Text(where, style="dim"), ""]
             if self.compact:
                 del cells[2]
@@ -247,6 +253,10 @@ class ProtectedItems(Panel):
                     del cells[2]
                 rows.append((f"vm:{name}", tuple(cells)))
         table.sticky = sticky
+        title = "Regions and their VMs" if regions and not cloud_policy else "Clouds and their VMs"
+        if table.base_title != title:
+            table.base_title = title
+            table.set_filter(table.filter_text)
         table.set_rows(rows)
         self.show_detail()
 
@@ -263,6 +273,9 @@ class ProtectedItems(Panel):
         if key is None:
             text.append("no VMs", style="dim")
             pane.border_title = "Details"
+        elif key.startswith("cloud:") and any(v.get("location") == key[6:] for v in azure_vms(self.state)):
+            pane.border_title = f"Region {key[6:]}"
+            text = region_text(self.state, key[6:])
         elif key.startswith("cloud:"):
             cloud = key[6:]
             pane.border_title = f"Cloud {cloud}"
@@ -403,7 +416,15 @@ class ProtectedItems(Panel):
         v = self.state.vm(vm) if vm else None
         if not vm or v is None:
             return
-        if at_recovery_side(v):
+        if v.get("azure"):
+            lines = [
+                Text.assemble("Commit the failover of ", (vm, "bold"), ": it runs in ",
+                              (str(v.get("active_location", "")), "bold"), "."),
+                Text.assemble("After the commit its recovery point can no longer be changed. Then reprotect it "
+                              "(R) to replicate it to ", (str(v["azure"].get("to") or "the other region"), "bold"),
+                              ": it can fail over back the same way."),
+            ]
+        elif at_recovery_side(v):
             lines = [
                 Text.assemble("Commit the failover of ", (vm, "bold"), ": it runs at ",
                               (str(v.get("active_location", "")), "bold"), "."),
@@ -423,6 +444,10 @@ class ProtectedItems(Panel):
         v = self.state.vm(vm) if vm else None
         if not vm or v is None:
             return
+        if v.get("azure"):
+            self.show_dialog(Confirm("Reverse replicate", self.azure_reprotect_lines(vm, v),
+                                     lambda lab: lab.reprotect([vm]), ok_label="Reprotect"))
+            return
         here = str(v.get("active_location") or v.get("location") or "")
         there = str(v.get("location", "")) if at_recovery_side(v) else recovery_side(v)
         lines = [
@@ -435,6 +460,22 @@ class ProtectedItems(Panel):
         ]
         self.show_dialog(Confirm("Reverse replicate", lines, lambda lab: lab.reprotect([vm]),
                                  ok_label="Reprotect"))
+
+    @staticmethod
+    def azure_reprotect_lines(vm: str, v: dict) -> list[Text]:
+        """Reprotect an Azure VM after its committed failover: it replicates back the other way."""
+        az = v["azure"]
+        here = str(v.get("active_location") or az.get("from") or "")
+        there = str(az.get("to") or "")
+        if here == there:  # (status names the sides as they replicate now; after a failover "to" is home)
+            there = str(v.get("location") or "")
+        return [
+            Text.assemble("Reverse replicate ", (vm, "bold"), ": replication ", (here, "bold"), " → ",
+                          (there, "bold"), ", through the cache storage account in ", (here, "bold"), "."),
+            Text.assemble("A Reprotect job creates what is missing and takes the disks in ", (there, "bold"),
+                          " as the replica; a Resynchronize job then sends only the blocks that differ. Then ",
+                          (vm, "bold"), " can fail over back (test or unplanned)."),
+        ]
 
     # ---- resync, workload ---------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
 from ..host import CloudProtectionForm, Confirm, LinkForm, MapNetworkForm
-from ..render import policy_text
-from ..state import LabState, fmt_mbps, link_subject, rows_by_kind
+from ..render import policy_text, region_policy_text, region_text
+from ..state import (AZURE_KINDS, LabState, azure_vms, fmt_day_time, fmt_mbps, is_azure_lab, link_subject,
+                     rows_by_kind, used_by)
 from ..widgets import Column, LabTable, line_count, show_text
 from .base import Panel, PanelAction
 
@@ -17,6 +18,13 @@ COLUMNS = [
     Column("kind", "Kind", 8),
     Column("name", "Name", 24),
     Column("state", "State", 21),
+    Column("details", "Details", 0),
+]
+# Azure -> Azure: the resources' names are shorter than a VMM server's objects; the details get the room
+AZURE_COLUMNS = [
+    Column("kind", "Kind", 7),
+    Column("name", "Name", 19),
+    Column("state", "State", 17),
     Column("details", "Details", 0),
 ]
 
@@ -66,6 +74,19 @@ class Resources(Panel):
             return Text(text, style=ok if good else (bad if good is False else dim), no_wrap=True,
                         overflow="ellipsis")
 
+        azure = is_azure_lab(state)
+        table = self.table
+        table.sticky = set()
+        if azure:  # Azure -> Azure: each region, its pair and policy, then its resources
+            table.set_columns(AZURE_COLUMNS)
+            rows += self.region_rows(state)
+            table.sticky = {k for k, _ in rows if k.startswith("region:")}
+            title = "Regions and their resources" + (f" · vault in {res['vault_region']}"
+                                                     if res.get("vault_region") else "")
+            if table.base_title != title:
+                table.base_title = title
+                table.set_filter(table.filter_text)
+
         for s in res.get("servers", []):
             rows.append((f"server:{s['name']}", (
                 "server", s["name"],
@@ -86,7 +107,7 @@ class Resources(Panel):
                 policy_text(p) if p else Text(f"VMM cloud on {c.get('server', '')}", style="dim"),
             )))
         maps = {m["source"]: m["target"] for m in res.get("mappings", [])}
-        for n in res.get("networks", []):
+        for n in [] if azure else res.get("networks", []):
             side = n.get("side", "vmm")
             if side == "azure":
                 key = f"azurenet:{n['name']}"
@@ -104,7 +125,7 @@ class Resources(Panel):
                     st(f"→ {target}" if target else "not mapped", bool(target)),
                     Text(f"VM network · {n.get('place', '')}"),
                 )))
-        for a in res.get("storage_accounts", []):
+        for a in [] if azure else res.get("storage_accounts", []):
             rows.append((f"storage:{a['name']}", (
                 "storage", a["name"],
                 Text(str(a.get("redundancy", ""))),
@@ -122,6 +143,55 @@ class Resources(Panel):
         self.table.set_rows(rows)
         self.show_detail()
 
+    def region_rows(self, state: LabState) -> list[tuple[str, tuple]]:
+        """Azure -> Azure: a row per region (its pair, its policy), then a row per resource in it
+        (the site file's, then those Site Recovery created: "created for WEB01"), with the VMs
+        that use it."""
+        colors = self.host.status_colors
+        res = state.resources or {}
+        policies = {r["name"]: r.get("protection") for r in res.get("regions", [])}
+        back = {r["name"]: r.get("replicating") for r in res.get("regions", []) if not r.get("protection")}
+        maps = {m["source"]: m["target"] for m in res.get("mappings", [])}
+        redundancy = {(a["name"], a.get("region")): a.get("redundancy", "") for a in res.get("storage_accounts", [])}
+        users = used_by(state)
+        caches = {(v["azure"].get("from"), v["azure"].get("cache_account")) for v in azure_vms(state) if v.get("azure")}
+        rows: list[tuple[str, tuple]] = []
+        for r in state.regions:
+            name = r["name"]
+            pol = policies.get(name)
+            rows.append((f"region:{name}", (
+                "region", Text(f"▾ {name}", style="bold", no_wrap=True, overflow="ellipsis"),
+                Text(f"→ {pol.get('target', '')}" if pol else f"pair {r.get('paired_region') or '-'}",
+                     style=colors["ok"] if pol else "dim", no_wrap=True, overflow="ellipsis"),
+                region_policy_text(pol) if pol else Text(
+                    f"paired with {r.get('paired_region') or '-'} · "
+                    + (f"{', '.join(back[name])} replicate(s) back on their home region's policy" if back.get(name)
+                       else "no policy yet"), style="dim"),
+            )))
+            for kind, word in AZURE_KINDS.items():
+                for x in (r.get("resources") or {}).get(kind, []):
+                    made = str(x.get("made_for") or "")
+                    detail = [kind]
+                    if kind == "storage account":
+                        if (name, x["name"]) in caches or x.get("detail") == "cache":
+                            detail = ["cache storage account"]
+                        if redundancy.get((x["name"], name)):
+                            detail.append(str(redundancy[(x["name"], name)]))
+                    elif x.get("detail"):
+                        detail.append(str(x["detail"]))
+                    if kind == "virtual network" and maps.get(x["name"]):
+                        detail.append(f"mapped to {maps[x['name']]}")
+                    who = users.get((name, kind, x["name"]))
+                    if who:
+                        detail.append(f"used by {', '.join(who)}")
+                    rows.append((f"azure:{name}/{kind}/{x['name']}", (
+                        word, Text(f"  {x['name']}", no_wrap=True, overflow="ellipsis"),
+                        Text(f"created for {made}", style=f"bold {colors['accent']}", no_wrap=True,
+                             overflow="ellipsis") if made else Text("in the site", style="dim"),
+                        Text(" · ".join(detail)),
+                    )))
+        return rows
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail()
         self.host.refresh_bindings()
@@ -131,7 +201,23 @@ class Resources(Panel):
         kind, name = self.cursor_row()
         res = self.state.resources or {}
         t = Text()
-        if kind == "cloud":
+        if kind == "region":
+            t = region_text(self.state, name)
+        elif kind == "azure":
+            row = self.table.get_row(f"{kind}:{name}") if self.table.cursor_key else []
+            region, rkind, rname = (name.split("/", 2) + ["", ""])[:3]
+            t.append(Text(f"{rkind} {rname}", style="bold"))
+            t.append(Text(f" in {region}" + (f" · {row[2].plain}" if len(row) > 2 else "")))
+            if len(row) > 3 and row[3].plain:
+                t.append("\n")
+                t.append(Text(row[3].plain))
+            made = next((x for x in res.get("created_by_site_recovery", []) if x.get("name") == rname
+                         and x.get("region") == region and x.get("kind") == rkind), None)
+            if made:
+                t.append("\n")
+                t.append(Text(f"Site Recovery created it {fmt_day_time(made.get('created'))} (enable replication "
+                              f"of {made.get('made_for', '')})"))
+        elif kind == "cloud":
             c = next((c for c in res.get("clouds", []) if c["name"] == name), None)
             t.append("Cloud ", style="bold")
             t.append(Text(name))
