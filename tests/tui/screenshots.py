@@ -4,7 +4,8 @@
 
 Not a test: it builds a fresh sample lab in a temporary folder, takes it through STEP 2 with
 the engine (the keyboard path is tests/tui/test_step2.py), and saves what the app shows; then
-it cuts the link (fault link-down) and saves the faults panel and an item's health.
+it cuts the link (fault link-down) and saves the faults panel and an item's health; then the
+Azure -> Azure sample (seed 002) protected for two hours: its regions and VMs, its resources.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ FAULT_SHOTS = [
     ("tui-faults.svg", (80, 24), ["7", "tab"]),
     ("tui-health.svg", (80, 24), ["2", "slash", *"MYWSV01", "enter", "enter"]),
 ]
+# the Azure -> Azure sample (seed 002): three VMs protected for two hours
+A2A_SHOTS = [
+    ("tui-azure.svg", (120, 36), ["2", "slash", *"WEB01", "enter"]),
+    ("tui-azure-resources.svg", (120, 36), ["3"]),
+]
 KEY_NAMES = {" ": "space", "(": "left_parenthesis", "/": "slash", ":": "colon"}
 
 
@@ -47,6 +53,13 @@ def build_lab(where: Path) -> Lab:
     lab.run(3 * 3600)
     lab.protect(["MYBSD01"])
     lab.run(150)
+    return lab
+
+
+def build_a2a_lab(where: Path) -> Lab:
+    lab = Lab.create(where / "a2a", SAMPLES / "azure-to-azure.toml")
+    lab.run_until_done(lab.protect(["WEB01", "WEB02", "SQL01"]))
+    lab.run(2 * 3600)
     return lab
 
 
@@ -76,6 +89,11 @@ def main() -> None:
             asyncio.run(shoot(lab, out))
             break_link(lab)
             asyncio.run(shoot(lab, out, FAULT_SHOTS))
+        finally:
+            lab.close()
+        lab = build_a2a_lab(Path(tmp))
+        try:
+            asyncio.run(shoot(lab, out, A2A_SHOTS))
         finally:
             lab.close()
 
