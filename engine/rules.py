@@ -283,6 +283,7 @@ class HealthFacts:
     problem: str = ""  # what stops replication now, if anything
     problem_code: str = ""
     problem_action: str = ""
+    interval: str = "copy intervals"  # what `frequency` is: an Azure VM has no copies, only points
 
 
 def item_health(f: HealthFacts) -> tuple[str, str, str]:
@@ -304,7 +305,7 @@ def item_health(f: HealthFacts) -> tuple[str, str, str]:
     cause = f"{f.problem_code}: {f.problem}" if f.problem else retrying
     for level, intervals in (("Critical", HEALTH_CRITICAL_INTERVALS), ("Warning", HEALTH_WARNING_INTERVALS)):
         if f.rpo is not None and f.protection == Protection.PROTECTED and f.rpo > intervals * f.frequency:
-            why = (f"no recovery point for {format_duration(f.rpo)}, more than {intervals} copy intervals "
+            why = (f"no recovery point for {format_duration(f.rpo)}, more than {intervals} {f.interval} "
                    f"({format_duration(f.frequency)})")
             return level, f"{why}: {cause}" if cause else why, (f.problem_action if f.problem else SLOW_REMEDY)
     if f.failures:

@@ -206,7 +206,9 @@ def status(ctx, as_json):
                    + f": touches {', '.join(f['touches']) or 'no protected VM'}")
     if any(vm["health"] for vm in st["vms"]):
         click.echo(f"health: Warning when the RPO passes {rules.HEALTH_WARNING_INTERVALS} copy intervals, "
-                   f"Critical past {rules.HEALTH_CRITICAL_INTERVALS}")
+                   f"Critical past {rules.HEALTH_CRITICAL_INTERVALS}"
+                   + (" (an Azure VM's interval: its policy's crash-consistent point frequency)"
+                      if any(vm.get("azure") for vm in st["vms"]) else ""))
 
 
 @main.command()

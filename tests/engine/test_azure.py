@@ -138,6 +138,7 @@ def test_outbound_blocked_stops_replication_with_the_documented_error(a2a):
     a2a.run(1200)
     st = a2a.item_status(a2a.vm("WEB01"))
     assert st["health"] in ("Warning", "Critical") and "151037" in st["health_reason"]
+    assert "crash-consistent point intervals (5m 00s)" in st["health_reason"]  # it has no copy interval
     assert "outbound 443" in st["health_action"] and st["azure"]["cache_bytes"] == 0
     assert any(e["code"] == "151037" for e in a2a.events_query("WEB01"))
     a2a.fault_clear("outbound-blocked")
