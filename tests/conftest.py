@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -166,6 +167,16 @@ power = "off"
 def small_site(tmp_path) -> Path:
     p = tmp_path / "small.toml"
     p.write_text(SMALL_SITE)
+    return p
+
+
+def small_a2a_site(where: Path) -> Path:
+    """The Azure -> Azure sample with 1 GiB disks (the same names, regions and resources)."""
+    text = (SAMPLES / "azure-to-azure.toml").read_text()
+    text = re.sub(r"size_gb = \d+", "size_gb = 1", text)
+    text = re.sub(r"content_mb = \d+", "content_mb = 2", text)
+    p = where / "a2a.toml"
+    p.write_text(text)
     return p
 
 

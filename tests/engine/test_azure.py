@@ -4,7 +4,6 @@ vault made by the previous schema still opening."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -14,20 +13,14 @@ import pytest
 from engine import Lab
 from engine.errors import Refused
 
-from ..conftest import SAMPLES
+from ..conftest import small_a2a_site
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 @pytest.fixture
 def a2a_site(tmp_path) -> Path:
-    """The sample with small disks (the same names, regions and resources)."""
-    text = (SAMPLES / "azure-to-azure.toml").read_text()
-    text = re.sub(r"size_gb = \d+", "size_gb = 1", text)
-    text = re.sub(r"content_mb = \d+", "content_mb = 2", text)
-    p = tmp_path / "a2a.toml"
-    p.write_text(text)
-    return p
+    return small_a2a_site(tmp_path)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ and a failover, commit and reprotect run from keys. The lab clock is frozen."""
 
 from __future__ import annotations
 
-import re
 
 import pytest
 from textual.widgets import Select, Static
@@ -14,24 +13,14 @@ from textual.widgets import Select, Static
 from engine import Failover, Lab, Protection
 from tui.dialogs import ConfirmDialog, FailoverDialog, ProtectDialog
 
-from tests.conftest import SAMPLES, shared_folder
+from tests.conftest import shared_folder, small_a2a_site
 
 from .helpers import filter_to, keys, make_app, settle
 
 
-def small_site(where) -> object:
-    """The Azure -> Azure sample with small disks (the same names, regions and resources)."""
-    text = (SAMPLES / "azure-to-azure.toml").read_text()
-    text = re.sub(r"size_gb = \d+", "size_gb = 1", text)
-    text = re.sub(r"content_mb = \d+", "content_mb = 2", text)
-    p = where / "a2a.toml"
-    p.write_text(text)
-    return p
-
-
 @pytest.fixture
 def a2a(tmp_path):
-    lab = Lab.create(tmp_path / "lab", small_site(tmp_path))
+    lab = Lab.create(tmp_path / "lab", small_a2a_site(tmp_path))
     yield lab
     lab.close()
 
@@ -151,7 +140,7 @@ async def test_protect_an_azure_vm_see_its_resources_fail_over_commit_and_reprot
 def snap_a2a(tmp_path_factory):
     """Two Azure VMs protected for an hour, one failed over (test), for the snapshots."""
     with shared_folder(tmp_path_factory, "a2a") as d:
-        lab = Lab.create(d / "lab", small_site(d))
+        lab = Lab.create(d / "lab", small_a2a_site(d))
         lab.run_until_done(lab.protect(["WEB01", "SQL01"]))
         lab.run(3600)
         yield lab
