@@ -1030,12 +1030,14 @@ def resources(ctx, as_json):
         click.echo(f"cloud   {c['name']:<20} {desc}")
     for g in r["regions"]:
         p = g["protection"]
-        back = g.get("replicating") if p is None else None
-        desc = (f"replicates {', '.join(back)} back (reprotected, on its home region's policy)" if back else
-                "no protected VMs") if p is None else (
-            f"policy {p['name']}: -> {p['target']}, continuous (batches every {p['batch']}s), a crash-consistent "
-            f"point every {format_duration(p['frequency'])}, retention {p['retention_h']} h, app-consistent "
-            f"{str(p['app_consistent_h']) + ' h' if p['app_consistent_h'] else 'none'}")
+        if p is not None:
+            desc = (f"policy {p['name']}: -> {p['target']}, continuous (batches every {p['batch']}s), a "
+                    f"crash-consistent point every {format_duration(p['frequency'])}, retention {p['retention_h']} h, "
+                    f"app-consistent {str(p['app_consistent_h']) + ' h' if p['app_consistent_h'] else 'none'}")
+        elif g.get("replicating"):
+            desc = f"replicates {', '.join(g['replicating'])} back (reprotected, on its home region's policy)"
+        else:
+            desc = "no protected VMs"
         click.echo(f"region  {g['name']:<20} paired with {g['paired_region'] or '-'}; {desc}")
     for n in r["networks"]:
         made = f"  (created by Site Recovery for {n['made_for']})" if n.get("made_for") else ""
