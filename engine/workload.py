@@ -73,19 +73,25 @@ def _offset(h: int, n: int, size: int, block: int, pattern: str) -> int:
     return (h >> 24) % blocks * block
 
 
-_POOL_CACHE: dict[int, bytes] = {}
+_POOL: bytes | None = None
+_POOL_SEED = 0x5EED
 
 
-def _text_pool(seed: int) -> bytes:
-    pool = _POOL_CACHE.get(seed)
-    if pool is None:
-        rng = random.Random(seed)
-        words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9))) for _ in range(400)]
+def _text_pool() -> bytes:
+    """1 MiB of table-like text, the same in every process and for every VM (a write's hash
+    picks where in it its payload starts): built once per process, not once per VM, so a
+    1,000-VM lab neither pays 1,000 builds at start nor keeps 1 GiB of pools."""
+    global _POOL
+    if _POOL is None:
+        rng = random.Random(_POOL_SEED)
+        words = [bytes(rng.choices(b"abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 9))) for _ in range(400)]
         out = bytearray()
         while len(out) < 1 << 20:
-            out += b"INSERT INTO orders VALUES (" + b", ".join(rng.choice(words) for _ in range(6)) + b");\n"
-        pool = _POOL_CACHE[seed] = bytes(out[: 1 << 20])
-    return pool
+            row = rng.choices(words, k=6 * 1024)  # 1024 rows at a time
+            out += b"".join(b"INSERT INTO orders VALUES (" + b", ".join(row[i : i + 6]) + b");\n"
+                            for i in range(0, len(row), 6))
+        _POOL = bytes(out[: 1 << 20])
+    return _POOL
 
 
 def make_write(vm: VM, n: int, time: int, disk_sizes: list[int]) -> Write:
@@ -96,7 +102,7 @@ def make_write(vm: VM, n: int, time: int, disk_sizes: list[int]) -> Write:
     offset = _offset(h, n, disk_sizes[disk], block, w.pattern)
     # Payload: table-like text from the VM's pool with a random quarter (compresses ~2-3x).
     body = block - HEADER_SIZE
-    pool = _text_pool(w.seed)
+    pool = _text_pool()
     start = h % (len(pool) - body)
     rand = random.Random(h).randbytes(body // 4)
     payload = rand + pool[start : start + body - len(rand)]
