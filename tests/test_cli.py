@@ -102,14 +102,6 @@ def test_refusals_on_the_command_line(cli, small_site):
     assert "Invalid value for '--state'" in cli("link", "set", "--state", "broken", code=2)
 
 
-def test_bench_prints_ratios(cli):
-    out = cli("bench", "--size-mb", "64", "--content-mb", "16")
-    assert "initial replication" in out and "delta replication" in out
-    assert "point verified identical" in out
-    assert "the lz4 CLI's speed" in out or "lz4 CLI not installed" in out
-    assert "rsync's speed" in out or "rsync not installed" in out
-
-
 def test_status_columns_follow_the_content(cli, tmp_path):
     """A long status ("initial replication pending (starts ...)") or a site name longer than six
     characters widens its column; the columns after it never shift from row to row."""

@@ -1185,61 +1185,36 @@ def job_cmd(ctx, job_id, as_json):
 @click.option("--size-mb", default=512, show_default=True, help="Logical size of the generated disk.")
 @click.option("--content-mb", default=192, show_default=True, help="Data written into it before replication.")
 @click.option("--change-pct", default=1.0, show_default=True, help="Share of the data changed for the delta.")
+@click.option("--repeat", default=3, show_default=True, help="Runs of srlab and of each reference; lines give medians.")
+@click.option("--scale", "vms", type=int, help="Instead: build an N-VM lab and time lab hours (engine.scale's site).")
+@click.option("--hours", type=float, help="With --scale: lab hours timed after initial replication.  [default: 1]")
+@click.option("--rate", type=float, help="With --scale: each VM's writes, KiB per lab second.  [default: 1]")
+@click.option("--json", "as_json", is_flag=True, help="Every figure by name, as one JSON object.")
+@click.pass_context
 @handle_errors
-def bench(size_mb, content_mb, change_pct):
-    """Time srlab's replication next to lz4 and rsync on the same data, and print the ratios."""
-    from engine.bench import run_bench
+def bench(ctx, size_mb, content_mb, change_pct, repeat, vms, hours, rate, as_json):
+    """Time srlab next to lz4, cp and rsync doing the same job on the same bytes, and print the
+    ratios of the medians (reference seconds / srlab seconds); or, with --scale N, time an N-VM lab."""
+    from click.core import ParameterSource
 
-    r = run_bench(size_mb, content_mb, change_pct)
-    mib = 1024 * 1024
-    img = r["image"]
-    click.echo(f"image: {img['logical_bytes'] / mib:.0f} MiB logical, {img['allocated_bytes'] / mib:.0f} MiB allocated "
-               f"(fixed VHD, mixed text / zeros / random content)")
-    ini = r["initial"]
-    line = (f"initial replication  srlab {ini['srlab_seconds']:.2f} s "
-            f"({img['logical_bytes'] / mib / ini['srlab_seconds']:.0f} MiB/s of image, "
-            f"{img['allocated_bytes'] / mib / ini['srlab_seconds']:.0f} MiB/s of data)")
-    if "lz4_seconds" in ini:
-        line += (f"\n                     lz4 -1 CLI {ini['lz4_seconds']:.2f} s "
-                 f"({img['logical_bytes'] / mib / ini['lz4_seconds']:.0f} MiB/s of image)"
-                 f"\n                     srlab is {ini['lz4_seconds'] / ini['srlab_seconds']:.2f}x the lz4 CLI's speed")
+    from engine import bench as b
+
+    if vms is None:
+        if hours is not None or rate is not None:
+            raise InvalidInput("--hours and --rate go with --scale N",
+                               "for example: srlab bench --scale 100 --hours 0.5")
+        r = b.run_bench(size_mb, content_mb, change_pct, repeat=repeat)
+        figures, lines = b.figures(r), b.text(r)
     else:
-        line += "\n                     lz4 CLI not installed: no reference (apt-get install lz4)"
-    click.echo(line)
-    d = r["delta"]
-    changed = d["changed_bytes"] / mib
-    click.echo(f"delta replication    {changed:.1f} MiB changed in {d['writes']} scattered 4 KiB writes")
-    click.echo(f"                     srlab {d['srlab_seconds']:.3f} s = {d['srlab_seconds'] * 1000 / changed:.0f} ms per MiB "
-               f"changed, {d['srlab_wire_bytes'] / mib:.1f} MiB on the wire, point verified "
-               f"{'identical' if d['verified'] else 'DIFFERENT'}")
-    if "rsync_seconds" in d:
-        sent = d["rsync_sent_bytes"]
-        click.echo(f"                     rsync --inplace --no-whole-file {d['rsync_seconds']:.3f} s = "
-                   f"{d['rsync_seconds'] * 1000 / changed:.0f} ms per MiB changed, "
-                   f"{(sent or 0) / mib:.1f} MiB sent")
-        click.echo(f"                     srlab is {d['rsync_seconds'] / d['srlab_seconds']:.2f}x rsync's speed, "
-                   f"sending {(sent or 0) / max(1, d['srlab_wire_bytes']):.2f}x fewer bytes")
-    else:
-        click.echo("                     rsync not installed: no reference (apt-get install rsync)")
-    f = r["failover"]
-    click.echo(f"failover build       srlab {f['srlab_seconds']:.3f} s (the disks at the latest point from the "
-               f"replica, {f['bytes'] / mib:.0f} MiB allocated)")
-    click.echo(f"                     cp --sparse=always {f['cp_seconds']:.3f} s of the same image")
-    click.echo(f"                     srlab is {f['cp_seconds'] / f['srlab_seconds']:.2f}x cp's speed")
-    rs = r["resync"]
-    changed = rs["changed_bytes"] / mib
-    click.echo(f"resync               {changed:.1f} MiB changed in {rs['writes']} scattered 4 KiB writes, their log lost")
-    click.echo(f"                     srlab {rs['srlab_seconds']:.3f} s (build the replica's disk, compare 1 MiB chunks, "
-               f"then 4 KiB blocks), {rs['srlab_sent_bytes'] / mib:.1f} MiB on the wire, point verified "
-               f"{'identical' if rs['verified'] else 'DIFFERENT'}")
-    if "rsync_seconds" in rs:
-        sent = rs["rsync_sent_bytes"] or 0
-        click.echo(f"                     rsync --inplace --no-whole-file {rs['rsync_seconds']:.3f} s, "
-                   f"{sent / mib:.1f} MiB sent")
-        click.echo(f"                     srlab is {rs['rsync_seconds'] / rs['srlab_seconds']:.2f}x rsync's speed, "
-                   f"sending {sent / max(1, rs['srlab_sent_bytes']):.2f}x fewer bytes")
-    else:
-        click.echo("                     rsync not installed: no reference (apt-get install rsync)")
+        given = [f"--{p.replace('_', '-')}" for p in ("size_mb", "content_mb", "change_pct", "repeat")
+                 if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE]
+        if given:
+            raise InvalidInput(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to the replication "
+                               "bench, not to --scale",
+                               "run them apart: srlab bench ...; srlab bench --scale N")
+        figures = b.run_scale(vms, 1.0 if hours is None else hours, 1.0 if rate is None else rate)
+        lines = b.scale_text(figures)
+    click.echo(json.dumps(figures, indent=2) if as_json else "\n".join(lines))
 
 
 @main.group()
