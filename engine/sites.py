@@ -68,7 +68,7 @@ def _finite_range(low, high, what):
 
 
 def _size_gb(v):
-    if not math.isfinite(v) or v > m.DISK_MAX_GB or int(v * m.GIB) // 512 * 512 < m.DISK_MIN_BYTES:
+    if not math.isfinite(v) or not 0 < v <= m.DISK_MAX_GB or int(v * m.GIB) // 512 * 512 < m.DISK_MIN_BYTES:
         return (f"must be greater than 0 and at most {m.DISK_MAX_GB} (64 TB), and at least "
                 f"{m.DISK_MIN_BYTES // m.MIB} MiB ({m.DISK_MIN_BYTES / m.GIB} GB: room for guest writes)")
     return None

@@ -42,6 +42,7 @@ def edit(old, new, count=1):
         (edit('name = "small"', 'name = "small'), "not valid TOML"),
         (edit("cpus = 2", "cpus = 2\ncolor = 'red'"), "vms[0].color: unknown key"),
         (edit("size_gb = 0.5", "size_gb = -1"), "vms[0].disks[1].size_gb: must be greater than 0"),
+        (edit("size_gb = 0.5", "size_gb = -1.6e299"), "vms[0].disks[1].size_gb: must be greater than 0"),
         (edit("size_gb = 0.5", "size_gb = 'big'"), "vms[0].disks[1].size_gb: must be a number"),
         (edit("size_gb = 0.5", "size_gb = 4000\n  format = 'vhd'"), "vms[0].disks[1].size_gb: a VHD holds at most 2040 GB"),
         (edit('os = "Windows Server 2012 R2"\n', ""), "vms[0].os: missing (required)"),
