@@ -151,7 +151,11 @@ def targets(lab, kind: str) -> list[str]:
 
 
 def _targets_of(lab, touches: str) -> dict[str, str]:
-    """What a kind may name as its target: lower-case name -> name."""
+    """What a kind may name as its target: lower-case name -> name (once per read: Lab.reading)."""
+    return lab.remembered(("fault targets", touches), lambda: _all_targets(lab, touches))
+
+
+def _all_targets(lab, touches: str) -> dict[str, str]:
     site = lab.site
     names: list[str] = []
     if touches == "link":
@@ -340,8 +344,14 @@ def problem(lab, vm: VM, faults: list[dict] | None = None, leg: str = "source") 
     Azure -> Azure (seed 002) has two legs: the VM sends its writes to the cache storage account
     in its own region ("source"), and Site Recovery carries them across to the target region
     ("link"). A fault of the link or the target stops only the second: batches wait in the cache."""
+    if faults is None:  # the lab's faults now: once per VM and leg in a read (Lab.reading)
+        return lab.remembered(("problem", vm.name, leg), lambda: _problem(lab, vm, active(lab), leg))
+    return _problem(lab, vm, faults, leg)
+
+
+def _problem(lab, vm: VM, faults: list[dict], leg: str) -> Problem | None:
     two_legs = bool(vm.region)
-    for f in active(lab) if faults is None else faults:
+    for f in faults:
         k = KINDS[f["kind"]]
         if two_legs and (k.touches in ("link", "target")) != (leg == "link"):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -53,6 +54,7 @@ class Lab:
         self.source_fingerprints = SourceFingerprints()
         self._clock_fd: int | None = None
         self._interrupted = False  # a run failed part-way: repair the change logs before the next
+        self._read_memo: dict | None = None  # inside reading(): facts already worked out in this read
         if not self.read_only:
             setup.ensure_links(self)
 
@@ -298,6 +300,28 @@ class Lab:
     scan_disks = staticmethod(guests.scan_disks)
 
     # ---- what is allowed now --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self):
+        """A read of the whole lab that changes nothing (the app's refresh: every action on every
+        VM judged): the facts each judgement needs (an item's facts, the fault that stops it) are
+        worked out once per VM for the read, not once per action. Never around a change."""
+        outer = self._read_memo is not None
+        if not outer:
+            self._read_memo = {}
+        try:
+            yield self
+        finally:
+            if not outer:
+                self._read_memo = None
+
+    def remembered(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """compute(), or inside reading() the value it gave earlier in the same read."""
+        if self._read_memo is None:
+            return compute()
+        if key not in self._read_memo:
+            self._read_memo[key] = compute()
+        return self._read_memo[key]
 
     @staticmethod
     def actions(subject: str) -> tuple[str, ...]:

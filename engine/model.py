@@ -203,4 +203,7 @@ class Site:
         return {a.name: (r, a) for r in self.regions().values() for a in r.storage_accounts}
 
     def vm(self, name: str) -> VM | None:
-        return next((v for v in self.vms if v.name == name), None)
+        index = self.__dict__.get("_vm_index")  # by name: a 1,000-VM lab asks it thousands of times a read
+        if index is None or len(index) != len(self.vms):
+            index = self.__dict__["_vm_index"] = {v.name: v for v in self.vms}
+        return index.get(name)

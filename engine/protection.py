@@ -33,7 +33,12 @@ def check_item_action(lab, action: str, name: str) -> VM:
 
 
 def item_facts(lab, vm: VM, key_given: bool = True, via_plan: bool = False) -> rules.ItemFacts:
-    """The plain facts the rules table judges an item operation on."""
+    """The plain facts the rules table judges an item operation on (once per read: Lab.reading)."""
+    return lab.remembered(("item_facts", vm.name, key_given, via_plan),
+                          lambda: _item_facts(lab, vm, key_given, via_plan))
+
+
+def _item_facts(lab, vm: VM, key_given: bool, via_plan: bool) -> rules.ItemFacts:
     item = states.item(lab.db, vm.name)
     if item is None:
         return rules.ItemFacts(vm.name, lab.site.lab.scenario, Protection.NOT_PROTECTED.value)

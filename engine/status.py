@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import azure, faults, resync, rules, scenarios, setup, states
 from .clock import format_time
-from .disks import allocated_bytes
+from .disks import allocated_bytes_shown
 from .model import VM
 from .states import Protection
 
@@ -119,7 +119,7 @@ def status(lab) -> dict:
             disks.append({
                 "name": d.name, "role": d.role, "path": str(p), "format": "vhd-fixed",
                 "declared": f"{d.format} {d.type}", "logical_bytes": d.size_bytes,
-                "allocated_bytes": allocated_bytes(p, d.size_bytes),
+                "allocated_bytes": allocated_bytes_shown(p, d.size_bytes),
             })
         vms.append({
             "name": vm.name, "site": _site_of(lab, vm), "cloud": vm.cloud, "location": vm.location,

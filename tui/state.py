@@ -333,7 +333,13 @@ def refreshed_status(lab: Lab, old: dict) -> dict:
 def collect(lab: Lab, reuse: LabState | None = None) -> LabState:
     """Read the whole lab state. Call with the engine lock held, in a worker thread. With
     `reuse` (a state read a moment ago), the VMs' disk allocation and recovery-side VMs are
-    taken from it (see refreshed_status): what the clock's slices read between full reads."""
+    taken from it (see refreshed_status): what the clock's slices read between full reads.
+    One read (Lab.reading): each VM's facts are worked out once for all the actions judged."""
+    with lab.reading():
+        return _collect(lab, reuse)
+
+
+def _collect(lab: Lab, reuse: LabState | None) -> LabState:
     st = LabState()
     st.status = lab.status() if reuse is None or not reuse.loaded else refreshed_status(lab, reuse.status)
     st.now = st.status.get("now", lab.now)
