@@ -171,27 +171,36 @@ def chunk_digests(path: Path, size: int, only: set[int] | None = None) -> dict[i
 
     zero = bytes(FP_CHUNK)
     out: dict[int, bytes] = {}
-
-    def take(first: int, buf: bytes) -> None:
-        for i in range(0, len(buf), FP_CHUNK):
-            chunk = buf[i : i + FP_CHUNK]
-            if chunk != zero[: len(chunk)]:
-                out[first + i // FP_CHUNK] = xxhash.xxh3_128_digest(chunk)
-
     with open(path, "rb") as f:
         fd = f.fileno()
         if only is not None:
-            for idx in sorted(only):
-                take(idx, os.pread(fd, min(FP_CHUNK, size - idx * FP_CHUNK), idx * FP_CHUNK))
-            return out
-        done = 0  # chunks below this index are read already
-        for start, length in data_extents(fd, size):
-            first = max(start // FP_CHUNK, done)
-            last = (start + length - 1) // FP_CHUNK + 1
-            if first < last:
-                take(first, os.pread(fd, min(last * FP_CHUNK, size) - first * FP_CHUNK, first * FP_CHUNK))
-                done = last
+            runs = [(i, i + 1) for i in sorted(only)]
+        else:  # the chunks that hold allocated data, as runs of whole chunks
+            runs = []
+            for start, length in data_extents(fd, size):
+                first, last = start // FP_CHUNK, (start + length - 1) // FP_CHUNK + 1
+                if runs and first <= runs[-1][1]:
+                    runs[-1] = (runs[-1][0], max(last, runs[-1][1]))
+                else:
+                    runs.append((first, last))
+        for first, last in runs:
+            buf = read_data(fd, first * FP_CHUNK, min(last * FP_CHUNK, size))
+            for i in range(0, len(buf), FP_CHUNK):
+                chunk = buf[i : i + FP_CHUNK]
+                if chunk != zero[: len(chunk)]:
+                    out[first + i // FP_CHUNK] = xxhash.xxh3_128_digest(chunk)
     return out
+
+
+def read_data(fd: int, start: int, end: int) -> bytearray:
+    """The bytes of [start, end) with holes as zeros, not read: reading a hole makes the kernel
+    fill page-cache pages with zeros, about 15x the cost of reading cached data (a chunk that a
+    guest wrote 4 KiB into is mostly hole)."""
+    buf = bytearray(end - start)
+    view = memoryview(buf)
+    for s, n in data_extents(fd, end, start):
+        os.preadv(fd, [view[s - start : s - start + n]], s)
+    return buf
 
 
 def combine_digests(digests: dict[int, bytes]) -> str:
