@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import jobs, rules, setup, states
+from . import jobs, rules, setup, states, store
 from .errors import Refused
 from .jobs import Run, Step
 from .model import VM, Region, slug
@@ -125,7 +125,7 @@ def _storage_region(lab, name: str) -> str | None:
 
 
 def sides(lab, vm: str) -> dict[str, dict]:
-    return {r["side"]: r for r in lab.db.query("SELECT * FROM a2a_sides WHERE vm=?", [vm])}
+    return {r["side"]: r for r in store.rows(lab.db, "SELECT * FROM a2a_sides WHERE vm=?", [vm])}
 
 
 def target_side(lab, item: dict) -> dict:

@@ -226,8 +226,13 @@ class SourceFingerprints:
         self._dirty: dict[Path, set[int]] = {}
 
     def written(self, path: Path, offset: int, length: int) -> None:
-        if path in self._digests:
-            self._dirty[path].update(range(offset // FP_CHUNK, (offset + length - 1) // FP_CHUNK + 1))
+        self.written_many(path, [(offset, length)])
+
+    def written_many(self, path: Path, extents: list[tuple[int, int]]) -> None:
+        dirty = self._dirty.get(path)
+        if dirty is not None:
+            for offset, length in extents:
+                dirty.update(range(offset // FP_CHUNK, (offset + length - 1) // FP_CHUNK + 1))
 
     def forget(self, path: Path) -> None:
         """The file was rewritten behind our back (a failback's sync): hash it afresh next time."""

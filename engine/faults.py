@@ -122,7 +122,7 @@ class Problem:
 
 
 def active(lab) -> list[dict]:
-    return list(lab.db.query("SELECT * FROM faults ORDER BY id"))
+    return store.rows(lab.db, "SELECT * FROM faults ORDER BY id")
 
 
 def listing(lab) -> list[dict]:

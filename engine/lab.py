@@ -266,7 +266,7 @@ class Lab:
         return self.path / self.db.execute("SELECT dir FROM recovered WHERE name=?", [name]).fetchone()[0] / own.name
 
     def vm_row(self, name: str) -> dict:
-        return next(self.db.query("SELECT * FROM vms WHERE name=?", [name]))
+        return store.row(self.db, "SELECT * FROM vms WHERE name=?", [name])
 
     def event(self, time: int, level: str, subject: str, message: str, code: str = "", action: str = "") -> None:
         """Record an event; an error or warning from a fault carries its code and the recommended action."""

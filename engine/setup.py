@@ -103,7 +103,7 @@ def install_agent(lab, host: str) -> int:
 def policy(lab, container: str) -> dict | None:
     """The replication policy of a protection container (a VMM cloud, an Azure region, a
     configuration server), or None until one is set."""
-    return next(lab.db.query("SELECT * FROM protection_settings WHERE container=?", [container]), None)
+    return store.row(lab.db, "SELECT * FROM protection_settings WHERE container=?", [container])
 
 
 def link_of(lab, vm: VM) -> tuple[str, str] | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from . import store
+
 
 class Protection(StrEnum):
     """A protected item's protection state (seed 004's protected-items list)."""
@@ -103,7 +105,7 @@ def check_move(current: str, to: Protection) -> Failover | None:
 
 def item(db, vm: str) -> dict | None:
     """A protected item's row, or None when the VM is not protected."""
-    return next(db.query("SELECT * FROM items WHERE vm=?", [vm]), None)
+    return store.row(db, "SELECT * FROM items WHERE vm=?", [vm])
 
 
 def items(db, *states: Protection) -> list[dict]:
@@ -111,7 +113,7 @@ def items(db, *states: Protection) -> list[dict]:
     q = "SELECT * FROM items"
     if states:
         q += f" WHERE state IN ({','.join('?' * len(states))})"
-    return list(db.query(q + " ORDER BY enabled_at, vm", [s.value for s in states]))
+    return store.rows(db, q + " ORDER BY enabled_at, vm", [s.value for s in states])
 
 
 def current(db, vm: str) -> Protection:

@@ -42,9 +42,7 @@ def item_status(lab, vm: VM) -> dict:
     pol = lab.replication.policy(vm.name)
     latest = lab.db.execute("SELECT MAX(time) FROM points WHERE vm=?", [vm.name]).fetchone()[0]
     state = Protection(item["state"])
-    rpo = now - latest if latest is not None and state != Protection.FAILED_OVER else None
-    if state == Protection.REVERSE and item["last_replication"] is not None:
-        rpo = now - item["last_replication"]
+    rpo = rpo_seconds(state, latest, item["last_replication"], now)
     progress = None
     text = state.value
     if state == Protection.INITIAL:
@@ -191,13 +189,30 @@ def resources(lab) -> dict:
 
 # ---- RPO history (the dashboard's sparkline), one sample per container every lab minute -------
 
+def rpo_seconds(state: Protection, latest: int | None, last_replication: int | None, now: int) -> int | None:
+    """An item's RPO now: the age of its latest recovery point (none failed over); replicating
+    back (reverse), the age of its last replication."""
+    if state == Protection.REVERSE and last_replication is not None:
+        return now - last_replication
+    return now - latest if latest is not None and state != Protection.FAILED_OVER else None
+
+
 def sample_rpo(lab, t: int) -> None:
-    containers = {scenarios.container_of(lab.vm(i["vm"])).name for i in states.items(lab.db, Protection.PROTECTED)}
-    for name in containers:
-        rpos = [s["rpo_seconds"] for s in (item_status(lab, v) for v in lab.site.vms
-                                           if scenarios.container_of(v).name == name)
-                if s["rpo_seconds"] is not None]
-        lab.db.execute("INSERT OR REPLACE INTO rpo_samples VALUES (?, ?, ?)", [name, t, max(rpos) if rpos else None])
+    """The worst RPO of each container with a protected VM (one query for all items: this runs
+    every lab minute)."""
+    now = lab.now
+    worst: dict[str, int | None] = {}
+    protected: set[str] = set()
+    for r in lab.db.execute("SELECT vm, state, last_replication, (SELECT MAX(time) FROM points p WHERE p.vm=i.vm) "
+                            "FROM items i"):
+        name = scenarios.container_of(lab.vm(r[0])).name
+        state = Protection(r[1])
+        protected.update([name] if state == Protection.PROTECTED else [])
+        rpo = rpo_seconds(state, r[3], r[2], now)
+        if rpo is not None:
+            worst[name] = max(worst.get(name, rpo), rpo)
+    for name in protected:
+        lab.db.execute("INSERT OR REPLACE INTO rpo_samples VALUES (?, ?, ?)", [name, t, worst.get(name)])
 
 
 def rpo_history(lab, place: str, limit: int = 1440) -> list[tuple[int, int | None]]:
