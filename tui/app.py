@@ -45,13 +45,15 @@ from .plan_dialogs import plan_dialog_for
 from .host import CommandOutput, DialogRequest, RunForForm
 from .panels import PANELS
 from .panels.base import Panel
-from .state import LabState, clock_holder_gone, collect, fmt_duration, fmt_time, job_ids_of
+from .state import LabState, clock_holder_gone, collect, collect_first, fmt_duration, fmt_time, job_ids_of
 from .widgets import AppBar, CommandInput, FilterInput, KeyBar, LabTable
 
 SPEEDS = [1, 10, 60, 600]
 FRAME = 0.25  # real seconds: the lab clock's refresh interval (a slice is speed x FRAME lab seconds)
 RATE_WINDOW = 2.0  # real seconds over which the clock's real rate is measured
 FULL_READ = 1.0  # real seconds between full reads of the lab while the clock runs
+WHOLE_READ = 10.0  # real seconds between reads that judge every action again, changed or not
+READ_GAP = 2.0  # a clock slice reads the lab only once this many times the last read's cost has passed
 PIECE = 30  # lab seconds: a slice runs in pieces this long, and stops between them for a call or a pause
 BEHIND = 0.8  # below this share of the chosen speed, the header says "behind" and the real rate
 # actions of the global priority bindings (not esc: see BINDINGS)
@@ -215,10 +217,11 @@ class EngineDone(Message):
     """From the engine thread: a call's result (or a clock slice's), and the lab state after it."""
 
     def __init__(self, seq: int, call: EngineCall | None, result: Any, err: BaseException | None,
-                 state: LabState | None, rate: float | None, holder_gone: bool) -> None:
+                 state: LabState | None, rate: float | None, holder_gone: bool, now: int | None = None) -> None:
         super().__init__()
         self.seq, self.call, self.result, self.err, self.state = seq, call, result, err, state
         self.rate, self.holder_gone = rate, holder_gone
+        self.now = now  # without a state: the lab time after a piece of a slice (the clock only)
 
 
 class EngineIdle(Message):
@@ -272,6 +275,7 @@ class SrlabApp(App):
         animations: bool = True,
         wall: Any = None,
         commands: Callable[[Lab, str], tuple[int, str, str]] | None = None,
+        changes: Callable[[Lab], Any] | None = None,
     ):
         super().__init__()
         self.lab = lab
@@ -283,6 +287,9 @@ class SrlabApp(App):
         self.wall = wall or WallClock()
         # the command line's commands (tui.cli.run_in_app: the CLI's own parser, on this lab)
         self.commands = commands
+        # what changed in the lab since the last read (engine.changes.take_lab, handed in by the
+        # CLI): then a read reads only that; without it, every read reads everything
+        self.changes = changes
         self.state = LabState()
         self.status_colors = {"ok": "green", "warning": "yellow", "error": "red", "accent": "cyan"}
         self.busy_action = ""
@@ -303,6 +310,14 @@ class SrlabApp(App):
         self._engine_waiting = False  # the engine thread waits: nothing asked, nothing due
         self._full_read: LabState | None = None  # the engine thread's last full read of the lab
         self._full_read_at = 0.0
+        self._last_read: LabState | None = None  # the engine thread's last read (unchanged VMs kept)
+        self._read_cost = 0.0  # wall seconds the last read took, and when it was done (_read_owed)
+        self._full_cost = 0.0  # ... the last full read took
+        self._whole_read_at = -WHOLE_READ  # when everything was last read and judged again
+        self._read_done_at = 0.0
+        self.clock_now = 0  # the lab time on the screen: the last state's, or a slice's piece's since
+        self.advancing_to: int | None = None  # t / T in flight: the lab time they go to
+        self._advances = 0
         self._posted = 0  # EngineDone messages posted by the engine thread / handled by the UI
         self._handled = 0
         self._applied_seq = 0
@@ -315,6 +330,7 @@ class SrlabApp(App):
         self._key_token = 0
         self._history: list[str] = []
         self._current = "dashboard"
+        self._stale: set[str] = set()  # panels that missed a lab state while hidden (apply_state)
         self._bindings_sig: Any = None
         self._filter_table: LabTable | None = None
         self._told_holder_gone = False
@@ -424,12 +440,15 @@ class SrlabApp(App):
                 right.append("clock free: p takes over ", style=f"bold {c['accent']}")
         if self.busy_action:
             right.append(f"{self.busy_action}… ", style=c["accent"])
-        if self.clock_running:
+        if self.advancing_to is not None:  # t / T: where lab time is going, at once
+            right.append("⏩ ", style=f"bold {c['accent']}")
+        elif self.clock_running:
             right.append("▶ ", style=f"bold {c['ok']}")
         elif not self.observer:
             right.append(" PAUSED ", style=f"bold reverse {c['warning']}")
             right.append(" ")
-        right.append(fmt_time(self.state.now) if self.state.loaded else "loading…", style="bold")
+        now = self.advancing_to if self.advancing_to is not None else self.clock_now
+        right.append(fmt_time(now) if self.state.loaded else "loading…", style="bold")
         if not self.observer:
             right.append(f" · {self.speed}x")
             if self.behind():
@@ -503,7 +522,7 @@ class SrlabApp(App):
             self.busy_action = label
             self._update_bars()
         with self._cv:
-            self._calls.append(EngineCall(label, fn, on_done, on_error, quiet, self.state.now))
+            self._calls.append(EngineCall(label, fn, on_done, on_error, quiet, self.clock_now))
             self._cv.notify_all()
 
     def _clock_settings(self) -> None:
@@ -580,37 +599,74 @@ class SrlabApp(App):
                         if done < step:
                             if self._slice_interrupted():
                                 break  # a key asked for something, or paused: now, not at the slice's end
-                            self._publish(None, None, None, pace)
+                            self._publish_clock(pace)
                 except Exception as e:
                     err = e
                 pace.ran(self.wall.monotonic(), step, done)
-            self._publish(call, result, err, pace, full=call is not None)
+            if call is None and err is None and self._read_owed() and not self._slice_interrupted():
+                self._publish_clock(pace)  # the clock moves on the screen; the lab is read a little later
+            else:
+                self._publish(call, result, err, pace, full=call is not None)
+
+    def _read_owed(self) -> bool:
+        """A clock slice skips its read of the lab while less than READ_GAP times the last read's
+        cost has passed since it: on a big lab (a 1,000-VM read takes a good part of a second)
+        the engine thread spends its time on lab time, not on reading it. The cost is measured
+        on the app's wall clock (a test's manual one: reads cost nothing, none is skipped)."""
+        return self.wall.monotonic() - self._read_done_at < READ_GAP * self._read_cost
 
     def _publish(self, call: EngineCall | None, result: Any, err: BaseException | None, pace: Pace,
                  full: bool = False) -> None:
         """In the engine thread, holding the lock: read the lab and tell the UI. A full read after
-        a command and once a second; in between, everything but the disks' allocation (see
-        state.refreshed_status), which is most of what a full read costs."""
+        a command and once a second (on a big lab: once five times its cost has passed); in
+        between, everything but the disks' allocation (see state.refreshed_status). Recovery
+        points and what is allowed are read again only for the VMs that changed (see `changes`),
+        every VM's every WHOLE_READ seconds. The very first read comes in two: the lab to show
+        (state.collect_first), then the rest."""
         state: LabState | None = None
         holder_gone = False
+        if self._last_read is None:  # the first read: the lab on the screen first, what is allowed next
+            try:
+                self._post(EngineDone(0, None, None, None, collect_first(self.lab), None, False))
+            except Exception:  # the read below says what is wrong
+                pass
         try:
             now = self.wall.monotonic()
-            full = full or self._full_read is None or now - self._full_read_at >= FULL_READ
-            state = collect(self.lab, None if full else self._full_read)
+            # a full read (disks' allocation too) once FULL_READ has passed, or five times what
+            # the last one cost (a big lab), and after a command
+            full = full or self._full_read is None or now - self._full_read_at >= max(FULL_READ, 5 * self._full_cost)
+            # only what changed since the last read (engine.changes), and everything now and then:
+            # the judgements that lab time alone changes; an observer cannot see another process's changes
+            changed = self.changes(self.lab) if self.changes else None
+            whole = changed is None or self.observer or now - self._whole_read_at >= WHOLE_READ
+            state = collect(self.lab, None if full else self._full_read, self._last_read, None if whole else changed)
+            self._last_read = state
+            self._read_done_at = self.wall.monotonic()
+            self._read_cost = self._read_done_at - now
+            if whole:
+                self._whole_read_at = now
             if full:
-                self._full_read, self._full_read_at = state, now
+                self._full_read, self._full_read_at, self._full_cost = state, now, self._read_cost
         except Exception as e:
             if err is None:
                 err = e
         if self.observer and not self.observer_why.startswith("opened with"):
             holder_gone = clock_holder_gone(self.lab)
+        self._post(EngineDone(0, call, result, err, state, pace.rate(self.wall.monotonic()), holder_gone))
+
+    def _post(self, msg: EngineDone) -> None:
+        """In the engine thread: number the message and post it to the UI."""
         with self._cv:
             self._posted += 1
-            seq = self._posted
-        if not self.post_message(EngineDone(seq, call, result, err, state, pace.rate(self.wall.monotonic()),
-                                            holder_gone)):
+            msg.seq = self._posted
+        if not self.post_message(msg):
             with self._cv:
                 self._posted -= 1  # the app is closing: nobody will handle it
+
+    def _publish_clock(self, pace: Pace) -> None:
+        """In the engine thread, holding the lock: tell the UI the lab time only (no read)."""
+        self._post(EngineDone(0, None, None, None, None, pace.rate(self.wall.monotonic()), self.holder_gone,
+                              now=self.lab.now))
 
     def _slice_interrupted(self) -> bool:
         with self._cv:
@@ -623,6 +679,10 @@ class SrlabApp(App):
             self._applied_seq = msg.seq
             self.rate = msg.rate if call is None else self.rate
             self.apply_state(msg.state)
+        elif msg.now is not None and msg.seq > self._applied_seq:
+            self._applied_seq = msg.seq
+            self.rate = msg.rate
+            self.clock_now = msg.now
         self._observe_holder(msg.holder_gone)
         if call is None:  # a clock slice or a look
             if msg.err is not None:
@@ -687,14 +747,21 @@ class SrlabApp(App):
 
     def apply_state(self, state: LabState) -> None:
         self.state = state
+        self.clock_now = state.now
+        # Only the panel on the screen follows the lab; the others catch up when shown (a hidden
+        # 1,000-row table costs as much to diff as a shown one).
         for p in self.panels():
-            p.update_state(state)
+            if p.id == self._current:
+                p.update_state(state)
+            else:
+                self._stale.add(p.id)
         for screen in self.screen_stack:
             follow = getattr(screen, "update_state", None)  # a screen that shows the lab follows it
             if follow is not None:
                 follow(state)
         self._update_bars()
-        sig = (tuple(sorted(state.allowed.items(), key=repr)), tuple((j["id"], j.get("state")) for j in state.jobs))
+        # (a dict compares in C: no sorting of 20,000 judgements on every refresh)
+        sig = (state.allowed, [(j["id"], j.get("state")) for j in state.jobs])
         if sig != self._bindings_sig:
             self._bindings_sig = sig
             self.refresh_bindings()
@@ -858,9 +925,24 @@ class SrlabApp(App):
         self.set_speed(int(speed))
 
     def action_advance(self, seconds: int) -> None:
+        """t / T: the clock on the screen shows where lab time is going at once (⏩); the engine
+        runs it in one lab.run, at its own speed, and the screen shows the lab when it is done."""
         seconds = int(seconds)
-        self.engine_call(f"advancing {fmt_duration(seconds)}", lambda lab: lab.run(seconds),
-                         on_done=lambda r: None)
+        label = f"advancing {fmt_duration(seconds)}"
+        self.advancing_to = max(self.advancing_to or 0, self.clock_now) + seconds
+        self._advances += 1
+
+        def finished() -> None:
+            self._advances -= 1
+            if not self._advances:
+                self.advancing_to = None
+
+        def failed(err: BaseException) -> None:
+            finished()
+            self.report_refusal(err, label)
+
+        self.engine_call(label, lambda lab: lab.run(seconds), on_done=lambda r: finished(), on_error=failed)
+        self._update_bars()
 
     def action_run_for(self) -> None:
         self.show_dialog(RunForForm())
@@ -897,11 +979,18 @@ class SrlabApp(App):
             self._history.append(self._current)
             self._history = self._history[-20:]
         self._current = panel_id
+        self._catch_up()
         self.query_one("#panels", ContentSwitcher).current = panel_id
         self.panel().opened()
         self.panel().focus_default()
         self._update_bars()
         self.refresh_bindings()
+
+    def _catch_up(self) -> None:
+        """The panel about to be shown missed lab states while hidden: show the latest."""
+        if self._current in self._stale:
+            self._stale.discard(self._current)
+            self.panel().update_state(self.state)
 
     def action_back(self) -> None:
         if self._close_lines(clear=True):
@@ -917,6 +1006,7 @@ class SrlabApp(App):
         if self._history:
             prev = self._history.pop()
             self._current = prev
+            self._catch_up()
             self.query_one("#panels", ContentSwitcher).current = prev
             self.panel().focus_default()
             self._update_bars()

@@ -1247,11 +1247,13 @@ def sample_scale(vms, rate, out_file):
 @handle_errors
 def tui(ctx, observer=False):
     """Open the terminal app on the lab."""
+    from engine import changes
+
     from .app import SrlabApp
 
     lab = Lab.open(_lab_dir(ctx))
     try:
-        SrlabApp(lab, observer=observer, commands=run_in_app).run()
+        SrlabApp(lab, observer=observer, commands=run_in_app, changes=changes.take_lab).run()
     finally:
         lab.close()
 

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from engine import JobState, Lab, LabError, Protection, format_duration, format_time
 
@@ -58,6 +58,8 @@ class LabState:
     # engine queries that failed unexpectedly (shown in the help screen, never a traceback)
     problems: list[str] = field(default_factory=list)
     loaded: bool = False
+    # False in the first, quick read (collect_first): the lab to show, not yet what is allowed
+    judged: bool = True
 
     def vm(self, name: str) -> dict | None:
         return next((v for v in self.status.get("vms", []) if v["name"] == name), None)
@@ -330,47 +332,101 @@ def refreshed_status(lab: Lab, old: dict) -> dict:
     return {**old, "now": now, "now_text": format_time(now), "vms": vms}
 
 
-def collect(lab: Lab, reuse: LabState | None = None) -> LabState:
+def keep_unchanged(new: dict, old: dict | None) -> dict:
+    """Lab.status() with each VM that reads as it did in `old` kept as the very same dict: the
+    app sees an unchanged VM by identity and leaves its row alone."""
+    before = {v["name"]: v for v in (old or {}).get("vms", [])}
+    new["vms"] = [v if (was := before.get(v["name"])) is None or was != v else was for v in new.get("vms", [])]
+    return new
+
+
+class Changes(Protocol):
+    """What changed in the lab since the last read (the engine's engine.changes.Changes)."""
+
+    def table(self, *names: str) -> bool: ...
+
+    def vms(self, vms: set[str]) -> set[str] | None: ...
+
+
+class Everything:
+    """Changes when nothing says what changed: everything did."""
+
+    def table(self, *names: str) -> bool:
+        return True
+
+    def vms(self, vms: set[str]) -> set[str] | None:
+        return None
+
+
+# the facts of a VM's status the actions are judged by (not its counters, RPO or progress)
+VM_FACTS = ("power", "protection", "health", "failover_state", "active_location", "error_code", "target_size",
+            "target_name", "nic", "target_network")
+
+
+def dirty_vms(st: LabState, last: LabState, changes: Changes) -> set[str] | None:
+    """The VMs to read and judge again after `changes`; None: all of them (a change not about
+    one VM: a fault, a link, a policy, a job on a cloud...)."""
+    changed = changes.vms({v["name"] for v in st.status.get("vms", [])})
+    if changed is None:
+        return None
+    before = {v["name"]: v for v in last.status.get("vms", [])}
+    moved = {v["name"] for v in st.status.get("vms", [])
+             if (b := before.get(v["name"])) is None or any(v.get(k) != b.get(k) for k in VM_FACTS)}
+    return changed | moved
+
+
+def collect(lab: Lab, reuse: LabState | None = None, last: LabState | None = None,
+            changes: Changes | None = None) -> LabState:
     """Read the whole lab state. Call with the engine lock held, in a worker thread. With
     `reuse` (a state read a moment ago), the VMs' disk allocation and recovery-side VMs are
     taken from it (see refreshed_status): what the clock's slices read between full reads.
+    With `last` (the state read last), VMs that did not change are its very dicts; with
+    `changes` too (what changed since `last`, as the engine notes it: engine.changes), only what
+    changed is read and judged again.
     One read (Lab.reading): each VM's facts are worked out once for all the actions judged."""
     with lab.reading():
-        return _collect(lab, reuse)
+        st = _collect(lab, reuse, last if last is not None and last.loaded and changes is not None else None,
+                      changes or Everything())
+    if last is not None and last.loaded:
+        keep_unchanged(st.status, last.status)
+    return st
 
 
-def _collect(lab: Lab, reuse: LabState | None) -> LabState:
+def _collect(lab: Lab, reuse: LabState | None, last: LabState | None, changes: Changes) -> LabState:
     st = LabState()
     st.status = lab.status() if reuse is None or not reuse.loaded else refreshed_status(lab, reuse.status)
     st.now = st.status.get("now", lab.now)
+    dirty = dirty_vms(st, last, changes) if last is not None else None
     st.resources = _try(lab.resources, {})
-    st.jobs = _try(lambda: lab.jobs(limit=JOB_LIMIT), [])
-    for j in st.jobs:
-        d = _try(lambda: lab.job(j["id"]), None)
-        if d is not None:
-            st.job_details[j["id"]] = d
-            if d.get("report"):
-                try:
-                    st.reports[j["id"]] = list(lab.report_lines(d["report"]))
-                except Exception as e:  # an engine bug must not take the UI down
-                    st.problems.append(f"report_lines(job {j['id']}): {type(e).__name__}: {e}")
-    st.events = lab.events(EVENT_LIMIT)
+    if last is not None and not changes.table("jobs", "job_steps"):
+        st.jobs, st.job_details, st.reports = last.jobs, last.job_details, last.reports
+    else:
+        _collect_jobs(lab, st)
+    st.events = lab.events(EVENT_LIMIT) if last is None or changes.table("events") else last.events
     st.plans = _try(lab.plans, [])
     st.regions = _try(lab.regions, []) if st.resources.get("regions") else []
     st.fault_kinds = _try(lab.fault_kinds, [])
     st.fault_targets = {k["touches"]: _try(lambda k=k: lab.fault_targets(k["kind"]), []) for k in st.fault_kinds}
     st.faults = _try(lab.faults, [])
     for vm in st.status.get("vms", []):
+        name = vm["name"]
         if vm.get("protection", Protection.NOT_PROTECTED) == Protection.NOT_PROTECTED:
             continue
-        st.points[vm["name"]] = _try(lambda: lab.points(vm["name"]), [])
-        st.networks[vm["name"]] = _try(lambda: lab.target_networks(vm["name"]), [])
+        if dirty is not None and name not in dirty and name in last.points:
+            st.points[name], st.networks[name] = last.points[name], last.networks.get(name, [])
+            continue
+        st.points[name] = _try(lambda: lab.points(name), [])
+        st.networks[name] = _try(lambda: lab.target_networks(name), [])
     clouds = sorted({v["cloud"] for v in st.status.get("vms", []) if v.get("cloud")}
                     | {v["location"] for v in st.status.get("vms", []) if v.get("azure") and v.get("location")})
     for cloud in clouds:
         st.rpo_history[cloud] = list(_try(lambda: lab.rpo_history(cloud), []))
     st.actions = {kind: tuple(lab.actions(kind)) for kind in SUBJECT_KINDS}
+    vm_keys = {v["name"] for v in st.status.get("vms", [])}
     for action, key, subject in judged(st):
+        if dirty is not None and key in vm_keys and key not in dirty and (action, key) in last.allowed:
+            st.allowed[(action, key)] = last.allowed[(action, key)]  # nothing it is judged by changed
+            continue
         try:
             st.allowed[(action, key)] = lab.allowed(action, subject)
         except LabError as e:
@@ -383,6 +439,35 @@ def _collect(lab: Lab, reuse: LabState | None) -> LabState:
                     if v.get("workload_rate_kib_s") is not None}
     st.loaded = True
     return st
+
+
+def collect_first(lab: Lab) -> LabState:
+    """The first read, quick: what the panels show (VMs, resources, jobs, events), without the
+    recovery points, the networks and the judgement of every action (most of a 1,000-VM read)."""
+    with lab.reading():
+        st = LabState(judged=False)
+        st.status = lab.status()
+        st.now = st.status.get("now", lab.now)
+        st.resources = _try(lab.resources, {})
+        _collect_jobs(lab, st)
+        st.events = lab.events(EVENT_LIMIT)
+        st.plans = _try(lab.plans, [])
+        st.faults = _try(lab.faults, [])
+        st.loaded = True
+    return st
+
+
+def _collect_jobs(lab: Lab, st: LabState) -> None:
+    st.jobs = _try(lambda: lab.jobs(limit=JOB_LIMIT), [])
+    for j in st.jobs:
+        d = _try(lambda: lab.job(j["id"]), None)
+        if d is not None:
+            st.job_details[j["id"]] = d
+            if d.get("report"):
+                try:
+                    st.reports[j["id"]] = list(lab.report_lines(d["report"]))
+                except Exception as e:  # an engine bug must not take the UI down
+                    st.problems.append(f"report_lines(job {j['id']}): {type(e).__name__}: {e}")
 
 
 # ---- formatting (display only) -------------------------------------------------------------

@@ -94,6 +94,7 @@ class LabTable(DataTable):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, **kw)
         self._columns_spec = list(columns)
         self._all: list[tuple[str, tuple]] = []
+        self._given: dict[str, tuple] = {}  # key -> (the cells set_rows was given, as shown)
         self._shown: dict[str, tuple] = {}
         self._order: list[str] = []
         self._restore: str | None = None  # the row the cursor was on before the columns changed
@@ -151,6 +152,7 @@ class LabTable(DataTable):
         self._order = []
         if not keep_rows:
             self._all = []  # rows were built for the old columns: the owner sets them again
+            self._given = {}
             self._restore = cursor  # ... and the cursor goes back to its row then
         self._add_columns()
         self._apply(cursor)
@@ -162,8 +164,16 @@ class LabTable(DataTable):
     # ---- rows ------------------------------------------------------------------------------
 
     def set_rows(self, rows: Iterable[tuple[str, Sequence]]) -> None:
-        """Give the table its full row list; it shows the difference from what it shows now."""
-        self._all = [(k, self._cells(cells)) for k, cells in rows]
+        """Give the table its full row list; it shows the difference from what it shows now.
+        A row given as the same cells object as last time is known unchanged at once."""
+        given, self._given = self._given, {}
+        all_ = []
+        for k, cells in rows:
+            was = given.get(k)
+            shown = was[1] if was is not None and was[0] is cells else self._cells(cells)
+            self._given[k] = (cells, shown)
+            all_.append((k, shown))
+        self._all = all_
         restore, self._restore = self._restore, None
         self._apply(restore if restore is not None and any(k == restore for k, _ in self._all) else self.cursor_key)
 
@@ -224,7 +234,7 @@ class LabTable(DataTable):
             if old is None:
                 self.add_row(*cells, key=k)
                 self._order.append(k)
-            elif old != cells:
+            elif old is not cells and old != cells:
                 for col, a, b in zip(cols, old + (None,) * (len(cells) - len(old)), cells):
                     if a != b:
                         self.update_cell(k, col, b, update_width=False)

@@ -7,7 +7,7 @@ import threading
 
 from textual import events
 
-from engine import Lab
+from engine import Lab, changes
 from tui.app import SrlabApp
 from tui.cli import run_in_app
 
@@ -34,11 +34,12 @@ class ManualWall:
 
 def make_app(lab: Lab, **kw) -> SrlabApp:
     """An app for tests: clock paused, no polling, no animation, no blinking cursor; the `:`
-    command line runs the CLI's commands as `srlab` does."""
+    command line runs the CLI's commands and reads follow the engine's changes as `srlab` does."""
     kw.setdefault("clock_running", False)
     kw.setdefault("poll", None)
     kw.setdefault("animations", False)
     kw.setdefault("commands", run_in_app)
+    kw.setdefault("changes", changes.take_lab)  # as srlab tui: a read reads only what changed
     app = SrlabApp(lab, **kw)
     if isinstance(kw.get("wall"), ManualWall):
         kw["wall"].app = app

@@ -10,19 +10,32 @@ headless at 80x24 with the clock running at 600x, and prints
   time, and how much lab time passed after the time on the screen;
 - keypress-to-effect: real time from Set link's ctrl+s until the new bandwidth is on the screen,
   and how far after the time on the screen it was applied.
+
+With a big lab (issue 15, "Scale"), on a copy of it:
+
+    .venv/bin/python -m tests.tui.latency --lab /tmp/app1000/lab
+
+opens the app at 120x40 on a copy of the lab (cp -a --sparse=always, so the lab is not changed)
+and prints the time from the start to the first paint and to a filled Protected items table;
+median / largest latency of 20 keys that refresh the screen (down in the table, enter on a VM
+and esc, 3 and 2 to switch panels), with the clock paused and running at 60x; and the time from
+`t` until the clock on the screen shows +15 minutes and until the work is done and shown.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from textual import events
 
-from engine import Lab
+from engine import Lab, changes
 from tests.conftest import SAMPLES, step2
 from tui.app import SrlabApp
 from tui.cli import run_in_app
@@ -119,8 +132,106 @@ async def measure(lab: Lab) -> None:
         key(app, "p")
 
 
+# ---- a big lab (issue 15) ----------------------------------------------------------------------
+
+KEYS = 20
+
+
+async def key_latency(app: SrlabApp, what: str) -> None:
+    """KEYS keys that refresh the screen, each timed from the key to its effect, with the key
+    handled through (keys_idle) and the event loop free again."""
+    table = app.panel("protected").table
+    times: list[float] = []
+    kinds: dict[str, list[float]] = {}
+    for i in range(KEYS):
+        n = len(times)
+        kind = ("down", "down", "detail", "panel")[i % 4]
+        if kind == "down":
+            row = table.cursor_row
+            t = time.perf_counter()
+            key(app, "down")
+            await until(lambda: table.cursor_row != row and app.keys_idle())
+        elif kind == "detail":
+            t = time.perf_counter()
+            key(app, "enter", "\r")
+            await until(lambda: type(app.screen).__name__ == "VmDetailScreen" and app.keys_idle())
+            times.append(time.perf_counter() - t)
+            await asyncio.sleep(0.1)
+            t = time.perf_counter()
+            key(app, "escape", "\x1b")
+            await until(lambda: len(app.screen_stack) == 1 and app.keys_idle())
+        else:
+            t = time.perf_counter()
+            key(app, "3")
+            await until(lambda: app._current == "resources" and app.keys_idle())
+            times.append(time.perf_counter() - t)
+            await asyncio.sleep(0.1)
+            t = time.perf_counter()
+            key(app, "2")
+            await until(lambda: app._current == "protected" and app.keys_idle())
+        await asyncio.sleep(0)  # the key's repaint
+        times.append(time.perf_counter() - t)
+        kinds.setdefault(kind, []).extend(times[n:])
+        await asyncio.sleep(0.1 + (i % 5) * 0.03)
+    each = "; ".join(f"{k} {statistics.median(v) * 1000:.0f}/{max(v) * 1000:.0f}" for k, v in kinds.items())
+    print(f"  keys ({what}): {ms(times)} ({len(times)} keys; median/most ms: {each})")
+
+
+async def measure_scale(lab: Lab) -> None:
+    start = time.perf_counter()
+    app = SrlabApp(lab, clock_running=False, poll=None, animations=False, commands=run_in_app,
+                   changes=changes.take_lab)
+    painted: list[float] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.call_after_refresh(lambda: painted.append(time.perf_counter()))
+        key(app, "2")
+        table = app.panel("protected").table
+        n = len(lab.site.vms)
+        await until(lambda: table.row_count >= n)
+        filled = time.perf_counter()
+        first = painted[0] - start if painted else float("nan")
+        print(f"{n} VMs: first paint {first:.2f} s after the app was made; the protected items table filled "
+              f"{filled - start - first:.2f} s after the first paint")
+        await until(lambda: app.engine_idle() and app.keys_idle())
+        await asyncio.sleep(0.5)
+        await key_latency(app, "clock paused")
+
+        on_screen = app.state.now
+        target = on_screen + 900
+        clock = app.query_one("#bar-clock")
+        from tui.state import fmt_time
+        t = time.perf_counter()
+        key(app, "t")
+        await until(lambda: fmt_time(target) in str(clock.content), timeout=600)
+        shown = time.perf_counter() - t
+        await until(lambda: app.state.now == target and app.engine_idle() and app.keys_idle(), timeout=600)
+        done = time.perf_counter() - t
+        print(f"  t (+15 min): the clock on the screen shows +15 min {shown * 1000:.0f} ms after the key; "
+              f"the work is done and shown after {done:.2f} s")
+
+        key(app, "p")  # the clock runs at 60x
+        await asyncio.sleep(2)
+        await key_latency(app, "clock running at 60x")
+        key(app, "p")
+        await until(lambda: app.engine_idle(), timeout=600)
+        await pilot.pause()
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lab", help="measure the app on a copy of this (big) lab instead")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.lab:
+            copy = Path(tmp) / "lab"
+            subprocess.run(["cp", "-a", "--sparse=always", str(args.lab), str(copy)], check=True)
+            lab = Lab.open(copy)
+            try:
+                asyncio.run(measure_scale(lab))
+            finally:
+                lab.close()
+                shutil.rmtree(copy, ignore_errors=True)
+            return
         lab = build_lab(Path(tmp))
         try:
             asyncio.run(measure(lab))

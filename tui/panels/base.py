@@ -84,6 +84,8 @@ class Panel(Vertical):
             return None
         if a.mutates and self.host.observer:
             return self.host.observer_reason()
+        if a.mutates and not self.state.judged:
+            return "reading the lab: a moment"
         return self.reason(action_id)
 
     def reason(self, action_id: str) -> str | None:

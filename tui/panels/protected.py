@@ -149,6 +149,8 @@ class ProtectedItems(Panel):
         super().__init__(**kw)
         self.marked: set[str] = set()
         self.compact = True
+        # VM -> (its status dict, marked, layout, its row's cells): an unchanged VM keeps its row
+        self._rows: dict[str, tuple] = {}
 
     def compose(self) -> ComposeResult:
         yield LabTable(COMPACT, id="items", title="Clouds and their VMs")
@@ -210,10 +212,15 @@ class ProtectedItems(Panel):
         cloud_policy = {c["name"]: c.get("protection") for c in (state.resources or {}).get("clouds", [])}
         # Azure -> Azure: a VM's group is its region, whose policy says where its VMs replicate to
         regions = {v.get("location") for v in azure_vms(state)}
+        by_place: dict[str, list[dict]] = {c: [] for c in clouds}
+        for v in vms:  # (one pass: a 1,000-VM lab has 1,000 VMs in one cloud)
+            by_place[v.get("cloud") or v.get("location") or v.get("site") or ""].append(v)
         rows = []
         sticky = set()
+        cache, self._rows = self._rows, {}
+        how = (self.compact, tuple(colors.items()))
         for cloud in clouds:
-            members = [v for v in vms if (v.get("cloud") or v.get("location") or v.get("site") or "") == cloud]
+            members = by_place[cloud]
             key = f"cloud:{cloud}"
             sticky.add(key)
             n_prot = sum(1 for v in members
@@ -236,8 +243,14 @@ class ProtectedItems(Panel):
             rows.append((key, tuple(cells)))
             for v in members:
                 name = v["name"]
+                marked = name in self.marked
+                was = cache.get(name)
+                if was is not None and was[1] == marked and was[2] == how and (was[0] is v or was[0] == v):
+                    self._rows[name] = was  # the VM did not change: the same row (the table skips it)
+                    rows.append((f"vm:{name}", was[3]))
+                    continue
                 health = str(v.get("health") or "")
-                mark = Text("●", style=f"bold {colors['accent']}") if name in self.marked else Text(" ")
+                mark = Text("●", style=f"bold {colors['accent']}") if marked else Text(" ")
                 rpo = v.get("rpo_seconds")
                 cells = [
                     mark,
@@ -251,7 +264,9 @@ class ProtectedItems(Panel):
                 ]
                 if self.compact:
                     del cells[2]
-                rows.append((f"vm:{name}", tuple(cells)))
+                row = tuple(cells)
+                self._rows[name] = (v, marked, how, row)
+                rows.append((f"vm:{name}", row))
         table.sticky = sticky
         title = "Regions and their VMs" if regions and not cloud_policy else "Clouds and their VMs"
         if table.base_title != title:

@@ -1,0 +1,121 @@
+"""The app on a big lab (issue 15, "Scale"): a refresh reads and shows only what changed.
+
+- the engine notes what changed since the last read (engine.changes); the app reads and judges
+  again only those VMs, and gets the same state as a read of everything;
+- a VM that did not change keeps its very status dict and its very row: the table touches no
+  cell of it; a refresh with nothing changed touches no cell at all;
+- a hidden panel catches up when it is shown;
+- `t` moves the clock on the screen at once, before the engine has done the work.
+"""
+
+from __future__ import annotations
+
+from engine import changes
+from tui.state import collect, fmt_time
+
+from tests.conftest import step2
+
+from .helpers import keys, make_app, settle
+
+
+def configure(lab) -> None:
+    step2(lab, retention_h=1, app_consistent_h=1)
+
+
+def same_state(a, b) -> None:
+    """Two reads of the lab show the same lab (the parts a change-only read may reuse)."""
+    assert a.status["vms"] == b.status["vms"]
+    assert a.allowed == b.allowed
+    assert a.points == b.points and a.networks == b.networks
+    assert a.jobs == b.jobs and a.job_details == b.job_details
+    assert a.events == b.events
+
+
+def test_a_read_of_what_changed_equals_a_read_of_everything(lab):
+    configure(lab)
+    last = collect(lab)
+    changes.take_lab(lab)  # (the first take says: everything)
+    steps = [
+        lambda: lab.run_until_done(lab.protect(["WEB01"])),  # one VM: protected, its points
+        lambda: lab.run(900),  # lab time: replication cycles, points, retention
+        lambda: lab.vm_power("IDLE01", "start"),  # one VM's power
+        lambda: lab.set_link(*next((x["source"], x["target"]) for x in lab.resources()["links"]), mbps=5),
+        lambda: lab.run(300),
+    ]
+    for step in steps:
+        step()
+        read = collect(lab, last=last, changes=changes.take_lab(lab))
+        same_state(read, collect(lab))
+        last = read
+
+
+def test_only_changed_vms_are_judged_again(lab):
+    configure(lab)
+    last = collect(lab)
+    changes.take_lab(lab)
+    assert last.allowed[("vm_start", "IDLE01")] is None  # (it is off)
+    lab.vm_power("IDLE01", "start")
+    seen = changes.take_lab(lab)
+    assert seen.names == {"IDLE01"} and not seen.everything
+    read = collect(lab, last=last, changes=seen)
+    assert read.allowed[("vm_start", "IDLE01")] is not None  # judged again: it runs now
+    web = next(v for v in read.status["vms"] if v["name"] == "WEB01")
+    assert web is next(v for v in last.status["vms"] if v["name"] == "WEB01")  # the very same dict
+
+
+async def test_a_refresh_touches_only_the_cells_that_changed(lab):
+    configure(lab)
+    lab.run_until_done(lab.protect(["WEB01"]))
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await keys(pilot, "2")
+        table = app.query_one("#items")
+        updates, rebuilds = table.cell_updates, table.rebuilds
+        app.refresh_state()  # nothing changed in the lab
+        await settle(pilot)
+        assert table.cell_updates == updates and table.rebuilds == rebuilds
+        idle = table.get_cell("vm:IDLE01", "status")
+        size = "L" if table.get_cell("vm:WEB01", "size").plain != "L" else "M"
+        app.engine_call("size", lambda lab: lab.set_target("WEB01", size=size), quiet=True)
+        await settle(pilot)
+        assert table.cell_updates == updates + 1  # WEB01's size: that cell only
+        assert table.get_cell("vm:WEB01", "size").plain == size
+        assert table.rebuilds == rebuilds
+        assert table.get_cell("vm:IDLE01", "status") is idle
+
+
+async def test_a_hidden_panel_catches_up_when_shown(lab):
+    configure(lab)
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await keys(pilot, "2")
+        jobs = app.query_one("#jobs-table")
+        before = jobs.row_keys
+        job = []
+        app.engine_call("protect", lambda lab: lab.protect(["WEB01"]), on_done=job.extend, quiet=True)
+        await settle(pilot)
+        assert jobs.row_keys == before  # hidden: it did not follow
+        await keys(pilot, "4")
+        assert f"job:{job[0]}" in jobs.row_keys and len(jobs.row_keys) == len(app.state.jobs)
+
+
+async def test_t_moves_the_clock_on_the_screen_before_the_work_is_done(lab):
+    configure(lab)
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        start = lab.now
+        clock = app.query_one("#bar-clock")
+        with app._lock:  # the engine thread is busy: it cannot start the run yet
+            await pilot.press("t")
+            await pilot.pause()
+            assert fmt_time(start + 900) in str(clock.render()) and "⏩" in str(clock.render())
+            assert lab.now == start
+            await pilot.press("t")  # a second t goes on from there
+            await pilot.pause()
+            assert fmt_time(start + 1800) in str(clock.render())
+        await settle(pilot)
+        assert lab.now == app.state.now == start + 1800
+        assert "⏩" not in str(clock.render()) and fmt_time(start + 1800) in str(clock.render())
