@@ -8,6 +8,7 @@ say (choices, ranges) are in CHECKS; rules across the file (names, references) i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
 import types
@@ -151,12 +152,17 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+@functools.cache
+def _shape(cls) -> tuple[dict, dict]:
+    """A model class's field types and fields, worked out once (a 1,000-VM site builds 4,000 objects)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def _build(cls, raw, path, problems):
     if not isinstance(raw, dict):
         problems.append(f"{path}: must be a table")
         return _BAD
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _shape(cls)
     for key in raw:
         if key not in fields:
             problems.append(f"{path}.{key}: unknown key (allowed: {', '.join(fields)})".lstrip("."))
