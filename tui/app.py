@@ -211,6 +211,7 @@ class EngineCall:
     quiet: bool
     shown: int  # the lab time on the screen when it was asked for
     applied: int | None = None  # the lab time when the engine thread applied it
+    read: bool = True  # then read the lab (False: the call's result is all the UI needs)
 
 
 class EngineDone(Message):
@@ -367,7 +368,15 @@ class SrlabApp(App):
         self._update_bars()
         self.panel().focus_default()
         self._engine_loop()
+        # the lab on the screen first (a quick read), then the slow parts: taking the clock (it
+        # sweeps what a killed srlab left) and the judgement of every action
+        self.engine_call("first look", collect_first, on_done=self._first_look, mutates=False, quiet=True,
+                         read=False)
         self.engine_call("open", self._startup, on_done=self._started, mutates=False, quiet=True)
+
+    def _first_look(self, state: LabState) -> None:
+        if not self.state.loaded:
+            self.apply_state(state)
 
     def _startup(self, lab: Lab) -> str | None:
         """In the engine thread: take the lab's clock. None if we have it, else who has it
@@ -507,9 +516,10 @@ class SrlabApp(App):
         *,
         mutates: bool = True,
         quiet: bool = False,
+        read: bool = True,
     ) -> None:
         """Ask the engine thread for `fn(lab)` (after the calls asked before it, before the
-        clock's next slice), then the lab state; callbacks run in the UI."""
+        clock's next slice), then the lab state (unless not `read`); callbacks run in the UI."""
         if mutates and self.observer:
             err = LabError(self.observer_reason())
             if on_error:
@@ -522,7 +532,7 @@ class SrlabApp(App):
             self.busy_action = label
             self._update_bars()
         with self._cv:
-            self._calls.append(EngineCall(label, fn, on_done, on_error, quiet, self.clock_now))
+            self._calls.append(EngineCall(label, fn, on_done, on_error, quiet, self.clock_now, read=read))
             self._cv.notify_all()
 
     def _clock_settings(self) -> None:
@@ -605,6 +615,8 @@ class SrlabApp(App):
                 pace.ran(self.wall.monotonic(), step, done)
             if call is None and err is None and self._read_owed() and not self._slice_interrupted():
                 self._publish_clock(pace)  # the clock moves on the screen; the lab is read a little later
+            elif call is not None and not call.read:
+                self._post(EngineDone(0, call, result, err, None, None, False))
             else:
                 self._publish(call, result, err, pace, full=call is not None)
 
@@ -621,15 +633,9 @@ class SrlabApp(App):
         a command and once a second (on a big lab: once five times its cost has passed); in
         between, everything but the disks' allocation (see state.refreshed_status). Recovery
         points and what is allowed are read again only for the VMs that changed (see `changes`),
-        every VM's every WHOLE_READ seconds. The very first read comes in two: the lab to show
-        (state.collect_first), then the rest."""
+        every VM's every WHOLE_READ seconds."""
         state: LabState | None = None
         holder_gone = False
-        if self._last_read is None:  # the first read: the lab on the screen first, what is allowed next
-            try:
-                self._post(EngineDone(0, None, None, None, collect_first(self.lab), None, False))
-            except Exception:  # the read below says what is wrong
-                pass
         try:
             now = self.wall.monotonic()
             # a full read (disks' allocation too) once FULL_READ has passed, or five times what

@@ -62,7 +62,12 @@ class LabState:
     judged: bool = True
 
     def vm(self, name: str) -> dict | None:
-        return next((v for v in self.status.get("vms", []) if v["name"] == name), None)
+        vms = self.status.get("vms", [])
+        index = self.__dict__.get("_vm_index")
+        if index is None or index[0] is not vms:  # (by name: a 1,000-VM lab is looked up often)
+            index = (vms, {v["name"]: v for v in vms})
+            self.__dict__["_vm_index"] = index
+        return index[1].get(name)
 
     def reason(self, action: str, subject: str | None) -> str | None:
         """The engine's reason why `action` on `subject` is not allowed now, or None."""

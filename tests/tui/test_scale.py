@@ -119,3 +119,42 @@ async def test_t_moves_the_clock_on_the_screen_before_the_work_is_done(lab):
         await settle(pilot)
         assert lab.now == app.state.now == start + 1800
         assert "⏩" not in str(clock.render()) and fmt_time(start + 1800) in str(clock.render())
+
+
+async def test_the_first_paint_shows_the_lab_before_what_is_allowed(lab):
+    configure(lab)
+    app = make_app(lab)
+    seen = []
+    apply = app.apply_state
+
+    def record(state) -> None:
+        apply(state)
+        seen.append((state.judged, [v["name"] for v in state.status["vms"]],
+                     app.panel("protected").disabled_reason("vm_start")))
+
+    app.apply_state = record
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+    names = [vm.name for vm in lab.site.vms]
+    # first the lab to show, its keys that act greyed until judged; then what is allowed
+    assert seen[0] == (False, names, "reading the lab: a moment")
+    assert seen[1][0] is True and seen[1][2] != "reading the lab: a moment"
+
+
+async def test_keys_move_the_table_while_the_engine_is_busy(lab):
+    configure(lab)
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await keys(pilot, "2")
+        table = app.query_one("#items")
+        row = table.cursor_row
+        with app._lock:  # the engine thread is inside a long call
+            await pilot.press("t")
+            await pilot.press("down")
+            await pilot.pause()
+            assert table.cursor_row == row + 1
+            await pilot.press("4")
+            await pilot.pause()
+            assert app.query_one("#panels").current == "jobs"
+        await settle(pilot)
