@@ -645,6 +645,7 @@ class Lab:
                     self.replication.retention_check(nxt)
                 if nxt // _RPO_SAMPLE != t // _RPO_SAMPLE:
                     status.sample_rpo(self, nxt - nxt % _RPO_SAMPLE)
+                self.replication.flush()  # the slice's files are durable before its rows commit
             self.replication.after_commit(nxt)
             t = nxt
         return {"from": start, "to": end, "writes": writes}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from typing import Protocol
@@ -38,6 +39,9 @@ from .link import bytes_per_second
 from .points import PointInfo, points_to_keep
 
 CHUNK = 16 * 1024 * 1024  # initial replication window
+# One thread reads and compresses the next initial window (lz4, AES-GCM and file reads release
+# the GIL) while the calling thread stages and applies the current one: both cores work.
+_AHEAD = ThreadPoolExecutor(1, thread_name_prefix="srlab-initial")
 # Where a damaged arrival was damaged (Damaged.hint): on the way (the frame), or at the source
 # before it was shipped (a record of the log: the VHD chain is broken).
 DAMAGED_ON_THE_WAY = "damaged on the way"
@@ -90,10 +94,27 @@ class Replication:
     def __init__(self, env: Surroundings):
         self.env = env
         self.db = env.db
-        self.begin_slice()
+        self._ahead: tuple[tuple, Future] | None = None  # the next initial window, being sealed
+        self._buffer = bytearray()  # the initial windows' records, one at a time (see _seal_window)
+        self.syncs: changelog.Syncs | None = None  # a slice's files, made durable by flush()
+        self._reset()
 
     def begin_slice(self) -> None:
-        """Forget what an interrupted slice left to do after its commit (it was rolled back)."""
+        """A slice starts: forget what an interrupted one left to do after its commit (it was
+        rolled back); the files it writes are made durable together by flush()."""
+        self._reset()
+        self.syncs = changelog.Syncs()
+
+    def flush(self) -> None:
+        """Just before the slice's commit: every file it wrote is made durable, in one round (no
+        committed row may claim data that a power cut could lose)."""
+        self._discard_ahead()
+        if self.syncs is not None:
+            self.syncs.flush()
+        self.syncs = None
+
+    def _reset(self) -> None:
+        self._discard_ahead()
         self._frozen: list[Path] = []
         self._dropped: list[Path] = []
         self._retention_due: set[str] = set()
@@ -128,7 +149,8 @@ class Replication:
             frozen_path(disk).unlink(missing_ok=True)
             if log_path(disk).exists():
                 log_path(disk).write_bytes(b"")
-        self.begin_slice()
+        self._reset()
+        self.syncs = None
 
     def retention_check(self, now: int) -> None:
         """Retention runs while no new point arrives too (an outage must not keep old points)."""
@@ -196,29 +218,72 @@ class Replication:
 
     # ---- the source side ----------------------------------------------------------------
 
-    def next_chunk(self, item: dict, now: int) -> int | None:
-        """Stage the next initial-replication window of allocated data; None when all is copied."""
+    def next_chunk(self, item: dict, now: int, ahead: bool = False) -> int | None:
+        """Stage the next initial-replication window of allocated data; None when all is copied.
+        `ahead`: the link can take more now, so the window after it is sealed meanwhile."""
         vm = self.env.vm(item["vm"])
-        disk, offset = item["cursor_disk"], item["cursor_offset"]
-        while disk < len(vm.disks):
-            size = vm.disks[disk].size_bytes
-            with open(self.env.disk_path(vm.name, disk), "rb") as f:
+        window = self._window(vm.name, item["cursor_disk"], item["cursor_offset"])
+        if window is None:
+            self.db.execute("UPDATE items SET cursor_disk=? WHERE vm=?", [len(vm.disks), vm.name])
+            return None
+        disk, start, end = window
+        key = self.key_for(vm.name)
+        job = self._seal_job(vm.name, disk, start, end, key)
+        found = self._take_ahead(job)
+        blob, raw = found if found is not None else self._seal_window(*job)
+        self.db.execute("UPDATE items SET cursor_disk=?, cursor_offset=? WHERE vm=?", [disk, end, vm.name])
+        after = self._window(vm.name, disk, end) if ahead else None
+        if after is not None:
+            nxt = self._seal_job(vm.name, *after, key)
+            self._ahead = (nxt, _AHEAD.submit(self._seal_window, *nxt))
+        return self._enqueue(vm.name, "initial", now, {0: blob}, raw, disk=disk)
+
+    def _seal_job(self, vm_name: str, disk: int, start: int, end: int, key: bytes | None) -> tuple:
+        """_seal_window's arguments: all the lab state it needs, looked up here (the vault is
+        this thread's alone)."""
+        return self.env.disk_path(vm_name, disk), start, end, key, self.labels(vm_name)[disk]
+
+    def _window(self, vm_name: str, disk: int, offset: int) -> tuple[int, int, int] | None:
+        """(disk, start, end) of the next window holding data from (disk, offset) on, or None."""
+        disks = self.env.vm(vm_name).disks
+        while disk < len(disks):
+            size = disks[disk].size_bytes
+            with open(self.env.disk_path(vm_name, disk), "rb") as f:
                 ext = next(data_extents(f.fileno(), size, offset), None)
-                if ext is None:
-                    disk, offset = disk + 1, 0
-                    continue
-                start = ext[0]
-                end = min(start + CHUNK, size)
-                buf = bytearray()
-                raw = 0
-                for s, n in data_extents(f.fileno(), end, start):
-                    buf += changelog.record(s, os.pread(f.fileno(), n, s))
-                    raw += n
-            self.db.execute("UPDATE items SET cursor_disk=?, cursor_offset=? WHERE vm=?", [disk, end, vm.name])
-            blob = changelog.seal(bytes(buf), self.key_for(vm.name), self.labels(vm.name)[disk])
-            return self._enqueue(vm.name, "initial", now, {0: blob}, raw, disk=disk)
-        self.db.execute("UPDATE items SET cursor_disk=? WHERE vm=?", [disk, vm.name])
+            if ext is not None:
+                return disk, ext[0], min(ext[0] + CHUNK, size)
+            disk, offset = disk + 1, 0
         return None
+
+    def _seal_window(self, path: Path, start: int, end: int, key: bytes | None, label: str) -> tuple[bytes, int]:
+        """A window's allocated extents as one sealed frame of records, and their bytes. No lab
+        state is touched here: it may run on the _AHEAD thread (one window at a time, so they
+        share one buffer)."""
+        with open(path, "rb") as f:
+            extents = list(data_extents(f.fileno(), end, start))
+            if sum(changelog.HEADER + n for _, n in extents) > len(self._buffer):
+                self._buffer = bytearray(sum(changelog.HEADER + n for _, n in extents))
+            view = changelog.read_records(f.fileno(), extents, self._buffer)
+        try:
+            return changelog.seal(view, key, label), sum(n for _, n in extents)
+        finally:
+            view.release()
+
+    def _take_ahead(self, job: tuple) -> tuple[bytes, int] | None:
+        """The sealed window of `job` if it was sealed ahead (a window sealed for another
+        position is thrown away: the cursor moved, or a guest wrote into a hole before it)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        found = ahead[1].result()  # an error reading ahead is raised here, as if read now
+        return found if ahead[0] == job else None
+
+    def _discard_ahead(self) -> None:
+        """Wait for a window sealed ahead and drop it: it is not read on into the next slice
+        (a rolled-back or restarted initial replication, guest writes)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead[1].exception()
 
     def freeze(self, vm_name: str, now: int, app: bool) -> int:
         """Freeze every disk's log at `now`, start new ones, and queue the frozen logs for shipping."""
@@ -232,7 +297,8 @@ class Replication:
             disk = self.env.disk_path(vm_name, i)
             log, frozen = log_path(disk), frozen_path(disk)
             if frozen.exists():  # left by a killed process: its shipping was never committed
-                changelog.write_durable(frozen, frozen.read_bytes() + (log.read_bytes() if log.exists() else b""))
+                changelog.write_durable(frozen, frozen.read_bytes() + (log.read_bytes() if log.exists() else b""),
+                                        self.syncs)
             elif log.exists():
                 os.replace(log, frozen)
             else:
@@ -270,9 +336,13 @@ class Replication:
         tid = self.db["transfers"].insert(row).last_pk
         stage = self._stage(vm_name, tid)
         shutil.rmtree(stage, ignore_errors=True)  # an id a rolled-back slice used may be used again
+        if stage in self._dropped:  # an id this slice used and freed: its new frames stay
+            self._dropped = [d for d in self._dropped if d != stage]
         encrypted = self.key_for(vm_name) is not None
         for i, blob in blobs.items():
-            changelog.write_durable(stage / replica.frame_name(i, encrypted), blob)
+            changelog.write_durable(stage / replica.frame_name(i, encrypted), blob, self.syncs)
+        if self.syncs is not None:
+            self.syncs.add(stage)  # the new folder's own entry too
         self.db.execute("UPDATE transfers SET dir=? WHERE id=?", [str(stage.relative_to(self.env.path)), tid])
         return tid
 
@@ -292,7 +362,7 @@ class Replication:
                 "SELECT * FROM transfers WHERE source=? AND target=? AND (hold_until IS NULL OR hold_until <= ?) "
                 "ORDER BY id", [link["source"], link["target"], int(clock)]) if self.problem(t["vm"]) is None), None)
             if head is None:
-                if self._feed_initial(link, t1) is None:
+                if self._feed_initial(link, t1, budget) is None:
                     return
                 continue
             need = head["wire_bytes"] - head["sent_bytes"]
@@ -309,13 +379,14 @@ class Replication:
                 continue
             self.arrive(head, at)
 
-    def _feed_initial(self, link: dict, now: int) -> int | None:
+    def _feed_initial(self, link: dict, now: int, budget: float) -> int | None:
         """Queue the next initial chunk of the first item on this link still copying."""
         for item in self.items(Protection.INITIAL):
             if (self.link_of(item["vm"]) != (link["source"], link["target"]) or item["initial_done_at"]
                     or self.problem(item["vm"]) is not None):
                 continue
-            tid = self.next_chunk(item, now)
+            # Seal the window after it meanwhile only when the link can surely carry both now.
+            tid = self.next_chunk(item, now, ahead=budget > 3 * CHUNK)
             if tid is not None:
                 return tid
             self.initial_copied(item, now)
@@ -328,28 +399,32 @@ class Replication:
 
     # ---- the recovery side ----------------------------------------------------------------
 
-    def _check_arrival(self, t: dict, stage: Path) -> None:
-        """Raise Damaged unless every frame of an arrival unseals and every record in it checks."""
+    def _check_arrival(self, t: dict, stage: Path) -> dict[int, tuple[bytes, tuple[bytes, list]]]:
+        """Raise Damaged unless every frame of an arrival unseals and every record in it checks;
+        return each disk's frame with its records unsealed and checked (for replica.apply_blob)."""
         vm = self.env.vm(t["vm"])
         disks = [t["disk"]] if t["kind"] == "initial" else range(len(vm.disks))
         try:
             key = self.key_for(vm.name)
         except LabError as e:
             raise Damaged(f"it cannot be checked: {e.message}") from None
+        found = {}
         for i in disks:
             f = replica.frame_path(stage, 0 if t["kind"] == "initial" else i)
             if f is None:
                 raise Damaged(f"its frame for disk {vm.disks[i].name} is missing")
             label = self.labels(vm.name)[i]
+            blob = f.read_bytes()
             try:
-                buf = changelog.unseal(f.read_bytes(), key, label)
+                buf = changelog.unseal(blob, key, label)
             except Damaged as e:
                 raise Damaged(f"{e.message}; {f.name} was damaged on the way", DAMAGED_ON_THE_WAY) from None
             try:
-                changelog.check(buf, vm.disks[i].size_bytes)
+                found[i] = (blob, (buf, changelog.checked(buf, vm.disks[i].size_bytes)))
             except Damaged as e:
                 raise Damaged(f"{label}: {e.message}; the log was damaged before it was shipped",
                               CHAIN_BROKEN) from None
+        return found
 
     def _drop(self, t: dict, stage: Path, at: int, e: Damaged) -> None:
         """A damaged arrival: not applied; the transfer is gone (its folder after the commit). An
@@ -385,13 +460,16 @@ class Replication:
             f = replica.frame_path(stage, 0)
             if f is not None:  # None: applied already, by a slice that was then rolled back
                 try:
-                    self._check_arrival(t, stage)
+                    blob, checked = self._check_arrival(t, stage)[t["disk"]]
                 except Damaged as e:
                     self._drop(t, stage, at, e)
                     return
-                replica.apply_blob(self.base_path(item, t["disk"]), f.read_bytes(), self.key_for(t["vm"]),
-                                   self.labels(t["vm"])[t["disk"]])
-            shutil.rmtree(stage, ignore_errors=True)
+                replica.apply_blob(self.base_path(item, t["disk"]), blob, self.key_for(t["vm"]),
+                                   self.labels(t["vm"])[t["disk"]], checked, self.syncs)
+            # Removed once the slice is committed: a rolled-back slice applies it again.
+            self._dropped.append(stage)
+            if self.syncs is not None:
+                self.syncs.drop(stage)  # nothing committed claims it: it needs no fsync
             self.db.execute("UPDATE items SET initial_done=initial_done+? WHERE vm=?", [t["raw_bytes"], t["vm"]])
             self.env.resumed(t["vm"], at)
             return
@@ -404,16 +482,25 @@ class Replication:
             self._dropped.append(stage)
             self.env.needs_resync(t["vm"], at, "ReplicaInvalid", f"the replica is in an invalid state ({e.message})")
             return
-        if stage.exists() or not dest.exists():  # dest alone: moved by a slice that was rolled back
-            try:
-                if not stage.exists():
-                    raise Damaged("its frames are gone")
-                self._check_arrival(t, stage)
-            except Damaged as e:
-                self._drop(t, stage, at, e)
-                return
+        # dest alone: moved by a slice that was rolled back (checked again: the move may have
+        # outlived a power cut that its frames' data did not)
+        try:
+            if not stage.exists() and not dest.exists():
+                raise Damaged("its frames are gone")
+            self._check_arrival(t, stage if stage.exists() else dest)
+        except Damaged as e:
+            self._drop(t, stage, at, e)
+            return
+        if stage.exists():
             os.replace(stage, dest)
-            changelog.fsync_dir(points)
+        if self.syncs is None:
+            for f in [*dest.iterdir(), points]:
+                changelog.fsync_path(f)
+        else:
+            self.syncs.drop(stage)
+            for f in dest.iterdir():
+                self.syncs.add(f)
+            self.syncs.add(dest)
         kind = "app-consistent" if t["app"] else "crash-consistent"
         self.db["points"].insert({
             "vm": t["vm"], "time": t["point_time"], "kind": kind, "dir": str(dest.relative_to(self.env.path)),

@@ -68,15 +68,28 @@ def create_base(path: Path, size: int, created: int) -> None:
         os.fsync(f.fileno())
 
 
-def apply_blob(disk: Path, blob: bytes, key: bytes | None, label: str) -> int:
-    """Unseal a shipped frame and write its records into a disk file (durably)."""
-    buf = changelog.unseal(blob, key, label)
+def apply_blob(disk: Path, blob: bytes, key: bytes | None, label: str, checked: tuple | None = None,
+               syncs: changelog.Syncs | None = None) -> int:
+    """Unseal a shipped frame and write its records into a disk file, durably: now, or by the
+    flush of `syncs` (the slice's, before its commit). `checked`: the frame's records, already
+    unsealed and checked (buffer, changelog.checked()), so that it is not unsealed twice."""
+    buf, recs = checked if checked is not None else (changelog.unseal(blob, key, label), None)
     fd = os.open(disk, os.O_RDWR)
     try:
-        n = changelog.apply_records(fd, buf)
-        os.fsync(fd)
+        if recs is None:
+            n = changelog.apply_records(fd, buf)
+        else:
+            end = max((offset + length for offset, _, length in recs), default=0)
+            if end > os.fstat(fd).st_size - FOOTER:  # the file is not the disk it should be
+                raise Damaged(f"{disk}: its records run to byte {end:,}, past the end of the disk file", _RESYNC,
+                              file=str(disk))
+            n = changelog.write_checked(fd, buf, recs)
+        if syncs is None:
+            os.fsync(fd)
     finally:
         os.close(fd)
+    if syncs is not None:
+        syncs.add(disk)
     return n
 
 
