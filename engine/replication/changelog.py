@@ -229,16 +229,21 @@ class Syncs:
 
     def __init__(self) -> None:
         self.paths: set[Path] = set()
+        self._within: dict[Path, set[Path]] = {}  # folder -> its entries in paths (drop() finds them at once)
 
     def add(self, path: Path) -> None:
-        self.paths |= {path, path.parent}
+        for p in (path, path.parent):
+            self.paths.add(p)
+            self._within.setdefault(p.parent, set()).add(p)
 
     def drop(self, folder: Path) -> None:
-        """`folder` and its files are claimed by no row any more (an arrival used them): no fsync."""
-        self.paths = {p for p in self.paths if p != folder and p.parent != folder}
+        """`folder` and its files are claimed by no row any more (an arrival used them): no fsync.
+        (Not a scan of every path: a 1,000-VM slice drops a thousand folders among thousands.)"""
+        self.paths -= self._within.pop(folder, set())
+        self.paths.discard(folder)
 
     def flush(self) -> None:
-        paths, self.paths = sorted(self.paths), set()
+        paths, self.paths, self._within = sorted(self.paths), set(), {}
         if len(paths) < 2:
             for p in paths:
                 fsync_path(p)
