@@ -174,17 +174,18 @@ def chunk_digests(path: Path, size: int, only: set[int] | None = None) -> dict[i
     with open(path, "rb") as f:
         fd = f.fileno()
         if only is not None:
-            runs = [(i, i + 1) for i in sorted(only)]
-        else:  # the chunks that hold allocated data, as runs of whole chunks
+            runs = [(i, i + 1, None) for i in sorted(only)]
+        else:  # the chunks that hold allocated data, as runs of whole chunks with their extents
             runs = []
             for start, length in data_extents(fd, size):
                 first, last = start // FP_CHUNK, (start + length - 1) // FP_CHUNK + 1
                 if runs and first <= runs[-1][1]:
-                    runs[-1] = (runs[-1][0], max(last, runs[-1][1]))
+                    runs[-1][1] = max(last, runs[-1][1])
+                    runs[-1][2].append((start, length))
                 else:
-                    runs.append((first, last))
-        for first, last in runs:
-            buf = read_data(fd, first * FP_CHUNK, min(last * FP_CHUNK, size))
+                    runs.append([first, last, [(start, length)]])
+        for first, last, extents in runs:
+            buf = read_data(fd, first * FP_CHUNK, min(last * FP_CHUNK, size), extents)
             for i in range(0, len(buf), FP_CHUNK):
                 chunk = buf[i : i + FP_CHUNK]
                 if chunk != zero[: len(chunk)]:
@@ -192,13 +193,13 @@ def chunk_digests(path: Path, size: int, only: set[int] | None = None) -> dict[i
     return out
 
 
-def read_data(fd: int, start: int, end: int) -> bytearray:
+def read_data(fd: int, start: int, end: int, extents: list[tuple[int, int]] | None = None) -> bytearray:
     """The bytes of [start, end) with holes as zeros, not read: reading a hole makes the kernel
     fill page-cache pages with zeros, about 15x the cost of reading cached data (a chunk that a
-    guest wrote 4 KiB into is mostly hole)."""
+    guest wrote 4 KiB into is mostly hole). `extents`: the data in the range, when known."""
     buf = bytearray(end - start)
     view = memoryview(buf)
-    for s, n in data_extents(fd, end, start):
+    for s, n in data_extents(fd, end, start) if extents is None else extents:
         os.preadv(fd, [view[s - start : s - start + n]], s)
     return buf
 
