@@ -151,17 +151,22 @@ class Replication:
     def after_commit(self, now: int) -> None:
         """The slice is committed: its frozen logs are shipped for good, damaged arrivals are
         gone for good; fold expired points (a damaged point stops only its own item's folds)."""
+        folds = _Folds()
         for vm in sorted(self._retention_due):
             item = self.item(vm)
             if item is not None:
                 try:
-                    self.apply_retention(item, now)
+                    self.apply_retention(item, now, folds)
                 except LabError as e:
                     if not isinstance(e, Damaged):  # e.g. its key file is missing: folded once it is back
                         continue
                     with store.transaction(self.db):
                         self.env.needs_resync(vm, now, "ReplicaInvalid",
                                               f"retention cannot fold expired recovery points: {e.message}")
+        # Every VM's points folded into its base: the bases durable in one round, then one commit.
+        folds.syncs.flush()
+        if folds.rows:
+            self._forget_points(folds.rows)
         for f in self._frozen:
             f.unlink(missing_ok=True)
         for d in self._dropped:
@@ -661,9 +666,11 @@ class Replication:
     def point_rows(self, vm: str) -> list[dict]:
         return list(self.db.query("SELECT * FROM points WHERE vm=? ORDER BY time, id", [vm]))
 
-    def apply_retention(self, item: dict, now: int) -> None:
+    def apply_retention(self, item: dict, now: int, folds: _Folds | None = None) -> None:
         """Fold the points retention lets go, outside any slice: one committed step at a time, the
-        oldest ones into the base one by one, each run of middle ones into the next kept point."""
+        oldest ones into the base one by one, each run of middle ones into the next kept point.
+        With `folds`, the points folded into the base are left for the caller to make durable and
+        forget (with other VMs' folds): a fold redone after a kill replays the same absolute writes."""
         assert not self.db.conn.in_transaction, "each fold commits on its own"
         rows = self.point_rows(item["vm"])
         pol = self.policy(item["vm"])
@@ -684,10 +691,14 @@ class Replication:
                             f = replica.frame_path(self.env.path / old["dir"], d)
                             if f is not None:
                                 try:
-                                    replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, label)
+                                    replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, label,
+                                                       None, folds.syncs if folds else None)
                                 except Damaged as e:
                                     raise Damaged(f"{f}: {e.message}", file=str(f)) from None
-                        self._forget_points([old])
+                        if folds is None:
+                            self._forget_points([old])
+                        else:
+                            folds.rows.append(old)
                 elif expired:
                     newer = self.env.path / r["dir"]
                     replica.merge_into_next([self.env.path / x["dir"] for x in expired], newer, len(labels),
@@ -698,11 +709,20 @@ class Replication:
     def _forget_points(self, rows: list[dict], resized: tuple[int, int] | None = None) -> None:
         """Commit that folded points are gone, then remove their folders (an orphan at worst)."""
         with store.transaction(self.db):
-            self.db.execute(f"DELETE FROM points WHERE id IN ({','.join('?' * len(rows))})", [r["id"] for r in rows])
+            self.db.conn.executemany("DELETE FROM points WHERE id=?", [(r["id"],) for r in rows])
             if resized:
                 self.db.execute("UPDATE points SET size=? WHERE id=?", [resized[1], resized[0]])
         for r in rows:
             shutil.rmtree(self.env.path / r["dir"], ignore_errors=True)
+
+
+class _Folds:
+    """Points folded into their bases after a slice, for every VM: the bases are fsynced in one
+    round, then the points forgotten in one commit."""
+
+    def __init__(self) -> None:
+        self.syncs = changelog.Syncs()
+        self.rows: list[dict] = []
 
 
 def _unseal_frame(f: Path, key: bytes | None, label: str, size: int) -> tuple[bytes, tuple[bytes, list]]:

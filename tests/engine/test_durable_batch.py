@@ -4,6 +4,8 @@ replica store is left un-synced: no frame of a point, no folder entry, no write 
 
 import os
 
+import pytest
+
 from engine.replication import changelog
 from tests.conftest import step2
 
@@ -47,15 +49,17 @@ def _watch(monkeypatch, lab):
     return fsyncs, problems, commits
 
 
-def test_every_commit_finds_the_store_durable(lab, monkeypatch):
-    """Initial replication (chunks applied into the bases) and delta cycles (points moved into
-    the store): at no commit does the store hold a write or a frame that is not durable."""
-    step2(lab, retention_h=1, app_consistent_h=1)
+@pytest.mark.parametrize("retention_h", [1, 0])
+def test_every_commit_finds_the_store_durable(lab, monkeypatch, retention_h):
+    """Initial replication (chunks applied into the bases), delta cycles (points moved into the
+    store) and, with retention 0, every VM's expired point folded into its base after each slice:
+    at no commit does the store hold a write or a frame that is not durable."""
+    step2(lab, retention_h=retention_h, app_consistent_h=0)
     fsyncs, problems, commits = _watch(monkeypatch, lab)
     lab.run_until_done(lab.protect(["WEB01"]))
     lab.run(20 * 60)
     lab.db.conn.set_trace_callback(None)
-    assert len(lab.points("WEB01")) >= 3
+    assert len(lab.points("WEB01")) == (1 if retention_h == 0 else 4)
     assert commits[0] and fsyncs
     assert not problems, problems[:5]
     assert lab.verify("WEB01")["identical"]
