@@ -220,12 +220,13 @@ def write_durable(path: Path, data: bytes, syncs: Syncs | None = None) -> None:
         syncs.add(path)
 
 
+_FSYNCS = ThreadPoolExecutor(4, thread_name_prefix="srlab-fsync")  # a few fsyncs in flight at once
+
+
 class Syncs:
     """The files (and their folders) a slice of lab time wrote, made durable in one round just
     before the slice's transaction commits: one fsync each, run side by side so the filesystem's
     journal commits them together, instead of an fsync (and a journal commit) per file as written."""
-
-    WORKERS = 4
 
     def __init__(self) -> None:
         self.paths: set[Path] = set()
@@ -248,8 +249,7 @@ class Syncs:
             for p in paths:
                 fsync_path(p)
             return
-        with ThreadPoolExecutor(min(self.WORKERS, len(paths))) as pool:
-            list(pool.map(fsync_path, paths))  # list(): an error is raised here, before the commit
+        list(_FSYNCS.map(fsync_path, paths))  # list(): an error is raised here, before the commit
 
 
 def fsync_path(path: Path) -> None:
