@@ -18,7 +18,7 @@ VM_COLUMN = {"vms": "name", "items": "vm", "points": "vm", "disks": "vm", "trans
 QUIET = {"events", "rpo_samples", "meta"}
 # columns that move on every slice for every running VM: counters, not facts a reader judges by
 COUNTERS = {"vms": {"run_seconds", "writes_done"}, "recovered": {"run_seconds", "writes_done"}}
-_SKIP = {"sqlite_sequence"}
+_SKIP = {"sqlite_sequence"} | QUIET  # (a reader reads these whole: no note is worth its cost there)
 _LOG = "srlab_changed"
 
 
@@ -60,8 +60,8 @@ def watch(conn: sqlite3.Connection) -> None:
         for op, row in (("INSERT", "NEW"), ("DELETE", "OLD"), ("UPDATE", "NEW")):
             name = f"{row}.{col}" if col else "''"
             when = ""
-            if op == "UPDATE" and table in COUNTERS:  # a counter moving alone is no change
-                facts = [c for c in _columns(conn, table) if c not in COUNTERS[table]]
+            if op == "UPDATE":  # a row written as it was, or a counter moving alone, is no change
+                facts = [c for c in _columns(conn, table) if c not in COUNTERS.get(table, ())]
                 when = "WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in facts)
             if table == "job_steps":  # a job's step belongs to the job's target
                 name = f"(SELECT target FROM main.jobs WHERE id={row}.job)"

@@ -407,7 +407,7 @@ def _collect(lab: Lab, reuse: LabState | None, last: LabState | None, changes: C
         st.jobs, st.job_details, st.reports = last.jobs, last.job_details, last.reports
     else:
         _collect_jobs(lab, st)
-    st.events = lab.events(EVENT_LIMIT) if last is None or changes.table("events") else last.events
+    st.events = lab.events(EVENT_LIMIT)  # (one query: the engine notes no change to its log)
     st.plans = _try(lab.plans, [])
     st.regions = _try(lab.regions, []) if st.resources.get("regions") else []
     st.fault_kinds = _try(lab.fault_kinds, [])
