@@ -686,19 +686,23 @@ class Replication:
                     expired.append(r)
                     continue
                 if expired and i == len(expired):  # nothing kept before them: into the base
-                    for old in expired:
+                    for n, old in enumerate(expired):
+                        # Only the last one waits for the batch: a base holding a newer point's
+                        # writes must claim no older point (built as base + its log, it would
+                        # hold writes made after it).
+                        batch = folds if n == len(expired) - 1 else None
                         for d, label in enumerate(labels):
                             f = replica.frame_path(self.env.path / old["dir"], d)
                             if f is not None:
                                 try:
                                     replica.apply_blob(self.base_path(item, d), f.read_bytes(), key, label,
-                                                       None, folds.syncs if folds else None)
+                                                       None, batch.syncs if batch else None)
                                 except Damaged as e:
                                     raise Damaged(f"{f}: {e.message}", file=str(f)) from None
-                        if folds is None:
+                        if batch is None:
                             self._forget_points([old])
                         else:
-                            folds.rows.append(old)
+                            batch.rows.append(old)
                 elif expired:
                     newer = self.env.path / r["dir"]
                     replica.merge_into_next([self.env.path / x["dir"] for x in expired], newer, len(labels),

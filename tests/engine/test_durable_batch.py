@@ -97,3 +97,26 @@ def test_syncs_flush_every_file_and_folder_once_and_skip_what_is_gone(tmp_path, 
     assert sorted(calls) == sorted(str(tmp_path / p) for p in ("a", "a/1", "a/2", "b"))
     syncs.flush()
     assert len(calls) == 4  # a flush empties the batch
+
+
+def test_a_batched_fold_never_leaves_an_older_point_claimed_over_a_newer_base(lab):
+    """Several points expire into the base at once (retention cut from 1 h to none): all but the
+    last are folded and forgotten one by one; only the last waits for the batch. Killed before
+    the batch's commit (its rows never forgotten), every point the lab still claims builds disks
+    equal to the source's at its instant."""
+    from engine.replication.cycle import _Folds
+
+    step2(lab, retention_h=1, app_consistent_h=0)
+    lab.run_until_done(lab.protect(["WEB01"]))
+    lab.run(30 * 60)
+    assert len(lab.points("WEB01")) >= 4
+    lab.db.execute("UPDATE protection_settings SET retention_h=0")
+    lab.db.conn.commit()
+    folds = _Folds()
+    lab.replication.apply_retention(lab.replication.item("WEB01"), lab.now, folds)
+    assert len(folds.rows) == 1  # the last one folded into the base; the older ones are gone
+    folds.syncs.flush()  # the batch's data durable, its commit never made (killed here)
+    claimed = lab.replication.point_rows("WEB01")
+    assert len(claimed) == 2
+    for r in claimed:
+        assert lab.verify("WEB01", r["id"])["identical"], r
