@@ -201,14 +201,15 @@ def sample_rpo(lab, t: int) -> None:
     """The worst RPO of each container with a protected VM (one query for all items: this runs
     every lab minute)."""
     now = lab.now
-    worst: dict[str, int | None] = {}
+    worst: dict[str, int] = {}
     protected: set[str] = set()
-    for r in lab.db.execute("SELECT vm, state, last_replication, (SELECT MAX(time) FROM points p WHERE p.vm=i.vm) "
-                            "FROM items i"):
-        name = scenarios.container_of(lab.vm(r[0])).name
-        state = Protection(r[1])
-        protected.update([name] if state == Protection.PROTECTED else [])
-        rpo = rpo_seconds(state, r[3], r[2], now)
+    for vm, state, last_replication, latest in lab.db.execute(
+            "SELECT vm, state, last_replication, (SELECT MAX(time) FROM points p WHERE p.vm=i.vm) FROM items i"):
+        name = scenarios.container_of(lab.vm(vm)).name
+        state = Protection(state)
+        if state == Protection.PROTECTED:
+            protected.add(name)
+        rpo = rpo_seconds(state, latest, last_replication, now)
         if rpo is not None:
             worst[name] = max(worst.get(name, rpo), rpo)
     for name in protected:
