@@ -39,24 +39,28 @@ FOOTER = 512  # a fixed VHD's footer: a disk file's logical size is its length l
 
 
 def record(offset: int, data: bytes) -> bytes:
+    return _header(offset, data) + data
+
+
+def _header(offset: int, data) -> bytes:
     head = _HEAD.pack(REC_MAGIC, offset, len(data), xxhash.xxh3_64_intdigest(data))
-    return head + _CHECK.pack(xxhash.xxh32_intdigest(head)) + data
+    return head + _CHECK.pack(xxhash.xxh32_intdigest(head))
 
 
-def read_records(fd: int, extents: list[tuple[int, int]], buf: bytearray | None = None) -> memoryview:
-    """The records of a file's extents [(offset, length)], read straight into their place in one
-    buffer (`buf` when big enough: reused, no new pages to fault in) and headed in place: no copy."""
+def read_records(fd: int, extents: list[tuple[int, int]], buf: bytearray) -> memoryview:
+    """The records of a file's extents [(offset, length)], read straight into their place in
+    `buf` (grown when too small, and kept by the caller for the next ones: no new pages to fault
+    in) and headed in place: no copy."""
     total = sum(HEADER + n for _, n in extents)
-    if buf is None or len(buf) < total:
-        buf = bytearray(total)
+    if len(buf) < total:
+        buf.extend(bytes(total - len(buf)))
     view = memoryview(buf)[:total]
     pos = 0
     for offset, length in extents:
         data = view[pos + HEADER : pos + HEADER + length]
         if os.preadv(fd, [data], offset) != length:
             raise OSError(f"short read at {offset:,} (the file shrank while it was read)")
-        _HEAD.pack_into(buf, pos, REC_MAGIC, offset, length, xxhash.xxh3_64_intdigest(data))
-        _CHECK.pack_into(buf, pos + _HEAD.size, xxhash.xxh32_intdigest(view[pos : pos + _HEAD.size]))
+        view[pos : pos + HEADER] = _header(offset, data)
         pos += HEADER + length
     return view
 
@@ -252,12 +256,15 @@ class Syncs:
         list(_FSYNCS.map(fsync_path, paths))  # list(): an error is raised here, before the commit
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder; one that is gone is skipped."""
+def fsync_path(path: Path, missing_ok: bool = True) -> None:
+    """fsync a file or a folder; one that is gone is skipped (removed in the slice: its new
+    place, if moved, was added), unless `missing_ok` is False."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:  # removed in the slice (its new place, if moved, was added)
-        return
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise
     try:
         os.fsync(fd)
     finally:
@@ -266,11 +273,7 @@ def fsync_path(path: Path) -> None:
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or a new file in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path, missing_ok=False)
 
 
 def process_alive(pid: int) -> bool:

@@ -291,8 +291,6 @@ class Replication:
         share one buffer)."""
         with open(path, "rb") as f:
             extents = list(data_extents(f.fileno(), end, start))
-            if sum(changelog.HEADER + n for _, n in extents) > len(self._buffer):
-                self._buffer = bytearray(sum(changelog.HEADER + n for _, n in extents))
             view = changelog.read_records(f.fileno(), extents, self._buffer)
         try:
             return changelog.seal(view, key, label), sum(n for _, n in extents)
