@@ -22,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import azure, faults, guests, jobs, protection, rules, scenarios, setup, states, store
+from . import azure, faults, guests, jobs, protection, rules, scenarios, setup, states, store, vmware
 from .clock import format_duration, format_time
 from .disks import FP_CHUNK, chunk_digests, fingerprint
 from .errors import Damaged, InvalidInput, Refused
@@ -117,7 +117,8 @@ def failover(lab, names: list[str], kind: str, point: str | None = None, network
     for name in names:
         vm = check(lab, op, name, key_file, need_key=True, via_plan=via_plan)
         item = states.item(lab.db, vm.name)
-        back = item["active"] == "recovery" and item["target_kind"] != "region"  # Azure -> Azure: both ways alike
+        # Azure -> Azure goes both ways alike; a physical server fails back to VMware the same way
+        back = item["active"] == "recovery" and item["target_kind"] not in ("region", "vmware")
         if kind == "planned" and point not in (None, "latest"):
             raise InvalidInput("a planned failover always uses the latest data (no data loss); "
                                "--point applies to test and unplanned failovers")
@@ -162,15 +163,24 @@ def commit(lab, names: list[str]) -> list[int]:
         return [jobs.create(lab.db, lab.now, "commit", vm.name) for vm in vms]
 
 
-def reprotect(lab, names: list[str]) -> list[int]:
+def reprotect(lab, names: list[str], to_vmware: vmware.Failback | None = None) -> list[int]:
     """Reverse replicate: after a failback's commit, primary -> recovery again from an initial
-    replication; after a VMM -> VMM failover's commit, recovery cloud -> primary cloud."""
+    replication; after a VMM -> VMM failover's commit, recovery cloud -> primary cloud; a physical
+    server in Azure towards a VMware VM (`to_vmware`: the process server, master target, datastore)."""
     vms = [check(lab, "reprotect", n) for n in names]
+    given = to_vmware is not None and any(v is not None for v in to_vmware.__dict__.values())
+    if given and not all(vm.physical_site for vm in vms):
+        raise InvalidInput("--process-server, --master-target and --datastore apply to physical servers in Azure")
+    failbacks = {vm.name: vmware.plan_failback(lab, vm, to_vmware or vmware.Failback())
+                 for vm in vms if vm.physical_site}
     with store.transaction(lab.db):
         ids = []
         for vm in vms:
             item = states.item(lab.db, vm.name)
             committed = item["failover_state"] == Failover.COMMITTED
+            if vm.name in failbacks:
+                ids.append(jobs.create(lab.db, lab.now, "reprotect_vmware", vm.name, failbacks[vm.name]))
+                continue
             kind = "reprotect_a2a" if item["target_kind"] == "region" else (
                 "reverse_replicate" if committed else "reprotect")
             ids.append(jobs.create(lab.db, lab.now, kind, vm.name))
@@ -188,8 +198,10 @@ def recovered(lab, vm: str, role: str | None = None) -> list[dict]:
 
 
 def goes_home(lab, item: dict) -> bool:
-    """An Azure VM's failover into its own region (after a reprotect): its own disks are rebuilt."""
-    return item["target_kind"] == "region" and item["target"] == lab.vm(item["vm"]).region
+    """An Azure VM's failover into its own region (after a reprotect): its own disks are rebuilt;
+    a physical server's failover to VMware: its disks are built as the VMware VM's."""
+    return (item["target_kind"] == "region" and item["target"] == lab.vm(item["vm"]).region
+            or item["target_kind"] == "vmware")
 
 
 def _build_home(lab, run: Run, item: dict) -> dict:
@@ -199,7 +211,10 @@ def _build_home(lab, run: Run, item: dict) -> dict:
     work = lab.disk_path(vm.name, 0).parent / f".failover-{run.id}"
     shutil.rmtree(work, ignore_errors=True)
     point, built = protection.build_at_point(lab, vm.name, run.data.get("point"), work)
-    paths = [lab.disk_path(vm.name, i) for i in range(len(vm.disks))]
+    if item["target_kind"] == "vmware":  # the server's disks are the VMware VM's from now on
+        paths = vmware.vmware_disks(lab, vm)
+    else:
+        paths = [lab.disk_path(vm.name, i) for i in range(len(vm.disks))]
     for b, p in zip(built, paths):
         os.replace(b, p)
         lab.source_fingerprints.forget(p)
@@ -275,7 +290,8 @@ def source_copy(lab, vm: str) -> tuple[str, str]:
     """(table, name) of the copy replication reads: the VM itself, or after an Azure -> Azure
     reprotect its copy running in the other region."""
     row = lab.db.execute("SELECT r.name FROM items i JOIN recovered r ON r.vm = i.vm AND r.role = 'failover' "
-                         "WHERE i.vm=? AND i.active='recovery' AND i.target_kind='region'", [vm]).fetchone()
+                         "WHERE i.vm=? AND i.active='recovery' AND i.target_kind IN ('region', 'vmware')",
+                         [vm]).fetchone()
     return ("recovered", row[0]) if row else ("vms", vm)
 
 
@@ -287,7 +303,7 @@ def _copy_row(lab, vm: str) -> dict:
 def _source_row(lab, item: dict) -> dict:
     """The row of the copy a failover came from: while commit is pending (a change of point) the
     workload runs at the target already, so the source is the other side."""
-    if item["failover_state"] == Failover.COMMIT_PENDING and item["target_kind"] == "region":
+    if item["failover_state"] == Failover.COMMIT_PENDING and item["target_kind"] in ("region", "vmware"):
         if goes_home(lab, item):
             return next(lab.db.query("SELECT * FROM recovered WHERE vm=? AND role='failover'", [item["vm"]]))
         return lab.vm_row(item["vm"])
@@ -304,7 +320,8 @@ def _started(lab, run: Run, role: str) -> None:
         last = _job_report(lab, run)["last_transaction"]
         lab.db.execute("UPDATE vms SET power='running', run_seconds=0, rate_since=0, rate_base=0, seq_offset=?, "
                        "writes_done=? WHERE name=?", [last, last, run.target])
-        row = {"name": run.target, "place": lab.vm(run.target).region}
+        vmware_vm = item["target_kind"] == "vmware"
+        row = {"name": run.target, "place": item["target"] if vmware_vm else lab.vm(run.target).region}
     else:
         row = recovered(lab, run.target, role)[0]
         lab.db.execute("UPDATE recovered SET power='running' WHERE name=?", [row["name"]])
@@ -489,7 +506,7 @@ def _unplanned_source(lab, run: Run) -> None:
             return
         why = "the source is unreachable" if not facts.source_reachable else f"{facts.replication_problem}"
         lab.event(run.t, "warning", run.target, f"{why}: failing over without its latest data")
-    elif states.item(lab.db, vm.name)["target_kind"] == "region" and run.data.get("point") == "latest":
+    elif states.item(lab.db, vm.name)["target_kind"] in ("region", "vmware") and run.data.get("point") == "latest":
         # Latest (lowest RPO): Site Recovery first processes what waits in the cache, if it can reach it
         waiting = azure.cache_bytes(lab, vm.name)
         if waiting and facts.source_reachable:
@@ -536,7 +553,9 @@ jobs.define("change_point", "Change recovery point", [
 
 def _commit(lab, run: Run) -> None:
     item = states.item(lab.db, run.target)
-    if item["active"] == "recovery" or item["target_kind"] == "region":
+    if item["target_kind"] == "vmware":  # a physical server back as a VMware VM: protection ends
+        vmware.commit_failback(lab, run, item)
+    elif item["active"] == "recovery" or item["target_kind"] == "region":
         # The VM runs on disks built from the point: the replica and its points are done with.
         lab.replication.remove_replica(item)
         states.move(lab.db, run.target, failover=Failover.COMMITTED)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import xxhash
 
-from . import rules, scenarios, setup, states, store
+from . import physical, rules, scenarios, setup, states, store, vmware
 from .clock import format_duration, format_time
 from .errors import InvalidInput, LabError, Refused
 from .model import VM
@@ -35,7 +35,7 @@ from .states import Protection
 @dataclass(frozen=True)
 class Kind:
     name: str
-    touches: str  # what --target names: link | target | server | vm | host | site
+    touches: str  # what --target names: link | target | server | vm | host | site | port
     code: str  # the error code of the events and the item (empty: no error, e.g. a slow link)
     recoverable: bool
     message: str  # formatted with {target} (what the fault touches) and {vm}
@@ -92,6 +92,11 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          "allow outbound 443 from the VM to the Site Recovery service URLs, login.microsoftonline.com and the "
          f"cache storage account (srlab fault clear outbound-blocked); {_RETRIES}",
          "an Azure VM's outbound access is blocked (seed 002: it needs no inbound, only outbound)"),
+    Kind("port-blocked", "port", "PortBlocked", True,
+         "port {target} is blocked",
+         "open the port in the firewall (srlab fault clear port-blocked --target {target}); " + _RETRIES,
+         "a firewall blocks one port of seed 003 (SERVER:PORT-in|out): the configuration server's 443 inbound, "
+         "a process server's data port inbound, or 443 outbound to Azure"),
     Kind("chain-broken", "vm", "VhdChainBroken", False,
          "the change log of {target} is damaged: the VHD chain is broken",
          "resynchronize: srlab resync {vm}",
@@ -105,6 +110,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
 # Conditions that are not injected faults but stop an item's replication the same way.
 KEY_MISSING = "KeyUnavailable"  # the data-encryption key file is gone: its server's items wait
 RESYNC_NEEDED = "ResyncRequired"  # the 50% rule
+CACHE_FULL = "ProcessServerCacheFull"  # a physical server's process server cannot take more: it is throttled
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,8 @@ def _all_targets(lab, touches: str) -> dict[str, str]:
             names += list(site.regions())
     elif touches == "host":
         names = list(site.hosts()) + [v.name for v in site.vms]
+    elif touches == "port":
+        names = list(physical.ports(lab))
     elif touches == "vm":
         names = [v.name for v in site.vms]
     return {n.lower(): n for n in names}
@@ -176,6 +184,8 @@ def _all_targets(lab, touches: str) -> dict[str, str]:
 def _touches(lab, f: dict, vm: VM) -> bool:
     """Does fault row `f` touch VM `vm`'s replication (or, for a site, the VM itself)?"""
     k, target = KINDS[f["kind"]], f["target"]
+    if k.touches == "port":
+        return bool(vm.physical_site) and _port_leg(lab, f, vm) is not None
     if k.touches == "vm":
         return target == vm.name
     if k.touches == "host":
@@ -193,7 +203,7 @@ def _touches(lab, f: dict, vm: VM) -> bool:
     if link is None:
         return False
     if k.touches == "target":
-        pol = setup.policy(lab, scenarios.container_of(vm).name)
+        pol = setup.policy(lab, scenarios.container_of(vm, lab.site).name)
         return not target or target in (link[1], pol["storage_account"] if pol else None)
     return not target or target in (f"{link[0]}->{link[1]}", *link)
 
@@ -222,8 +232,9 @@ def check_inject(lab, kind: str, target: str | None = None, duration: int | None
             raise InvalidInput(f"{kind} touches a {k.touches}; {target!r} is not one in this lab",
                                f"{k.touches}s: {', '.join(names.values()) or 'none'}")
         target = proper
-    elif k.touches == "vm":
-        raise InvalidInput(f"{kind} needs --target VM", f"VMs: {', '.join(names.values())}")
+    elif k.touches in ("vm", "port"):
+        what = "VM" if k.touches == "vm" else "SERVER:PORT-in|out"
+        raise InvalidInput(f"{kind} needs --target {what}", f"{k.touches}s: {', '.join(names.values()) or 'none'}")
     if not k.damage and lab.db.execute("SELECT 1 FROM faults WHERE kind=? AND target=?",
                                        [kind, target or ""]).fetchone():
         raise Refused(f"fault {kind} on {target or 'everything'} is already in effect",
@@ -349,10 +360,43 @@ def problem(lab, vm: VM, faults: list[dict] | None = None, leg: str = "source") 
     return _problem(lab, vm, faults, leg)
 
 
+def _port_leg(lab, f: dict, vm: VM) -> str | None:
+    """The leg of a physical server's replication a blocked port stops: its process server's data
+    port the first ("source": server -> process server), its 443 outbound the second ("link":
+    the cache -> Azure). None: not this server's (the configuration server's 443 stops management)."""
+    if vmware.failback_link(lab, vm.name):  # failing back from Azure: no process server on premises on the way
+        return None
+    ps = physical.process_server_of(lab, vm)
+    if f["target"] in ("", physical.data_port(ps)):
+        return "source"
+    if f["target"] == physical.outbound_port(ps.name):
+        return "link"
+    return None
+
+
+def _port_problem(lab, f: dict, vm: VM, leg: str) -> Problem | None:
+    if _port_leg(lab, f, vm) != leg:
+        return None
+    ps = physical.process_server_of(lab, vm)
+    k = KINDS["port-blocked"]
+    if leg == "source":
+        message = (f"the mobility service on {vm.name} cannot send replication data to process server {ps.name}: "
+                   f"inbound port {ps.port} is blocked; its changes wait on the server")
+    else:
+        message = (f"process server {ps.name} cannot send to Azure storage: outbound port {physical.OUTBOUND_PORT} "
+                   f"is blocked; {vm.name}'s data waits in its cache")
+    return Problem(k.code, message, k.action.format(target=f["target"] or "SERVER:PORT"), True, k.name)
+
+
 def _problem(lab, vm: VM, faults: list[dict], leg: str) -> Problem | None:
-    two_legs = bool(vm.region)
+    # Azure VMs send to a cache account, physical servers to a process server's cache: two legs.
+    two_legs = bool(vm.region or vm.physical_site)
     for f in faults:
         k = KINDS[f["kind"]]
+        if k.touches == "port":
+            if vm.physical_site and (p := _port_problem(lab, f, vm, leg)):
+                return p
+            continue
         if two_legs and (k.touches in ("link", "target")) != (leg == "link"):
             continue
         if k.code and k.name != "link-flaky" and _touches(lab, f, vm):
@@ -366,7 +410,7 @@ def _problem(lab, vm: VM, faults: list[dict], leg: str) -> Problem | None:
             k = KINDS["link-down"]
             return Problem(k.code, k.message.format(target=f"{link[0]} -> {link[1]}"),
                            f"bring the link up (srlab link set --state up); {_RETRIES}", True, "link-down")
-    pol = setup.policy(lab, scenarios.container_of(vm).name)
+    pol = setup.policy(lab, scenarios.container_of(vm, lab.site).name)
     if pol and pol["encrypt"]:
         try:
             setup.encryption_key(lab, vm)
@@ -381,6 +425,13 @@ def _describe(lab, k: Kind, vm: VM) -> str:
     return {"link": f"{link[0]} -> {link[1]}", "target": link[1], "host": vm.host, "vm": vm.name,
             "server": lab.site.clouds()[vm.cloud][0].name if vm.cloud else vm.location,
             "site": vm.cloud or vm.location}[k.touches]
+
+
+def throttled(lab, vm: VM) -> Problem | None:
+    """A physical server whose process server's cache is full sends nothing more (its changes
+    wait on it); replication asks before each attempt to ship."""
+    why = physical.throttle(lab, vm)
+    return Problem(CACHE_FULL, why[0], why[1], True) if why else None
 
 
 def rate_factor(lab, source: str, target: str) -> float:
@@ -526,9 +577,12 @@ def health_facts(lab, item: dict, rpo: int | None, frequency: int, vm: VM) -> ru
     p = None
     if item["state"] in (Protection.INITIAL, Protection.PROTECTED, Protection.FINALIZING):
         p = problem(lab, vm)
-        if p is None and vm.region and (p := problem(lab, vm, leg="link")):  # its writes wait in the cache
-            p = Problem(p.code, f"{p.message}; writes wait in the cache storage account", p.action, p.recoverable,
-                        p.kind)
+        if p is None and (vm.region or vm.physical_site) and (p := problem(lab, vm, leg="link")):
+            if vm.region:  # its writes wait in the cache
+                p = Problem(p.code, f"{p.message}; writes wait in the cache storage account", p.action,
+                            p.recoverable, p.kind)
+        if p is None and (why := physical.throttle(lab, vm)):
+            p = Problem(CACHE_FULL, why[0], why[1], True)
     return rules.HealthFacts(
         protection=item["state"], rpo=rpo, frequency=frequency, error=item["error"],
         error_code=item["error_code"], resync_required=bool(item["resync_required"]), failures=item["failures"],

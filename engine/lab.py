@@ -13,7 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from . import azure, failover, faults, guests, jobs, plans, protection, resync, scenarios, setup, states, status, store, workload
+from . import (azure, failover, faults, guests, jobs, physical, plans, protection, resync, setup, states,
+               status, store, vmware, workload)
 from .clock import LAB_TIME_MAX, format_duration, format_time, to_epoch
 from .disks import SourceFingerprints, create_disk
 from .errors import EnvironmentProblem, InvalidInput, LabError, Refused, SiteFileError, environment, environment_error
@@ -364,6 +365,39 @@ class Lab:
     def unregister_server(self, name: str) -> int:
         return setup.unregister_server(self, name)
 
+    # ---- commands: physical servers (engine.physical, seed 003) ---------------------------
+
+    def install_mobility(self, servers: list[str], push: bool = False) -> list[int]:
+        """Install the mobility service on physical servers: pushed by the process server with the
+        site's push account, or by hand."""
+        return physical.install_mobility(self, servers, push)
+
+    def create_policy(self, name: str, retention_h: int | None = None, app_consistent_h: int | None = None) -> dict:
+        """A replication policy for physical servers, and its failback policy."""
+        return physical.create_policy(self, name, retention_h, app_consistent_h)
+
+    def associate_policy(self, name: str, server: str, storage_account: str | None = None) -> dict:
+        """Associate a replication policy with a configuration server (its servers' protection settings)."""
+        return physical.associate(self, name, server, storage_account)
+
+    def policies(self) -> list[dict]:
+        return physical.policies(self)
+
+    def components(self) -> list[dict]:
+        """Physical sites: configuration server, process servers (cache, ports), master targets, servers."""
+        return physical.components(self)
+
+    def deploy_process_server(self, name: str, region: str, server: str | None = None) -> int:
+        """A process server in Azure (an Azure VM), for failback to VMware."""
+        return vmware.deploy_process_server(self, name, region, server)
+
+    def remove_process_server(self, name: str) -> None:
+        vmware.remove_process_server(self, name)
+
+    def ports(self) -> dict[str, str]:
+        """The ports a port-blocked fault can name, and what goes through each."""
+        return physical.ports(self)
+
     def set_link(self, source: str | None = None, target: str | None = None, mbps: float | None = None,
                  state: str | None = None) -> dict:
         return setup.set_link(self, source, target, mbps, state)
@@ -374,12 +408,15 @@ class Lab:
                 nic: str | None = None, target_region: str | None = None, target_resource_group: str | None = None,
                 target_network: str | None = None, target_storage: str | None = None,
                 cache_storage: str | None = None, target_availability_set: str | None = None,
-                retention_h: int | None = None, app_consistent_h: int | None = None) -> list[int]:
+                retention_h: int | None = None, app_consistent_h: int | None = None, policy: str | None = None,
+                process_server: str | None = None, group: str | None = None) -> list[int]:
         """Enable protection (a Hyper-V VM: its cloud's settings say where it goes); an Azure VM
-        replicates to another region, through target resources Site Recovery creates by default."""
+        replicates to another region, through target resources Site Recovery creates by default;
+        a physical server through a process server, by its configuration server's policy."""
         opts = azure.Options(target_region, target_resource_group, target_network, target_storage, cache_storage,
                              target_availability_set, retention_h, app_consistent_h)
-        return protection.protect(self, names, target_size, target_name, nic, opts)
+        return protection.protect(self, names, target_size, target_name, nic, opts,
+                                  physical.Options(policy, process_server, group))
 
     def regions(self) -> list[dict]:
         """Azure regions, their pairs and resources (the site file's and those Site Recovery created)."""
@@ -427,9 +464,12 @@ class Lab:
     def commit(self, names: list[str]) -> list[int]:
         return failover.commit(self, names)
 
-    def reprotect(self, names: list[str]) -> list[int]:
-        """Reverse replicate (after a failback's commit, or a VMM -> VMM failover's commit)."""
-        return failover.reprotect(self, names)
+    def reprotect(self, names: list[str], process_server: str | None = None, master_target: str | None = None,
+                  datastore: str | None = None) -> list[int]:
+        """Reverse replicate (after a failback's commit, or a VMM -> VMM failover's commit); a
+        physical server in Azure towards a VMware VM, through a process server in Azure and a
+        master target, onto a datastore."""
+        return failover.reprotect(self, names, vmware.Failback(process_server, master_target, datastore))
 
     def target_networks(self, name: str) -> list[str]:
         """Networks a protected VM can be attached to at its recovery side."""
@@ -690,6 +730,9 @@ def _plan_op(kind: str):
 
 COMMANDS: dict[str, Command] = {
     "register_server": Command("server", setup.check_register_server),
+    "install_mobility": Command("vm", physical.check_install_mobility),
+    "push_mobility": Command("vm", partial(physical.check_install_mobility, push=True)),
+    "remove_process_server": Command("process server", vmware.check_remove_process_server),
     "install_agent": Command("host", setup.check_install_agent),
     "configure_cloud": Command("cloud", setup.check_cloud_basics),
     "map_network": Command("network", _pair(setup.check_map_network)),
@@ -736,7 +779,11 @@ class _Surroundings:
         return setup.link_of(self._lab, self._lab.vm(vm))
 
     def stage_dir(self, vm: str) -> Path:
-        """Where a VM's shipments wait: an Azure VM's in the cache storage account of its region."""
+        """Where a VM's shipments wait: an Azure VM's in the cache storage account of its region, a
+        physical server's in its process server's cache."""
+        v = self._lab.vm(vm)
+        if v.physical_site:  # failing back: the cache of the process server in Azure
+            return self.path / (vmware.failback_cache(self._lab, vm) or physical.cache_dir(self._lab, v))
         cache = azure.cache_dir(self._lab, vm)
         return self.path / cache if cache else self._lab.disk_path(vm, 0).parent / "outgoing"
 
@@ -753,8 +800,11 @@ class _Surroundings:
     def initial_replication_done(self, vm: str, at: int) -> None:
         protection.initial_replication_done(self._lab, vm, at)
 
-    def problem(self, vm: str):
-        return faults.problem(self._lab, self._lab.vm(vm))
+    def problem(self, vm: str, leg: str = "source"):
+        return faults.problem(self._lab, self._lab.vm(vm), leg=leg)
+
+    def throttled(self, vm: str):
+        return faults.throttled(self._lab, self._lab.vm(vm))
 
     def attempt_failed(self, vm: str, now: int, problem) -> int | None:
         return faults.attempt_failed(self._lab, vm, now, problem)

@@ -149,11 +149,49 @@ class Subscription:
 
 
 @dataclass
+class ProcessServer:
+    """A process server (seed 003): it receives the mobility services' data on its data port,
+    caches it in a folder of at most cache_mb, compresses and encrypts it and sends it to Azure."""
+
+    name: str
+    cache_mb: float = 1024.0
+    port: int = 9443  # inbound replication data from the mobility service (configurable)
+
+
+@dataclass
 class PhysicalSite:
+    """Physical Windows/Linux servers and their configuration server (seed 003). The
+    configuration server holds the default process server (named like it) and master target."""
+
     name: str
     configuration_server: str
-    process_servers: list[str] = field(default_factory=list)
-    master_target: str = ""
+    process_servers: list[ProcessServer] = field(default_factory=list)  # the default one's settings, and more
+    master_targets: list[str] = field(default_factory=list)  # separate ones, for heavy failback
+    push_account: str = ""  # the account a process server push-installs the mobility service with
+
+    def all_process_servers(self) -> list[ProcessServer]:
+        """The default one on the configuration server first, then the separate ones."""
+        default = next((p for p in self.process_servers if p.name == self.configuration_server),
+                       ProcessServer(self.configuration_server))
+        return [default] + [p for p in self.process_servers if p.name != self.configuration_server]
+
+    def all_master_targets(self) -> list[str]:
+        return [self.configuration_server] + [m for m in self.master_targets if m != self.configuration_server]
+
+
+@dataclass
+class EsxiHost:
+    name: str
+    datastores: list[str] = field(default_factory=lambda: ["datastore1"])
+
+
+@dataclass
+class VMwareSite:
+    """VMware infrastructure on premises: where physical servers fail back to (seed 003)."""
+
+    name: str
+    vcenter: str
+    hosts: list[EsxiHost] = field(default_factory=list)
 
 
 @dataclass
@@ -180,6 +218,7 @@ class Site:
     vmm_servers: list[VMMServer] = field(default_factory=list)
     azure_subscriptions: list[Subscription] = field(default_factory=list)
     physical_sites: list[PhysicalSite] = field(default_factory=list)
+    vmware_sites: list[VMwareSite] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
 
     # Lookups used by validation and the lab.
@@ -194,7 +233,14 @@ class Site:
 
     def places(self) -> set[str]:
         """Names a link may join."""
-        return set(self.clouds()) | set(self.regions()) | {p.name for p in self.physical_sites}
+        return (set(self.clouds()) | set(self.regions()) | {p.name for p in self.physical_sites}
+                | {v.name for v in self.vmware_sites})
+
+    def physical_site(self, name: str) -> PhysicalSite | None:
+        return next((p for p in self.physical_sites if p.name == name), None)
+
+    def configuration_servers(self) -> dict[str, PhysicalSite]:
+        return {p.configuration_server: p for p in self.physical_sites}
 
     def vault_region(self) -> str:
         return self.lab.vault_region or next(iter(self.regions()), "")

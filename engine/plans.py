@@ -49,7 +49,7 @@ def _check_member(lab, plan: dict, vm: VM) -> None:
     item = states.item(lab.db, vm.name)
     if item is None:
         raise Refused(f"{vm.name} is not protected", f"protect it first: srlab protect {vm.name}")
-    source = scenarios.container_of(vm).name
+    source = scenarios.container_of(vm, lab.site).name
     if source != plan["source"] or item["target"] != plan["target"]:
         raise Refused(f"{vm.name} is protected from {source} to {item['target']}, not from {plan['source']} "
                       f"to {plan['target']}")
@@ -229,7 +229,7 @@ def create_group(lab, name: str, vms: list[str]) -> None:
     problems += [f"{v.name} is in replication group {r[0]}" for v in found
                  for r in lab.db.execute("SELECT name FROM replication_groups WHERE vm=?", [v.name])]
     if not problems:
-        containers = {scenarios.container_of(v).name for v in found}
+        containers = {scenarios.container_of(v, lab.site).name for v in found}
         if len(containers) > 1:
             problems.append(f"the VMs are protected from different places ({', '.join(sorted(containers))})")
         problems += [f"{i['vm']} is {i['state']}: a group forms from protected VMs" for i in items
@@ -413,11 +413,28 @@ def _consistent_point(lab, vm: str, kind: str, point: str | None) -> str | None:
     if not group or kind == "planned" or point == "latest-app":
         return point
     members = [r[0] for r in lab.db.execute("SELECT vm FROM replication_groups WHERE name=?", [group])]
-    times = [{r[0] for r in lab.db.execute("SELECT time FROM points WHERE vm=?", [m])} for m in members]
+    pol = lab.replication.policy(vm)
+    every = pol["frequency"] if pol["batch"] else 0
+    times = [_lasting_times(lab, m, every) for m in members]
     shared = set.intersection(*times)
     if not shared:
         raise Refused(f"replication group {group} has no recovery point shared by all its members yet")
     return str(lab.db.execute("SELECT id FROM points WHERE vm=? AND time=?", [vm, max(shared)]).fetchone()[0])
+
+
+def _lasting_times(lab, vm: str, every: int) -> set[int]:
+    """The times of a VM's points that stay until a plan's failover builds them. Continuous
+    replication (`every`: its crash-consistent point interval) folds each batch into the next
+    one unless it is the first of its interval or app-consistent."""
+    rows = lab.db.execute("SELECT time, kind FROM points WHERE vm=? ORDER BY time", [vm]).fetchall()
+    if not every:
+        return {t for t, _ in rows}
+    out, seen = set(), set()
+    for t, kind in rows:
+        if kind == "app-consistent" or t // every not in seen:
+            out.add(t)
+        seen.add(t // every)
+    return out
 
 
 def _group_done(lab, run: Run) -> None:

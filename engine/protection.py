@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import azure, faults, jobs, rules, scenarios, setup, states, store, workload
+from . import azure, faults, jobs, physical, rules, scenarios, setup, states, store, vmware, workload
 from .clock import format_time
 from .disks import fingerprint
 from .errors import Damaged, InvalidInput, LabError, Refused, environment
@@ -51,8 +51,11 @@ def _item_facts(lab, vm: VM, key_given: bool, via_plan: bool) -> rules.ItemFacts
         active=item["active"], source_reachable=faults.site_down(lab, vm) is None, has_points=has_points,
         replication_problem=_replication_problem(lab, vm, item),
         target_name_ok=not to_azure or rules.azure_name_ok(item["target_name"]),
-        encrypted=bool(pol and pol["encrypt"]), key_given=key_given, last_failover=item["last_failover"],
-        in_group=group[0] if group else "", via_plan=via_plan)
+        # Hyper-V's key stays on premises (004): a failover must be given it. A process server
+        # encrypts with its configuration server's key, which the vault holds (003).
+        encrypted=bool(pol and pol["encrypt"] and pol["container_kind"] == "VMM cloud"), key_given=key_given, last_failover=item["last_failover"],
+        in_group=group[0] if group else "", via_plan=via_plan,
+        azure_process_server=bool(vm.physical_site) and vmware.can_fail_back(lab, item))
 
 
 def _replication_problem(lab, vm: VM, item: dict) -> str:
@@ -67,7 +70,7 @@ def _replication_problem(lab, vm: VM, item: dict) -> str:
 
 def policy_of(lab, vm: VM) -> dict | None:
     """The replication policy of the VM's container (None until it is configured)."""
-    return setup.policy(lab, scenarios.container_of(vm).name)
+    return setup.policy(lab, scenarios.container_of(vm, lab.site).name)
 
 
 # ---- enable and disable -------------------------------------------------------------------
@@ -93,25 +96,38 @@ def free_store(lab, store: Path) -> Path:
     return candidate
 
 
-def _plan(lab, name: str, target_size: str | None, target_name: str | None,
-          nic: str | None, opts: azure.Options | None = None) -> tuple[dict, list[str], azure.Plan | None]:
+def _plan(lab, name: str, target_size: str | None, target_name: str | None, nic: str | None,
+          opts: azure.Options | None = None,
+          phys: physical.Options | None = None) -> tuple[dict, list[str], azure.Plan | None]:
     """(the item row protection would create, notes on what a failover will need, an Azure VM's
     plan), or raise with every problem that stops protection."""
     vm = check_item_action(lab, "protect", name)
-    if reason := scenarios.unprotectable_reason(vm):
-        raise Refused(reason)
     if vm.region:
+        if phys is not None and phys.given():
+            raise InvalidInput(f"{vm.name} is an Azure VM: --policy, --process-server and --group apply to "
+                               "physical servers")
         return _plan_a2a(lab, vm, target_size, target_name, nic, opts or azure.Options())
     if opts is not None and opts.given():
-        raise InvalidInput(f"{vm.name} runs in a VMM cloud: --target-region and the other Azure VM options apply "
-                           "to Azure VMs only", f"its cloud's settings say where it goes: srlab resources")
+        raise InvalidInput(f"{vm.name} runs in {vm.location}: --target-region and the other Azure VM options apply "
+                           "to Azure VMs only", "its container's settings say where it goes: srlab resources")
+    container = scenarios.container_of(vm, lab.site)
+    problems = []
+    if vm.physical_site:
+        problems += physical.protect_problems(lab, vm, phys or physical.Options())
+    elif phys is not None and phys.given():
+        raise InvalidInput(f"{vm.name} runs in VMM cloud {vm.cloud}: --policy, --process-server and --group apply "
+                           "to physical servers", "its cloud's settings say where it goes: srlab resources")
     pol = policy_of(lab, vm)
+    if pol is None and vm.physical_site:
+        raise _Cannot(vm.name, problems + [
+            f"configuration server {container.name} has no replication policy associated (srlab policy create "
+            f"NAME, then srlab policy associate NAME --server {container.name})"])
     if pol is None:
         raise Refused(f"cloud {vm.cloud} is not configured for protection",
                       f"configure it first: srlab cloud configure {vm.cloud!r} --target azure ...")
     target = scenarios.target_of(pol)
     found = target.vm_problems(vm, target_name)
-    problems = [str(p) for p in rules.blocking(found)]
+    problems += [str(p) for p in rules.blocking(found)]
     notes = [str(p) for p in found if p.blocks != "protection"]  # e.g. a name Azure refuses: set before failover
     if target_name is not None and target.picks_size and not rules.azure_name_ok(target_name):
         notes = []  # a name given here is refused here
@@ -125,9 +141,8 @@ def _plan(lab, name: str, target_size: str | None, target_name: str | None,
             problems.append(msg)
     if nic and nic not in [n.name for n in vm.nics]:
         problems.append(f"{vm.name} has no NIC named {nic!r} (NICs: {', '.join(n.name for n in vm.nics)})")
-    container = scenarios.container_of(vm).name
-    if jobs.running(lab.db, "unprotect_cloud", container):
-        problems.append(f"the protection settings of {container} are being removed")
+    if jobs.running(lab.db, "unprotect_cloud", container.name):
+        problems.append(f"the protection settings of {container.name} are being removed")
     as_name = target_name or vm.name
     problems += _name_problems(lab, vm, pol["target"], as_name)
     if problems:
@@ -142,7 +157,8 @@ def _plan(lab, name: str, target_size: str | None, target_name: str | None,
 def _name_problems(lab, vm: VM, place: str, as_name: str) -> list[str]:
     """Why the VM cannot be protected under this target name (or at all, being enabled already)."""
     problems = []
-    if jobs.running(lab.db, "enable_protection", vm.name) or jobs.running(lab.db, "enable_replication_a2a", vm.name):
+    if any(jobs.running(lab.db, k, vm.name) for k in ("enable_protection", "enable_replication_a2a",
+                                                      "enable_replication_physical")):
         problems.append(f"protection is already being enabled for {vm.name}")
     if problem := target_name_problem(lab, vm.name, place, as_name):
         problems.append(problem)
@@ -195,9 +211,10 @@ def target_name_problem(lab, vm: str, place: str, name: str) -> str | None:
 
 
 def check_protect(lab, name: str, target_size: str | None = None, target_name: str | None = None,
-                  nic: str | None = None, opts: azure.Options | None = None) -> dict:
+                  nic: str | None = None, opts: azure.Options | None = None,
+                  phys: physical.Options | None = None) -> dict:
     """The item row protection would create; raises with every problem found."""
-    return _plan(lab, name, target_size, target_name, nic, opts)[0]
+    return _plan(lab, name, target_size, target_name, nic, opts, phys)[0]
 
 
 def _resolve(lab, names: list[str]) -> tuple[list[str], dict[str, LabError]]:
@@ -230,7 +247,8 @@ def _all_refused(verb: str, failures: dict[str, LabError], names: list[str]) -> 
 
 
 def protect(lab, names: list[str], target_size: str | None = None, target_name: str | None = None,
-            nic: str | None = None, opts: azure.Options | None = None) -> list[int]:
+            nic: str | None = None, opts: azure.Options | None = None,
+            phys: physical.Options | None = None) -> list[int]:
     """Enable protection: one 'Enable protection' job per VM. All are checked before any starts,
     and a refusal names every VM's problems."""
     if target_name and len(names) > 1:
@@ -239,7 +257,7 @@ def protect(lab, names: list[str], target_size: str | None = None, target_name: 
     plans = []
     for name in vms:
         try:
-            plans.append(_plan(lab, name, target_size, target_name, nic, opts))
+            plans.append(_plan(lab, name, target_size, target_name, nic, opts, phys))
         except LabError as e:
             failures[name] = e
     if failures:
@@ -250,7 +268,11 @@ def protect(lab, names: list[str], target_size: str | None = None, target_name: 
     with store.transaction(lab.db):
         for item, notes, a2a in plans:
             states.enter(lab.db, item)
-            if a2a is None:
+            vm = lab.vm(item["vm"])
+            if vm.physical_site:  # through the configuration server and a process server
+                data = physical.enter(lab, vm, phys or physical.Options())
+                ids.append(jobs.create(lab.db, lab.now, "enable_replication_physical", vm.name, data))
+            elif a2a is None:
                 ids.append(jobs.create(lab.db, lab.now, "enable_protection", item["vm"]))
             else:  # the first VM of a region creates its policy; the next ones share it
                 a2a.policy = a2a.policy if setup.policy(lab, lab.vm(item["vm"]).region) is None else None
@@ -500,6 +522,7 @@ def _enable_failed(lab, run: Run) -> None:
     if item:
         shutil.rmtree(lab.path / item["store"], ignore_errors=True)
         azure.forget(lab, run.target)
+        physical.forget(lab, run.target)
         states.move(lab.db, run.target, Protection.NOT_PROTECTED)
 
 
@@ -513,6 +536,7 @@ jobs.define("enable_protection", "Enable protection", [
 
 
 azure.define_enable(_check_requirements, _create_replica, _schedule_initial, _enable_failed)
+physical.define_enable(_check_requirements, _validate_target, _create_replica, _schedule_initial, _enable_failed)
 
 
 def initial_replication_done(lab, vm: str, at: int) -> None:
@@ -565,6 +589,7 @@ def _left_running(rows: list[dict]) -> str:
 def _forget_item(lab, run: Run) -> None:
     rows = _release_recovered(lab, run.target)
     azure.forget(lab, run.target)
+    physical.forget(lab, run.target)
     states.move(lab.db, run.target, Protection.NOT_PROTECTED)
     lab.event(run.t, "info", run.target, "protection disabled; replica removed" + _left_running(rows))
 
@@ -613,6 +638,7 @@ def _stop_managing(lab, run: Run) -> None:
     lab.db.execute("DELETE FROM points WHERE vm=?", [run.target])
     rows = _release_recovered(lab, run.target)
     azure.forget(lab, run.target)
+    physical.forget(lab, run.target)
     states.move(lab.db, run.target, Protection.NOT_PROTECTED)
     report = {"replica_left": str(left), "note": str(left / UNMANAGED_NOTE)} if left else {"replica_left": ""}
     lab.db.execute("UPDATE jobs SET report=? WHERE id=?", [json.dumps(report), run.id])

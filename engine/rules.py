@@ -50,16 +50,26 @@ A2A_RETENTION_DEFAULT, A2A_APP_CONSISTENT_DEFAULT = 24, 4
 A2A_RETENTION_HOURS = range(0, 73)
 
 
-def a2a_policy_problems(retention_h: int, app_consistent_h: int) -> list[str]:
+# Physical servers (seed 003) replicate continuously through a process server, as Azure VMs do
+# through their cache: the same batches and points; a policy is made on its own, then associated.
+V2A_BATCH, V2A_POINT_EVERY = A2A_BATCH, A2A_POINT_EVERY
+V2A_RETENTION_DEFAULT, V2A_APP_CONSISTENT_DEFAULT = 24, 1
+
+
+def a2a_policy_problems(retention_h: int, app_consistent_h: int, what: str = "Azure VMs") -> list[str]:
     out = []
     if retention_h not in A2A_RETENTION_HOURS:
-        out.append(f"recovery point retention must be 0-72 hours for Azure VMs, not {retention_h}")
+        out.append(f"recovery point retention must be 0-72 hours for {what}, not {retention_h}")
     if app_consistent_h not in APP_CONSISTENT_HOURS:
         out.append(f"app-consistent snapshot frequency must be 0 (none) to 12 hours, not {app_consistent_h}")
     elif app_consistent_h and app_consistent_h > retention_h:
         out.append(f"app-consistent snapshot frequency ({app_consistent_h} h) cannot be longer than the "
                    f"recovery point retention ({retention_h} h)")
     return out
+
+
+def v2a_policy_problems(retention_h: int, app_consistent_h: int) -> list[str]:
+    return a2a_policy_problems(retention_h, app_consistent_h, "physical servers")
 
 
 def next_start_time(now: int, start: str) -> int:
@@ -159,6 +169,12 @@ SUPPORTED_OS = (
     "Windows Server 2008 SP2", "CentOS", "openSUSE", "SUSE Linux Enterprise Server",
     "Ubuntu Server", "Other Linux (64-bit)",
 )
+# Physical servers (seed 003) run the mobility service: these 64-bit Windows and Linux systems.
+PHYSICAL_OS = (
+    "Windows Server 2016", "Windows Server 2012 R2", "Windows Server 2012", "Windows Server 2008 R2 SP1",
+    "Red Hat Enterprise Linux 6", "Red Hat Enterprise Linux 7", "CentOS 6", "CentOS 7",
+    "SUSE Linux Enterprise Server 11", "Ubuntu Server 14.04", "Ubuntu Server 16.04", "Oracle Linux 6",
+)
 _AZURE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -180,15 +196,20 @@ class Problem:
 
 def protection_problems(vm: VM, to_azure: bool, target_name: str | None = None) -> list[Problem]:
     """Every requirement the VM fails for protection (seed 004's list), with its fix; each says
-    whether it stops protection or only a failover (`blocking()` keeps the former)."""
+    whether it stops protection or only a failover (`blocking()` keeps the former). A physical
+    server has no VM generation or disk controller to check: its OS must run the mobility service."""
     out: list[Problem] = []
-    if to_azure and vm.generation != 1:
+    physical = bool(vm.physical_site)
+    if physical and not any(vm.os.startswith(s) for s in PHYSICAL_OS):
+        out.append(Problem(f"{vm.name} runs {vm.os!r}, which the mobility service does not support",
+                           f"supported: {', '.join(PHYSICAL_OS)} (64-bit)"))
+    if to_azure and vm.generation != 1 and not physical:
         out.append(Problem(f"{vm.name} is a generation {vm.generation} VM; Azure accepts generation 1 only",
                            "protect a generation 1 VM, or protect to a recovery cloud"))
     if vm.bitness != 64:
         out.append(Problem(f"{vm.name} runs a {vm.bitness}-bit guest OS; only 64-bit guests are supported",
                            "use a 64-bit guest OS"))
-    if not any(vm.os.startswith(s) for s in SUPPORTED_OS):
+    if not physical and not any(vm.os.startswith(s) for s in SUPPORTED_OS):
         out.append(Problem(f"guest OS {vm.os!r} is not supported",
                            "set the OS in VMM to a supported one, or to 'Other Linux (64-bit)' for other Linux/FreeBSD"))
     os_disks = [d for d in vm.disks if d.role == "os"]
@@ -197,7 +218,7 @@ def protection_problems(vm: VM, to_azure: bool, target_name: str | None = None) 
         out.append(Problem(f"{vm.name} has {len(os_disks)} OS disks; exactly one is required",
                            "mark exactly one disk as containing the operating system"))
     for d in os_disks:
-        if to_azure and d.controller != "ide":
+        if to_azure and d.controller != "ide" and not physical:
             out.append(Problem(f"OS disk {d.name} is on the {d.controller.upper()} controller; it must be on IDE",
                                "attach the OS disk to the IDE controller"))
         if not 20 * MIB <= d.size_bytes <= 127 * GIB:
@@ -370,6 +391,11 @@ FAILOVER_KINDS = {
     "azure-to-azure": ("test", "unplanned"),
     "physical-to-azure": ("test", "unplanned"),
 }
+# Where a failback is a reprotect, then a failover like the first one (not a planned failover back).
+REPROTECT_TO_FAIL_BACK = ("azure-to-azure", "physical-to-azure")
+# What a scenario protects, in a sentence.
+MACHINES = {"hyperv-to-azure": "Hyper-V VMs", "vmm-to-vmm": "Hyper-V VMs in VMM clouds",
+            "azure-to-azure": "Azure VMs", "physical-to-azure": "physical servers"}
 # How an item comes home after a committed failover, per scenario.
 FAILBACK = {
     "hyperv-to-azure": "planned failover back with a sync option",  # 004 §3.6
@@ -397,12 +423,15 @@ class ItemFacts:
     last_failover: str = ""  # planned | unplanned
     in_group: str = ""  # the replication group it shares recovery points with
     via_plan: bool = False  # the operation comes from a recovery plan
+    azure_process_server: bool = False  # a physical server in Azure: a process server there can fail it back
 
     @property
     def back(self) -> bool:
         """Is a planned failover now a failback (the workload runs at the recovery side)? Never
-        for Azure -> Azure: it is symmetric, after a reprotect the region it runs in is the source."""
-        return self.active == "recovery" and self.scenario != "azure-to-azure"
+        where failback is a reprotect to a target of its own: for Azure -> Azure (symmetric, after
+        a reprotect the region it runs in is the source), or a physical server (it fails back to
+        VMware by a reprotect and an unplanned failover, 003)."""
+        return self.active == "recovery" and self.scenario not in REPROTECT_TO_FAIL_BACK
 
 
 def _is(*states):
@@ -440,7 +469,7 @@ OPERATIONS: dict[str, list[tuple]] = {
         _NO_POINT, _BAD_NAME, _NO_KEY, _GROUPED,
     ],
     "planned_failover": [
-        (_kind_missing("planned"), "planned failover is not supported for {scenario}: use unplanned failover"),
+        (_kind_missing("planned"), "planned failover is not supported for {machines}: use unplanned failover"),
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
         (_is(Failover.COMMIT_PENDING), "{vm} waits for commit: commit it (srlab commit {vm}) or change its recovery point"),
         (_is(Failover.REVERSE_PENDING), "{vm} is back on the primary site: reverse replicate it first "
@@ -463,6 +492,8 @@ OPERATIONS: dict[str, list[tuple]] = {
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
         (lambda f: f.failover == Failover.COMMITTED and f.scenario == "azure-to-azure",
          "{vm} runs in the other region without replication: reprotect it first (srlab reprotect {vm})"),
+        (lambda f: f.failover == Failover.COMMITTED and f.scenario == "physical-to-azure",
+         "{vm} runs in Azure without replication: reprotect it to VMware first (srlab reprotect {vm})"),
         (lambda f: f.back or f.failover in (Failover.COMMIT_PENDING, Failover.COMMITTED),
          "unplanned failover is not offered while {vm} runs at the recovery side ({failover}): "
          "fail back with a planned failover"),
@@ -481,7 +512,7 @@ OPERATIONS: dict[str, list[tuple]] = {
         _NOT_PROTECTED,
         (lambda f: f.failover != Failover.COMMIT_PENDING,
          "the recovery point can be changed only while commit is pending; {vm} is {failover}"),
-        (lambda f: not f.back and f.scenario != "azure-to-azure",
+        (lambda f: not f.back and f.scenario not in REPROTECT_TO_FAIL_BACK,
          "{vm} was failed back to the primary site: there are no recovery points to choose"),
         _NO_KEY,
     ],
@@ -497,8 +528,10 @@ OPERATIONS: dict[str, list[tuple]] = {
         _NOT_PROTECTED,
         (lambda f: f.failover == Failover.COMMITTED and f.scenario == "hyperv-to-azure",
          "{vm} runs in Azure: fail it back first (srlab failover {vm} --kind planned --sync before|during)"),
-        (lambda f: f.failover == Failover.COMMITTED and f.scenario == "physical-to-azure",
-         "physical servers fail back to VMware VMs only, through a process server in Azure and a master target"),
+        (lambda f: f.failover == Failover.COMMITTED and f.scenario == "physical-to-azure"
+         and not f.azure_process_server,
+         "physical servers fail back to VMware VMs only, through a process server in Azure and a master target "
+         "on premises: deploy the process server first (srlab process-server deploy NAME --region REGION)"),
         (lambda f: f.failover not in (Failover.REVERSE_PENDING, Failover.COMMITTED),
          "reverse replication follows a committed failover; {vm} is {failover}"),
     ],
@@ -532,6 +565,6 @@ def operation_reason(op: str, f: ItemFacts) -> str | None:
     """None if the operation is allowed on the item with these facts, else why not."""
     for refused, reason in OPERATIONS[op]:
         if refused(f):
-            facts = {**f.__dict__, "failover": f.failover or "not failed over"}
+            facts = {**f.__dict__, "failover": f.failover or "not failed over", "machines": MACHINES[f.scenario]}
             return reason.format(**facts)
     return None

@@ -2,10 +2,11 @@
 
 - A **container** holds the protection settings of the VMs in it (seed 004's "protection
   settings of a cloud"): a VMM cloud for the Hyper-V scenarios, an Azure region for Azure VMs
-  (seed 002); a configuration server (seed 003) comes next. Policies, links and items hang off it
+  (seed 002), a configuration server for physical servers (seed 003). Policies, links and items hang off it
   (table protection_settings, keyed by the container's name).
 - A **target** is the kind of place a container replicates to: Azure (a storage account in the
-  vault's region), a recovery cloud, or another Azure region (engine.azure). Each one knows its own rules, so nothing else in the
+  vault's region), a recovery cloud, another Azure region (engine.azure), or, for a physical
+  server failing back, a VMware site (engine.physical). Each one knows its own rules, so nothing else in the
   engine asks "is this Azure?".
 """
 
@@ -26,24 +27,12 @@ class Container:
     name: str
 
 
-def container_of(vm: VM) -> Container:
+def container_of(vm: VM, site: Site) -> Container:
     if vm.cloud:
         return Container("VMM cloud", vm.cloud)
     if vm.region:
         return Container("Azure region", vm.region)
-    return Container("configuration server", vm.physical_site)
-
-
-# The containers srlab can protect from so far (physical -> Azure is next).
-PROTECTABLE = {"VMM cloud", "Azure region"}
-
-
-def unprotectable_reason(vm: VM) -> str | None:
-    c = container_of(vm)
-    if c.kind in PROTECTABLE:
-        return None
-    return (f"{vm.name} runs in {c.kind} {c.name}; srlab protects VMs in VMM clouds and Azure regions so far "
-            "(physical-server protection is not built yet)")
+    return Container("configuration server", site.physical_site(vm.physical_site).configuration_server)
 
 
 class Target(ABC):
@@ -145,7 +134,21 @@ class RegionTarget(Target):
         raise AssertionError("an Azure VM's replica store is set by engine.azure.plan")
 
 
-TARGETS: dict[str, Target] = {"azure": AzureTarget(), "cloud": RecoveryCloud(), "region": RegionTarget()}
+class VMwareTarget(Target):
+    """A VMware site on premises (seed 003): where a physical server that failed over to Azure
+    fails back, set up by `srlab reprotect` (engine.physical), not by `cloud configure`."""
+
+    kind = "vmware"
+
+    def settings_problems(self, site, cloud, target, storage_account, encrypt, has_agent, registered):
+        return "", ["physical servers fail back to VMware with: srlab reprotect SERVER"]
+
+    def store_dir(self, policy, vm):
+        raise AssertionError("a failback's replica store is set by engine.physical.reprotect")
+
+
+TARGETS: dict[str, Target] = {"azure": AzureTarget(), "cloud": RecoveryCloud(), "region": RegionTarget(),
+                              "vmware": VMwareTarget()}
 
 
 def target_named(target: str) -> Target:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from . import jobs, rules, scenarios, states, store
 from .errors import InvalidInput, Refused
 from .jobs import Run, Step
-from .model import MBPS_MAX, VM, slug
+from .model import MBPS_MAX, VM, PhysicalSite, slug
 from .replication import changelog
 from .replication.link import LINK_STATES
 
@@ -29,32 +29,54 @@ def _server(lab, name: str):
     s = next((s for s in lab.site.vmm_servers if s.name.lower() == name.lower()), None)
     if s is None:
         names = ", ".join(x.name for x in lab.site.vmm_servers) or "none"
-        raise InvalidInput(f"no VMM server named {name!r} in this lab", f"VMM servers: {names}")
+        css = ", ".join(p.configuration_server for p in lab.site.physical_sites)
+        what = "VMM server or configuration server" if css else "VMM server"
+        raise InvalidInput(f"no {what} named {name!r} in this lab",
+                           f"VMM servers: {names}" + (f"; configuration servers: {css}" if css else ""))
     return s
+
+
+def _registrable(lab, name: str) -> tuple[str, str]:
+    """(the server's proper name, its Register job kind): a VMM server or a configuration server."""
+    from . import physical
+
+    site = physical.configuration_site(lab, name)
+    if site is not None:
+        return site.configuration_server, "register_configuration_server"
+    return _server(lab, name).name, "register_server"
 
 
 def registered(lab, server: str) -> dict | None:
     return next(lab.db.query("SELECT * FROM servers WHERE name=?", [server]), None)
 
 
-def check_register_server(lab, name: str):
-    s = _server(lab, name)
-    if registered(lab, s.name):
-        raise Refused(f"{s.name} is already registered with the vault")
-    if jobs.running(lab.db, "register_server", s.name):
-        raise Refused(f"{s.name} is being registered (a Register server job is running)",
+def check_register_server(lab, name: str) -> tuple[str, str]:
+    server, kind = _registrable(lab, name)
+    if registered(lab, server):
+        raise Refused(f"{server} is already registered with the vault")
+    if jobs.running(lab.db, kind, server):
+        raise Refused(f"{server} is being registered (a {jobs.KINDS[kind].name} job is running)",
                       "wait for it: srlab run --for 5m")
-    return s
+    return server, kind
 
 
 def register_server(lab, name: str) -> int:
-    """Install the provider on a VMM server and register it (creates the data-encryption key)."""
-    s = check_register_server(lab, name)
-    return jobs.create(lab.db, lab.now, "register_server", s.name)
+    """Install the provider on a VMM server, or set up a configuration server (seed 003), and
+    register it (creates the data-encryption key)."""
+    server, kind = check_register_server(lab, name)
+    return jobs.create(lab.db, lab.now, kind, server)
+
+
+def key_server(lab, vm: VM) -> str:
+    """The server whose data-encryption key seals the VM's replication: its VMM server, or the
+    configuration server of a physical server."""
+    if vm.physical_site:
+        return lab.site.physical_site(vm.physical_site).configuration_server
+    return lab.site.clouds()[vm.cloud][0].name
 
 
 def encryption_key(lab, vm: VM) -> bytes:
-    server = lab.site.clouds()[vm.cloud][0].name
+    server = key_server(lab, vm)
     reg = registered(lab, server)
     path = lab.path / reg["key_file"] if reg and reg["key_file"] else None
     if path is None or not path.is_file():
@@ -108,13 +130,17 @@ def policy(lab, container: str) -> dict | None:
 
 def link_of(lab, vm: VM) -> tuple[str, str] | None:
     """(source place, target place) of the VM's replication now, or None before its container has
-    a policy. An Azure VM replicates from the region it runs in to the other one (both ways)."""
+    a policy. An Azure VM replicates from the region it runs in to the other one (both ways); a
+    physical server failing back, from its Azure region to the VMware site."""
+    from . import vmware  # it imports this module
     sides = dict(lab.db.execute("SELECT side, region FROM a2a_sides WHERE vm=?", [vm.name]).fetchall())
     if len(sides) == 2:
         row = lab.db.execute("SELECT active FROM items WHERE vm=?", [vm.name]).fetchone()
         here = row[0] if row else "primary"
         return sides[here], sides["recovery" if here == "primary" else "primary"]
-    pol = policy(lab, scenarios.container_of(vm).name)
+    if vm.physical_site and (back := vmware.failback_link(lab, vm.name)):
+        return back
+    pol = policy(lab, scenarios.container_of(vm, lab.site).name)
     return (vm.location, pol["target"]) if pol else None
 
 
@@ -372,6 +398,10 @@ def _unregister_blockers(lab, server) -> list[tuple[str, str]]:
 
 
 def check_unregister_server(lab, name: str):
+    from . import physical
+
+    if (site := physical.configuration_site(lab, name)) is not None:
+        return physical.check_unregister(lab, site)
     s = _server(lab, name)
     if jobs.running(lab.db, "register_server", s.name):
         raise Refused(f"{s.name} is being registered (a Register server job is running)",
@@ -390,9 +420,11 @@ def unregister_server(lab, name: str) -> int:
     """Unregister a VMM server (an 'Unregister server' job): its row, its hosts' agents and its
     data-encryption key file go. Its clouds' protection settings must be removed first."""
     s = check_unregister_server(lab, name)
+    server, kind = ((s.configuration_server, "unregister_configuration_server") if isinstance(s, PhysicalSite)
+                    else (s.name, "unregister_server"))
     with store.transaction(lab.db):
-        job = jobs.create(lab.db, lab.now, "unregister_server", s.name)
-        lab.event(lab.now, "info", s.name, "unregistering the server from the vault")
+        job = jobs.create(lab.db, lab.now, kind, server)
+        lab.event(lab.now, "info", server, "unregistering the server from the vault")
     return job
 
 

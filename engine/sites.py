@@ -110,6 +110,9 @@ CHECKS = {
     "LabInfo.start": _start,
     "LabInfo.name": _text,
     "Link.state": _choice("up", "down", "lossy"),
+    "ProcessServer.cache_mb": _finite_range((0,), 1_048_576, "must be greater than 0 and at most 1048576 (MB: 1 TB)"),
+    "ProcessServer.port": lambda v: None if 1 <= v <= 65535 and v != 443 else (
+        "must be a TCP port 1-65535 other than 443 (the configuration server's)"),
 }
 
 _TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", datetime: "a date-time"}
@@ -197,7 +200,7 @@ def _build(cls, raw, path, problems):
 # Fields that hold a name of something in the file (used for file and folder names, or to refer
 # to a named thing): the name rule applies. Other strings are free text.
 _NAME_FIELDS = {"name", "cloud", "host", "hosts", "region", "physical_site", "network", "source", "target",
-                "vault_region", "configuration_server", "process_servers", "master_target", "subnet",
+                "vault_region", "configuration_server", "master_targets", "vcenter", "datastores", "subnet",
                 "resource_group", "availability_set", "storage_account", "resource_groups",
                 "availability_sets", "paired_region"}
 
@@ -236,7 +239,8 @@ def _cross_check(site: m.Site, problems: list[str]) -> None:
                  for ci, c in enumerate(s.clouds)]
                 + [(f"azure_subscriptions[{bi}].regions[{ri}].name", r.name)
                    for bi, b in enumerate(site.azure_subscriptions) for ri, r in enumerate(b.regions)]
-                + [(f"physical_sites[{pi}].name", p.name) for pi, p in enumerate(site.physical_sites)],
+                + [(f"physical_sites[{pi}].name", p.name) for pi, p in enumerate(site.physical_sites)]
+                + [(f"vmware_sites[{wi}].name", w.name) for wi, w in enumerate(site.vmware_sites)],
                 "place", problems)
     _collisions([(f"vmm_servers[{si}].name", s.name) for si, s in enumerate(site.vmm_servers)], "VMM server",
                 problems)
@@ -256,6 +260,7 @@ def _cross_check(site: m.Site, problems: list[str]) -> None:
                     problems.append(
                         f"vmm_servers[{si}].clouds[{ci}].hosts: {h!r} is not a host of VMM server {s.name!r}"
                     )
+    _physical_checks(site, problems)
     if site.lab.vault_region and site.lab.vault_region not in regions:
         problems.append(f"lab.vault_region: no region named {site.lab.vault_region!r}")
     for li, link in enumerate(site.links):
@@ -263,7 +268,7 @@ def _cross_check(site: m.Site, problems: list[str]) -> None:
             name = getattr(link, end)
             if name not in site.places():
                 problems.append(
-                    f"links[{li}].{end}: {name!r} is not a cloud, region or physical site of this file"
+                    f"links[{li}].{end}: {name!r} is not a cloud, region, physical or VMware site of this file"
                 )
     for vi, vm in enumerate(site.vms):
         where = f"vms[{vi}]"
@@ -305,6 +310,37 @@ def _cross_check(site: m.Site, problems: list[str]) -> None:
                 problems.append(f"{where}.nics[{ni}].network: no network named {nic.network!r} where the VM runs")
             if nic.addressing == "static" and not nic.ip:
                 problems.append(f"{where}.nics[{ni}].ip: a static NIC needs an ip")
+
+
+def _physical_checks(site: m.Site, problems: list[str]) -> None:
+    """Configuration, process and master target servers are machines: one name, one machine;
+    a VMware site's hosts and datastores are unique."""
+    machines = [(f"vmm_servers[{si}].name", s.name) for si, s in enumerate(site.vmm_servers)]
+    for pi, p in enumerate(site.physical_sites):
+        where = f"physical_sites[{pi}]"
+        machines.append((f"{where}.configuration_server", p.configuration_server))
+        _dupes([x.name for x in p.process_servers], f"{where}.process_servers", "process server", problems)
+        machines += [(f"{where}.process_servers[{i}].name", x.name) for i, x in enumerate(p.process_servers)
+                     if x.name != p.configuration_server]
+        machines += [(f"{where}.master_targets[{i}]", x) for i, x in enumerate(p.master_targets)
+                     if x != p.configuration_server]
+    vms = {v.name.lower() for v in site.vms}
+    seen: dict[str, str] = {}
+    for where, name in machines:
+        if name.lower() in vms:
+            problems.append(f"{where}: {name!r} is also the name of a VM of this file; a server is one machine")
+        if name.lower() in seen and seen[name.lower()] != where:
+            problems.append(f"{where}: {name!r} is already {seen[name.lower()]}")
+        seen.setdefault(name.lower(), where)
+    for wi, w in enumerate(site.vmware_sites):
+        _dupes([h.name for h in w.hosts], f"vmware_sites[{wi}].hosts", "ESXi host", problems)
+        if not w.hosts:
+            problems.append(f"vmware_sites[{wi}].hosts: a VMware site needs at least one ESXi host (with a datastore)")
+        for hi, h in enumerate(w.hosts):
+            if not h.datastores:
+                problems.append(f"vmware_sites[{wi}].hosts[{hi}].datastores: at least one datastore")
+            if len(set(h.datastores)) < len(h.datastores):
+                problems.append(f"vmware_sites[{wi}].hosts[{hi}].datastores: a datastore is named twice")
 
 
 def _azure_vm_checks(vm: m.VM, region: m.Region | None, where: str, problems: list[str]) -> None:

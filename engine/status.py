@@ -5,7 +5,7 @@ Read-only queries; `srlab status`, `srlab resources` and the app's panels show t
 
 from __future__ import annotations
 
-from . import azure, faults, resync, rules, scenarios, setup, states
+from . import azure, faults, physical, resync, rules, scenarios, setup, states, vmware
 from .clock import format_time
 from .disks import allocated_bytes_shown
 from .model import VM
@@ -31,8 +31,9 @@ def a2a_policy(pol: dict, a2a: dict) -> dict:
 def item_status(lab, vm: VM) -> dict:
     """Protection columns of one VM, as the seed's protected-items list shows them."""
     item = states.item(lab.db, vm.name)
+    home = vmware.home(lab, vm)
     if item is None:
-        return {"protection": Protection.NOT_PROTECTED.value, "health": "", "active_location": vm.location,
+        return {"protection": Protection.NOT_PROTECTED.value, "health": "", "active_location": home,
                 "failover_state": "", "target_size": rules.pick_target_size(vm) or "", "target_name": "",
                 "target_network": "",
                 "nic": "", "rpo_seconds": None, "last_replication": None, "progress": None, "policy": None,
@@ -60,7 +61,9 @@ def item_status(lab, vm: VM) -> dict:
     mapped = lab.db.execute("SELECT target FROM network_mappings WHERE source=?",
                             [nic.network if nic else ""]).fetchone()
     target = scenarios.TARGETS[item["target_kind"]]
-    active = vm.location if item["active"] == "primary" else ("Microsoft Azure" if target.picks_size else item["target"])
+    active = home if item["active"] == "primary" else ("Microsoft Azure" if target.picks_size else item["target"])
+    if item["target_kind"] == "vmware":  # a physical server failing back: from Azure, to a VMware VM
+        active = item["target"] if item["active"] == "primary" else "Microsoft Azure"
     a2a = azure.item_view(lab, vm)
     if a2a:
         active = a2a["sides"][item["active"]]["region"]
@@ -163,8 +166,11 @@ def resources(lab) -> dict:
                                   "protection": policy_public(pol) if pol else None})
         out["networks"] += [{"name": n.name, "side": "vmm", "place": s.name} for n in s.vm_networks]
     for p in site.physical_sites:
+        reg = servers.get(p.configuration_server)
         out["servers"].append({"name": p.configuration_server, "kind": "configuration server",
-                               "registered": p.configuration_server in servers, "key_file": ""})
+                               "registered": reg is not None, "key_file": reg["key_file"] if reg else ""})
+    out["physical"] = physical.components(lab)
+    out["policies"] = physical.policies(lab)
     leaving = azure.replicating_from(lab)
     for r in site.regions().values():
         out["networks"] += [{"name": n.name, "side": "azure", "place": r.name} for n in r.virtual_networks]
@@ -205,7 +211,7 @@ def sample_rpo(lab, t: int) -> None:
     protected: set[str] = set()
     for vm, state, last_replication, latest in lab.db.execute(
             "SELECT vm, state, last_replication, (SELECT MAX(time) FROM points p WHERE p.vm=i.vm) FROM items i"):
-        name = scenarios.container_of(lab.vm(vm)).name
+        name = scenarios.container_of(lab.vm(vm), lab.site).name
         state = Protection(state)
         if state == Protection.PROTECTED:
             protected.add(name)

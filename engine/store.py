@@ -260,6 +260,37 @@ MIGRATIONS: list[str] = [
     ALTER TABLE recovered ADD COLUMN subnet TEXT NOT NULL DEFAULT '';
     ALTER TABLE recovered ADD COLUMN availability_set TEXT NOT NULL DEFAULT '';
     """,
+    # 9: physical servers (seed 003): the mobility service on each server (and the process server
+    # it sends to), replication policies made on their own and associated with a configuration
+    # server, each with its failback policy.
+    """
+    CREATE TABLE mobility (
+        server TEXT PRIMARY KEY,
+        method TEXT NOT NULL,           -- push | manual
+        installed_at INTEGER NOT NULL,
+        process_server TEXT NOT NULL DEFAULT ''  -- set when the server is protected
+    );
+    CREATE TABLE policies (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,             -- replication | failback
+        retention_h INTEGER NOT NULL,
+        app_consistent_h INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        server TEXT NOT NULL DEFAULT '' -- the configuration server it is associated with
+    );
+    -- a server failing back from Azure to a VMware VM: through which process server in Azure
+    -- and master target, to which datastore
+    CREATE TABLE failbacks (
+        vm TEXT PRIMARY KEY,
+        region TEXT NOT NULL,           -- the Azure region it runs in
+        process_server TEXT NOT NULL, master_target TEXT NOT NULL,
+        vmware_site TEXT NOT NULL, vcenter TEXT NOT NULL, esxi_host TEXT NOT NULL, datastore TEXT NOT NULL,
+        policy TEXT NOT NULL,           -- the failback policy
+        created INTEGER NOT NULL
+    );
+    -- what a failed-back server runs on now ('': as the site file says)
+    ALTER TABLE vms ADD COLUMN platform TEXT NOT NULL DEFAULT '';
+""",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_HEADER = b"SQLite format 3\x00"

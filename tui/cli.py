@@ -435,6 +435,111 @@ def agent_install(ctx, host, wait):
 
 
 @main.group()
+def mobility():
+    """The mobility service on physical servers (seed 003)."""
+
+
+@mobility.command("install")
+@click.argument("servers", nargs=-1, required=True)
+@click.option("--push", is_flag=True, help="Push it from the process server with the site's push account "
+                                           "(default: installed by hand on each server).")
+@wait_option
+@click.pass_context
+@handle_errors
+def mobility_install(ctx, servers, push, wait):
+    """Install the mobility service on SERVERS (an Install mobility service job each); it
+    registers with their configuration server over HTTPS 443."""
+    with open_lab(ctx) as lab:
+        _wait(lab, lab.install_mobility(list(servers), push), wait)
+
+
+@main.group("process-server")
+def process_server_group():
+    """Process servers in Azure, for failback of physical servers to VMware (seed 003)."""
+
+
+@process_server_group.command("deploy")
+@click.argument("name")
+@click.option("--region", required=True, help="The Azure region the failed-over servers run in.")
+@click.option("--server", help="The configuration server it registers with (default: the lab's only one).")
+@wait_option
+@click.pass_context
+@handle_errors
+def process_server_deploy(ctx, name, region, server, wait):
+    """Create process server NAME as an Azure VM in REGION, registered with the configuration
+    server through the VPN (job "Deploy process server in Azure")."""
+    with open_lab(ctx) as lab:
+        _wait(lab, [lab.deploy_process_server(name, region, server)], wait)
+
+
+@process_server_group.command("remove")
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def process_server_remove(ctx, name):
+    """Delete process server NAME from Azure (once no failback goes through it)."""
+    with open_lab(ctx) as lab:
+        lab.remove_process_server(name)
+    click.echo(f"deleted process server {name}")
+
+
+@main.group()
+def policy():
+    """Replication policies for physical servers (seed 003): create, then associate with a
+    configuration server."""
+
+
+@policy.command("create")
+@click.argument("name")
+@click.option("--retention", type=int, help="Recovery point retention, hours (0-72, default 24).")
+@click.option("--app-consistent", type=int, help="App-consistent snapshot frequency, hours (0 = none, 1-12; "
+                                                 "default 1).")
+@click.pass_context
+@handle_errors
+def policy_create(ctx, name, retention, app_consistent):
+    """Create replication policy NAME and its failback policy NAME-failback."""
+    with open_lab(ctx) as lab:
+        p = lab.create_policy(name, retention, app_consistent)
+    click.echo(f"created {p['name']} (retention {p['retention_h']} h, app-consistent "
+               f"{p['app_consistent_h'] or 'none'}{' h' if p['app_consistent_h'] else ''}) and {p['name']}-failback")
+
+
+@policy.command("associate")
+@click.argument("name")
+@click.option("--server", required=True, help="The configuration server.")
+@click.option("--storage-account", help="Target storage account (default: the vault region's first geo-redundant "
+                                        "one).")
+@click.pass_context
+@handle_errors
+def policy_associate(ctx, name, server, storage_account):
+    """Associate policy NAME (and its failback policy) with a configuration server: its servers
+    replicate by it to Azure."""
+    with open_lab(ctx) as lab:
+        row = lab.associate_policy(name, server, storage_account)
+    click.echo(f"associated {row['policy_name']} with {row['container']}: replicate to {row['storage_account']} "
+               f"({row['target']})")
+
+
+@policy.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@handle_errors
+def policy_list(ctx, as_json):
+    """Replication and failback policies, and the configuration server each is associated with."""
+    with open_lab(ctx) as lab:
+        rows = lab.policies()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no policies (srlab policy create NAME)")
+    for p in rows:
+        app = f"{p['app_consistent_h']} h" if p["app_consistent_h"] else "none"
+        click.echo(f"{p['name']:<24} {p['kind']:<12} retention {p['retention_h']} h, app-consistent {app}, "
+                   f"associated with {p['server'] or '-'}")
+
+
+@main.group()
 def cloud():
     """Protection settings of VMM clouds."""
 
@@ -532,18 +637,25 @@ def network_unmap(ctx, source):
                                             "hours (0-72, default 24).")
 @click.option("--app-consistent", type=int, help="Azure VMs, the region's first protection: app-consistent "
                                                  "snapshot frequency, hours (0-12, default 4).")
+@click.option("--policy", "policy_name", help="Physical servers: the replication policy (the one associated with "
+                                              "their configuration server).")
+@click.option("--process-server", help="Physical servers: the process server their data goes through (default: "
+                                       "the one on the configuration server).")
+@click.option("--group", help="Physical servers: a replication group; its members share recovery points.")
 @wait_option
 @click.pass_context
 @handle_errors
 def protect(ctx, vms, target_size, target_name, nic, target_region, target_resource_group, target_network,
-            target_storage, cache_storage, target_availability_set, retention, app_consistent, wait):
+            target_storage, cache_storage, target_availability_set, retention, app_consistent, policy_name,
+            process_server, group, wait):
     """Enable protection for VMS (an Enable protection job each). A Hyper-V VM goes where its
     cloud's settings say; an Azure VM replicates to another region (Enable replication), through
-    target resources Site Recovery creates unless you give existing ones."""
+    target resources Site Recovery creates unless you give existing ones; a physical server
+    replicates through a process server by its configuration server's policy."""
     with open_lab(ctx) as lab:
         ids = lab.protect(list(vms), target_size, target_name, nic, target_region, target_resource_group,
                           target_network, target_storage, cache_storage, target_availability_set, retention,
-                          app_consistent)
+                          app_consistent, policy_name, process_server, group)
         _wait(lab, ids, wait)
         for name in vms:
             st = lab.item_status(lab.vm(name))
@@ -651,16 +763,23 @@ def commit(ctx, vms, wait):
 
 @main.command()
 @click.argument("vms", nargs=-1, required=True)
+@click.option("--process-server", help="Physical servers in Azure: the process server in Azure (default: the only "
+                                       "one in the VM's region).")
+@click.option("--master-target", help="Physical servers in Azure: the master target on premises (default: the "
+                                      "configuration server's).")
+@click.option("--datastore", help="Physical servers in Azure: the VMware datastore of the VM they come back as "
+                                  "(default: the first).")
 @wait_option
 @click.pass_context
 @handle_errors
-def reprotect(ctx, vms, wait):
+def reprotect(ctx, vms, process_server, master_target, datastore, wait):
     """Reverse replicate: after a failback's commit, replicate to the recovery side again (initial
     replication first); after a VMM -> VMM failover's commit, replicate the recovery cloud's VM
     back to the primary cloud; after an Azure VM's committed failover, replicate it back to the
-    other region (Reprotect: only the blocks that differ travel)."""
+    other region; a physical server in Azure replicates to a VMware VM (seeded from its disks on
+    premises). Reprotect to another region or to VMware sends only the blocks that differ."""
     with open_lab(ctx) as lab:
-        _wait(lab, lab.reprotect(list(vms)), wait)
+        _wait(lab, lab.reprotect(list(vms), process_server, master_target, datastore), wait)
         for name in vms:
             st = lab.item_status(lab.vm(name))
             click.echo(f"{lab.vm(name).name}: {st['protection']}, {st['failover_state'] or '-'}, "
@@ -1039,6 +1158,12 @@ def resources(ctx, as_json):
         else:
             desc = "no protected VMs"
         click.echo(f"region  {g['name']:<20} paired with {g['paired_region'] or '-'}; {desc}")
+    for ph in r["physical"]:
+        _echo_physical(ph)
+    for p in r["policies"]:
+        app = f"{p['app_consistent_h']} h" if p["app_consistent_h"] else "none"
+        click.echo(f"policy  {p['name']:<20} {p['kind']}, retention {p['retention_h']} h, app-consistent {app}, "
+                   f"associated with {p['server'] or '-'}")
     for n in r["networks"]:
         made = f"  (created by Site Recovery for {n['made_for']})" if n.get("made_for") else ""
         click.echo(f"network {n['name']:<28} {n['side']:<6} {n['place']}{made}")
@@ -1057,6 +1182,25 @@ def resources(ctx, as_json):
     sched = r["resync_schedule"]
     click.echo("resync  " + ("automatic resynchronization off" if sched == "off" else
                              f"automatic at {sched} (lab time) for VMs that need one"))
+
+
+def _echo_physical(ph: dict) -> None:
+    """A physical site's components (seed 003), as `srlab resources` lists them."""
+    mgmt = "; inbound 443 BLOCKED" if ph["management_blocked"] else ""
+    click.echo(f"site    {ph['site']:<20} configuration server {ph['configuration_server']}, policy "
+               f"{ph['policy'] or '-'}, push account {ph['push_account'] or '-'}{mgmt}")
+    for ps in ph["process_servers"]:
+        blocked = f"; BLOCKED {', '.join(ps['ports_blocked'])}" if ps["ports_blocked"] else ""
+        full = " FULL (servers throttled)" if ps["full"] else ""
+        click.echo(f"process {ps['name']:<20} on {ps['on']}, data port {ps['port']}, cache "
+                   f"{fmt_bytes(ps['bytes'])} of {fmt_bytes(ps['limit'])}{full} ({ps['shipments']} shipments, "
+                   f"{fmt_bytes(ps['raw_bytes'])} before compression) in {ps['cache_dir']}; sent "
+                   f"{fmt_bytes(ps['sent_last_hour'])} to Azure in the last hour{blocked}")
+    click.echo(f"master  {', '.join(ph['master_targets'])} (master targets, for failback)")
+    for sv in ph["servers"]:
+        how = f" ({sv['method']})" if sv["method"] else ""
+        via = f", sends to {sv['process_server']}" if sv["process_server"] else ""
+        click.echo(f"server  {sv['name']:<20} {sv['os']:<36} mobility service {sv['mobility']}{how}{via}")
 
 
 @main.command()

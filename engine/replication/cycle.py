@@ -102,7 +102,8 @@ class Surroundings(Protocol):
     def event(self, time: int, level: str, subject: str, message: str, code: str = "", action: str = "") -> None: ...
     def initial_replication_done(self, vm: str, at: int) -> None: ...  # the first point arrived
     # faults (engine.faults): what stops a VM's replication now, and the retry logic's bookkeeping
-    def problem(self, vm: str): ...  # a faults.Problem or None
+    def problem(self, vm: str, leg: str) -> object: ...  # a faults.Problem or None (legs: Replication.problem)
+    def throttled(self, vm: str) -> object: ...  # a Problem when its process server's cache is full
     def attempt_failed(self, vm: str, now: int, problem) -> int | None: ...  # the retry time, None: never
     def transfer_lost(self, vm: str, source: str, target: str, transfer_id: int): ...  # a Problem or None
     def resumed(self, vm: str, now: int) -> None: ...  # a shipment arrived after failed attempts
@@ -142,11 +143,13 @@ class Replication:
         self._emptied: list[Path] = []  # disks whose pending logs are dropped after the commit
         self._problems: dict[str, object] = {}  # per slice: faults change only between slices
 
-    def problem(self, vm: str):
-        """What stops the VM's replication now (a faults.Problem), or None."""
-        if vm not in self._problems:
-            self._problems[vm] = self.env.problem(vm)
-        return self._problems[vm]
+    def problem(self, vm: str, leg: str = "source"):
+        """What stops the VM's replication now (a faults.Problem), or None. With a cache on the
+        way (an Azure VM's cache account, a physical server's process server) there are two
+        legs: "source" (the VM to the cache) and "link" (the cache across to the target)."""
+        if (vm, leg) not in self._problems:
+            self._problems[vm, leg] = self.env.problem(vm, leg)
+        return self._problems[vm, leg]
 
     def after_commit(self, now: int) -> None:
         """The slice is committed: its frozen logs are shipped for good, damaged arrivals are
@@ -391,7 +394,8 @@ class Replication:
             # The oldest shipment that may go now: not waiting for its retry, its VM not stopped.
             head = next((t for t in self.db.query(
                 "SELECT * FROM transfers WHERE source=? AND target=? AND (hold_until IS NULL OR hold_until <= ?) "
-                "ORDER BY id", [link["source"], link["target"], int(clock)]) if self.problem(t["vm"]) is None), None)
+                "ORDER BY id", [link["source"], link["target"], int(clock)]) if self.problem(t["vm"], "link") is None),
+                None)
             if head is None:
                 if self._feed_initial(link, t1, budget) is None:
                     return
@@ -417,7 +421,7 @@ class Replication:
         item all copied queues its first delta (else it waits for the next call)."""
         for item in self.items(Protection.INITIAL):
             if (self.link_of(item["vm"]) != (link["source"], link["target"]) or item["initial_done_at"]
-                    or self.problem(item["vm"]) is not None):
+                    or self.problem(item["vm"]) is not None or self.problem(item["vm"], "link") is not None):
                 continue
             # Seal the window after it meanwhile only when the link can surely carry both now.
             tid = self.next_chunk(item, now, ahead=budget > 3 * CHUNK)
@@ -545,9 +549,12 @@ class Replication:
         pol = self.policy(item["vm"])
         step, app_h = cadence(pol), pol["app_consistent_h"]
         # continuous replication's batches fall on whole half-minutes (its 5-minute points on the clock's)
+        next_app = point_time + app_h * 3600 if app_h else None
+        grouped = self.db.execute("SELECT 1 FROM replication_groups WHERE vm=?", [item["vm"]]).fetchone()
+        if next_app and grouped:  # a group's app-consistent points share instants: the clock's whole periods
+            next_app -= point_time % (app_h * 3600)
         states.move(self.db, item["vm"], Protection.FINALIZING,
-                    next_cycle=point_time + step - (point_time % step if pol["batch"] else 0),
-                    next_app=point_time + app_h * 3600 if app_h else None)
+                    next_cycle=point_time + step - (point_time % step if pol["batch"] else 0), next_app=next_app)
         self.env.initial_replication_done(item["vm"], at)
 
     # ---- cycles ---------------------------------------------------------------------------
@@ -562,7 +569,7 @@ class Replication:
             due = item["retry_at"] if item["failures"] else item["next_cycle"]
             if item["resync_required"] or due is None or due > now:
                 continue
-            problem = self.problem(item["vm"])
+            problem = self.problem(item["vm"]) or self.env.throttled(item["vm"])
             if problem is not None:
                 self.env.attempt_failed(item["vm"], now, problem)
                 continue

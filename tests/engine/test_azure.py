@@ -141,7 +141,7 @@ def test_outbound_blocked_stops_replication_with_the_documented_error(a2a):
 
 def test_planned_failover_is_refused_with_the_rules_tables_reason(a2a):
     protected(a2a, minutes=10)
-    assert "planned failover is not supported for azure-to-azure" in a2a.allowed("planned_failover", "WEB01")
+    assert "planned failover is not supported for Azure VMs" in a2a.allowed("planned_failover", "WEB01")
     with pytest.raises(Refused):
         a2a.failover(["WEB01"], "planned")
 
@@ -213,7 +213,7 @@ A2A = dict(vm="WEB01", scenario="azure-to-azure", protection="protected", failov
 
 
 @pytest.mark.parametrize("op, facts, reason", [
-    ("planned_failover", A2A, "not supported for azure-to-azure"),
+    ("planned_failover", A2A, "not supported for Azure VMs"),
     ("unplanned_failover", dict(A2A, active="recovery"), None),  # after a reprotect: the other way alike
     ("test_failover", dict(A2A, active="recovery"), None),
     ("unplanned_failover", dict(A2A, active="recovery", protection="failed over", failover="Failover committed"),

@@ -53,8 +53,8 @@ CASES = [
     ("planned_failover", READY, None),
     ("planned_failover", dict(READY, source_reachable=False), "needs the source site reachable"),
     ("planned_failover", dict(READY, target_name_ok=False), "not a valid Azure VM name"),
-    ("planned_failover", dict(READY, scenario="azure-to-azure"), "not supported for azure-to-azure"),
-    ("planned_failover", dict(READY, scenario="physical-to-azure"), "not supported for physical-to-azure"),
+    ("planned_failover", dict(READY, scenario="azure-to-azure"), "not supported for Azure VMs"),
+    ("planned_failover", dict(READY, scenario="physical-to-azure"), "not supported for physical servers"),
     ("planned_failover", dict(AWAY, failover="Failover committed"), None),  # failback from Azure
     ("planned_failover", dict(AWAY, failover="Commit pending"), "waits for commit"),
     ("planned_failover", dict(AWAY, scenario="vmm-to-vmm", failover="Failover committed"), "reverse replicate first"),

@@ -53,7 +53,7 @@ def edit(old, new, count=1):
         (edit('host = "HV01"\ncpus = 2', 'host = "HV09"\ncpus = 2'), "vms[0].host: 'HV09' is not a host of cloud"),
         (edit('network = "VirtualSwitch - FrontEnd"', 'network = "Nope"'), "vms[0].nics[0].network: no network named 'Nope'"),
         (edit("content_mb = 2", "content_mb = 2048"), "vms[0].disks[0].content_mb: larger than the disk"),
-        (edit('target = "Japan East"', 'target = "Mars"'), "links[0].target: 'Mars' is not a cloud, region or physical site"),
+        (edit('target = "Japan East"', 'target = "Mars"'), "links[0].target: 'Mars' is not a cloud, region, physical or VMware site"),
         (edit('cloud = "OnPremise Cloud"\nhost = "HV01"\ncpus = 2', 'cloud = "OnPremise Cloud"\nregion = "Japan East"\nhost = "HV01"\ncpus = 2'), "vms[0]: give exactly one of cloud, region, physical_site"),
         (edit('scenario = "hyperv-to-azure"', 'scenario = "tape"'), "lab.scenario: must be one of"),
         (edit('start = 2026-01-05T09:00:00Z', 'start = "monday"'), "lab.start: must be a date-time"),
