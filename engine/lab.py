@@ -706,7 +706,7 @@ def _check_complete_job(lab: Lab, job_id) -> dict:
 
 @dataclass(frozen=True)
 class Command:
-    subject: str  # what it acts on: vm | server | host | cloud | network | link | job | plan | fault
+    subject: str  # what it acts on: vm | server | host | cloud | network | link | job | plan | fault | region | process server
     check: Callable[[Lab, Any], Any]  # (lab, subject): raises a LabError saying why not
 
 
@@ -732,6 +732,8 @@ COMMANDS: dict[str, Command] = {
     "register_server": Command("server", setup.check_register_server),
     "install_mobility": Command("vm", physical.check_install_mobility),
     "push_mobility": Command("vm", partial(physical.check_install_mobility, push=True)),
+    "associate_policy": Command("server", physical.check_can_associate),
+    "deploy_process_server": Command("region", vmware.check_deploy_place),
     "remove_process_server": Command("process server", vmware.check_remove_process_server),
     "install_agent": Command("host", setup.check_install_agent),
     "configure_cloud": Command("cloud", setup.check_cloud_basics),

@@ -346,6 +346,17 @@ def check_associate(lab, name: str, server: str, storage_account: str | None = N
     pol = _policy(lab, name)
     if pol["kind"] != "replication":
         raise Refused(f"{pol['name']} is a failback policy: it is associated with its replication policy")
+    cs = check_can_associate(lab, server, pol["name"])
+    account, region = _storage_account(lab, storage_account)
+    return {"container": cs, "container_kind": "configuration server", "policy_name": pol["name"],
+            "target_kind": "azure", "target": region, "storage_account": account,
+            "frequency": rules.V2A_POINT_EVERY, "retention_h": pol["retention_h"],
+            "app_consistent_h": pol["app_consistent_h"], "encrypt": 1, "start": "now", "batch": rules.V2A_BATCH}
+
+
+def check_can_associate(lab, server: str, policy: str | None = None) -> str:
+    """The configuration server's name, or raise why no policy (or not this one) can be
+    associated with it now."""
     site = configuration_site(lab, server)
     if site is None:
         names = ", ".join(p.configuration_server for p in lab.site.physical_sites) or "none"
@@ -355,16 +366,12 @@ def check_associate(lab, name: str, server: str, storage_account: str | None = N
         raise Refused(f"configuration server {cs} is not registered with the vault",
                       f"register it first: srlab server register {cs}")
     have = setup.policy(lab, cs)
-    if have is not None and have["policy_name"] != pol["name"]:
+    if have is not None and have["policy_name"] == policy:
+        raise Refused(f"{policy} is already associated with {cs}")
+    if have is not None:
         raise Refused(f"{cs} has replication policy {have['policy_name']} associated; srlab keeps one policy per "
                       "configuration server")
-    if have is not None:
-        raise Refused(f"{pol['name']} is already associated with {cs}")
-    account, region = _storage_account(lab, storage_account)
-    return {"container": cs, "container_kind": "configuration server", "policy_name": pol["name"],
-            "target_kind": "azure", "target": region, "storage_account": account,
-            "frequency": rules.V2A_POINT_EVERY, "retention_h": pol["retention_h"],
-            "app_consistent_h": pol["app_consistent_h"], "encrypt": 1, "start": "now", "batch": rules.V2A_BATCH}
+    return cs
 
 
 def associate(lab, name: str, server: str, storage_account: str | None = None) -> dict:

@@ -53,6 +53,20 @@ def check_deploy(lab, name: str, region: str, server: str | None = None) -> tupl
 
     if problem := name_problem(name):
         raise InvalidInput(f"process server name {name!r} {problem}")
+    cs, proper = check_deploy_place(lab, region, server)
+    sites = lab.site.physical_sites
+    taken = {p["name"].lower() for p in azure_process_servers(lab)} | {v.name.lower() for v in lab.site.vms} | {
+        p.name.lower() for s in sites for p in s.all_process_servers()}
+    if name.lower() in taken:
+        raise Refused(f"{name} is taken: a server or VM of this lab has that name", "give another name")
+    if jobs.running(lab.db, "deploy_process_server", name):
+        raise Refused(f"process server {name} is being deployed", "wait for it: srlab run --for 5m")
+    return cs, proper
+
+
+def check_deploy_place(lab, region: str, server: str | None = None) -> tuple[str, str]:
+    """(configuration server, region) a process server in Azure can be deployed for, or raise
+    why not (what the app asks before it offers the action on a region)."""
     regions = lab.site.regions()
     proper = next((r for r in regions if r.lower() == region.lower()), None)
     if proper is None:
@@ -70,12 +84,6 @@ def check_deploy(lab, name: str, region: str, server: str | None = None) -> tupl
     if not setup.registered(lab, cs):
         raise Refused(f"configuration server {cs} is not registered with the vault",
                       f"register it first: srlab server register {cs}")
-    taken = {p["name"].lower() for p in azure_process_servers(lab)} | {v.name.lower() for v in lab.site.vms} | {
-        p.name.lower() for s in sites for p in s.all_process_servers()}
-    if name.lower() in taken:
-        raise Refused(f"{name} is taken: a server or VM of this lab has that name", "give another name")
-    if jobs.running(lab.db, "deploy_process_server", name):
-        raise Refused(f"process server {name} is being deployed", "wait for it: srlab run --for 5m")
     if _vpn(lab, proper) is None:
         raise Refused(f"no VPN or ExpressRoute joins {proper} to a VMware site: a process server in Azure registers "
                       "with the configuration server through one", "add a link from the region to the VMware site "
