@@ -589,4 +589,4 @@ def health_facts(lab, item: dict, rpo: int | None, frequency: int, vm: VM) -> ru
         first_failure=format_time(item["first_failure"]) if item["first_failure"] else "",
         retry_at=format_time(item["retry_at"]) if item["retry_at"] else "",
         problem=p.message if p else "", problem_code=p.code if p else "", problem_action=p.action if p else "",
-        vm=vm.name, interval="crash-consistent point intervals" if vm.region else "copy intervals")
+        vm=vm.name, interval="crash-consistent point intervals" if vm.region or vm.physical_site else "copy intervals")

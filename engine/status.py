@@ -170,6 +170,9 @@ def resources(lab) -> dict:
         out["servers"].append({"name": p.configuration_server, "kind": "configuration server",
                                "registered": reg is not None, "key_file": reg["key_file"] if reg else ""})
     out["physical"] = physical.components(lab)
+    out["vmware_sites"] = [{"name": w.name, "vcenter": w.vcenter,
+                            "hosts": [{"name": h.name, "datastores": h.datastores} for h in w.hosts]}
+                           for w in site.vmware_sites]
     out["policies"] = physical.policies(lab)
     leaving = azure.replicating_from(lab)
     for r in site.regions().values():

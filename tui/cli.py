@@ -1156,10 +1156,13 @@ def resources(ctx, as_json):
         elif g.get("replicating"):
             desc = f"replicates {', '.join(g['replicating'])} back (reprotected, on its home region's policy)"
         else:
-            desc = "no protected VMs"
+            desc = "no Azure VMs replicate from it"
         click.echo(f"region  {g['name']:<20} paired with {g['paired_region'] or '-'}; {desc}")
     for ph in r["physical"]:
         _echo_physical(ph)
+    for w in r["vmware_sites"]:
+        hosts = "; ".join(f"{h['name']} ({', '.join(h['datastores'])})" for h in w["hosts"])
+        click.echo(f"vmware  {w['name']:<20} vCenter {w['vcenter']}: ESXi {hosts} (failback target)")
     for p in r["policies"]:
         app = f"{p['app_consistent_h']} h" if p["app_consistent_h"] else "none"
         click.echo(f"policy  {p['name']:<20} {p['kind']}, retention {p['retention_h']} h, app-consistent {app}, "
@@ -1173,6 +1176,9 @@ def resources(ctx, as_json):
         made = f"  (created by Site Recovery for {a['made_for']})" if a.get("made_for") else ""
         click.echo(f"storage {a['name']:<20} {a['region']:<12} {a['redundancy']}-redundant{made}")
     for m in r["created_by_site_recovery"]:
+        if m["kind"] == "process server":
+            click.echo(f"process {m['name']:<20} in Azure ({m['region']}), registered with {m['made_for']} through the "
+                       "VPN: fails physical servers back to VMware")
         if m["kind"] in ("resource group", "availability set"):
             label = {"resource group": "group", "availability set": "av-set"}[m["kind"]]
             click.echo(f"{label:<7} {m['name']:<20} {m['region']:<12} "
