@@ -581,8 +581,7 @@ def health_facts(lab, item: dict, rpo: int | None, frequency: int, vm: VM) -> ru
             if vm.region:  # its writes wait in the cache
                 p = Problem(p.code, f"{p.message}; writes wait in the cache storage account", p.action,
                             p.recoverable, p.kind)
-        if p is None and (why := physical.throttle(lab, vm)):
-            p = Problem(CACHE_FULL, why[0], why[1], True)
+        p = p or throttled(lab, vm)
     return rules.HealthFacts(
         protection=item["state"], rpo=rpo, frequency=frequency, error=item["error"],
         error_code=item["error_code"], resync_required=bool(item["resync_required"]), failures=item["failures"],

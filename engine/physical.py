@@ -486,26 +486,34 @@ def cache_dir(lab, vm: VM) -> Path:
 
 
 def _served(lab, site: PhysicalSite, ps: ProcessServer) -> list[str]:
-    """The protected servers whose mobility service sends to this process server."""
+    """The protected servers whose mobility service sends to this process server (not those
+    failing back from Azure: their data goes through a process server there)."""
     default = ps.name == site.configuration_server
     return [r[0] for r in lab.db.execute(
-        "SELECT m.server FROM mobility m JOIN items i ON i.vm = m.server WHERE m.process_server=?"
-        + (" OR m.process_server=''" if default else ""), [ps.name])
+        "SELECT m.server FROM mobility m JOIN items i ON i.vm = m.server WHERE i.target_kind='azure' AND "
+        "(m.process_server=?" + (" OR m.process_server='')" if default else ")"), [ps.name])
         if lab.vm(r[0]).physical_site == site.name]
 
 
+def _waiting(lab, served: list[str]) -> tuple[int, int, int]:
+    """(bytes as they wait: compressed and encrypted, bytes before compression, shipments) of
+    these servers' shipments not yet in Azure."""
+    if not served:
+        return 0, 0, 0
+    return lab.db.execute(f"SELECT COALESCE(SUM(wire_bytes), 0), COALESCE(SUM(raw_bytes), 0), COUNT(*) FROM transfers "
+                          f"WHERE vm IN ({','.join('?' * len(served))})", served).fetchone()
+
+
 def cache_use(lab, site: PhysicalSite, ps: ProcessServer) -> dict:
-    """The cache's bytes (compressed and encrypted: as they wait), its limit, and what waits."""
+    """The cache's bytes, its limit, what waits and what reached Azure in the last lab hour
+    (the recovery points' compressed bytes: its throughput)."""
     served = _served(lab, site, ps)
-    marks = ",".join("?" * len(served))
-    row = lab.db.execute(f"SELECT COALESCE(SUM(wire_bytes), 0), COALESCE(SUM(raw_bytes), 0), COUNT(*) "
-                         f"FROM transfers WHERE vm IN ({marks})", served).fetchone() if served else (0, 0, 0)
+    waiting, raw, shipments = _waiting(lab, served)
+    sent = lab.db.execute(f"SELECT COALESCE(SUM(size), 0) FROM points WHERE arrived > ? AND vm IN "
+                          f"({','.join('?' * len(served))})", [lab.now - 3600, *served]).fetchone()[0] if served else 0
     limit = int(ps.cache_mb * MIB)
-    # throughput: what reached Azure in the last lab hour (recovery points' compressed bytes)
-    sent = lab.db.execute(f"SELECT COALESCE(SUM(size), 0) FROM points WHERE arrived > ? AND vm IN ({marks})",
-                          [lab.now - 3600, *served]).fetchone()[0] if served else 0
-    return {"bytes": int(row[0]), "raw_bytes": int(row[1]), "shipments": int(row[2]), "limit": limit,
-            "full": row[0] >= limit, "servers": served, "sent_last_hour": int(sent)}
+    return {"bytes": int(waiting), "raw_bytes": int(raw), "shipments": int(shipments), "limit": limit,
+            "full": waiting >= limit, "servers": served, "sent_last_hour": int(sent)}
 
 
 def throttle(lab, vm: VM) -> tuple[str, str] | None:
@@ -514,10 +522,10 @@ def throttle(lab, vm: VM) -> tuple[str, str] | None:
     if item is None or item["target_kind"] != "azure":  # failing back: an Azure process server's cache
         return None
     site, ps = site_of(lab, vm), process_server_of(lab, vm)
-    use = cache_use(lab, site, ps)
-    if not use["full"]:
+    waiting = _waiting(lab, _served(lab, site, ps))[0]
+    if waiting < ps.cache_mb * MIB:
         return None
-    return (f"process server {ps.name}'s cache is full ({use['bytes'] / MIB:.2f} of {ps.cache_mb:g} MB): "
+    return (f"process server {ps.name}'s cache is full ({waiting / MIB:.2f} of {ps.cache_mb:g} MB): "
             f"{vm.name} is throttled and keeps its changes until the cache drains",
             f"let the cache drain to Azure (is outbound 443 of {ps.name} open, the link up?), give the process "
             "server a larger cache, or move servers to another process server")

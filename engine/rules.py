@@ -469,6 +469,9 @@ OPERATIONS: dict[str, list[tuple]] = {
         _NO_POINT, _BAD_NAME, _NO_KEY, _GROUPED,
     ],
     "planned_failover": [
+        (lambda f: f.scenario == "physical-to-azure" and f.active == "recovery",
+         "{vm} runs in Azure: a physical server never fails back to a physical server, only to a VMware VM "
+         "(srlab reprotect {vm}, then an unplanned failover)"),
         (_kind_missing("planned"), "planned failover is not supported for {machines}: use unplanned failover"),
         _NOT_PROTECTED, _TEST_RUNNING, _IN_PROGRESS,
         (_is(Failover.COMMIT_PENDING), "{vm} waits for commit: commit it (srlab commit {vm}) or change its recovery point"),

@@ -286,6 +286,7 @@ MIGRATIONS: list[str] = [
         process_server TEXT NOT NULL, master_target TEXT NOT NULL,
         vmware_site TEXT NOT NULL, vcenter TEXT NOT NULL, esxi_host TEXT NOT NULL, datastore TEXT NOT NULL,
         policy TEXT NOT NULL,           -- the failback policy
+        disks_dir TEXT NOT NULL,        -- where the server's own disks were (they go at the commit)
         created INTEGER NOT NULL
     );
     -- what a failed-back server runs on now ('': as the site file says)

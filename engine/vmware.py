@@ -250,7 +250,8 @@ def _seed_vmware_vm(lab, run: Run) -> None:
                                              "that failed over to Azure fails back as a VMware VM only)")
     store_dir = vmware_folder(run.data) / "replica"
     lab.db.execute("DELETE FROM failbacks WHERE vm=?", [vm.name])
-    lab.db["failbacks"].insert({**run.data, "created": run.t})
+    disks_dir = lab.disk_path(vm.name, 0).parent.relative_to(lab.path)
+    lab.db["failbacks"].insert({**run.data, "disks_dir": str(disks_dir), "created": run.t})
     lab.db.execute("UPDATE items SET target_kind='vmware', target=?, store=? WHERE vm=?",
                    [run.data["vmware_site"], str(store_dir), vm.name])
     item = states.item(lab.db, vm.name)
@@ -314,8 +315,8 @@ def commit_failback(lab, run: Run, item: dict) -> None:
     for row in lab.db.query("SELECT * FROM recovered WHERE vm=?", [run.target]):
         lab.db.execute("DELETE FROM recovered WHERE name=?", [row["name"]])
         lab.replication.remove_after_commit(lab.path / row["dir"])
-    old = lab.path / "sites" / slug(lab.vm(run.target).physical_site) / slug(run.target)
-    if old.exists():
+    old = lab.path / fb["disks_dir"]
+    if old.exists() and old != lab.disk_path(run.target, 0).parent:  # the VMware VM's disks are elsewhere now
         lab.replication.remove_after_commit(old)
     runs_on = f"VMware VM on {fb['esxi_host']} ({fb['datastore']}), vCenter {fb['vcenter']}"
     lab.db.execute("UPDATE vms SET platform=? WHERE name=?", [fb["vmware_site"], run.target])

@@ -232,6 +232,9 @@ def test_failover_to_azure_is_proven_by_bytes_and_planned_failover_is_refused(la
     job = done(lab, lab.failover(["WEB01"], "unplanned"))[0]
     assert job["report"]["verified"]
     assert lab.verify("WEB01")["identical"]
+    older = lab.points("WEB01")[0]
+    job = done(lab, [lab.change_point("WEB01", str(older["id"]))])[0]  # while commit is pending
+    assert job["report"]["point"] == older["id"] and job["report"]["verified"]
     done(lab, lab.commit(["WEB01"]))
     assert "fail back to VMware VMs only" in lab.allowed("reprotect", "WEB01")
 
@@ -257,8 +260,8 @@ def failed_over_to_azure(lab, vm="WEB01"):
 
 def test_failback_goes_to_a_vmware_vm_sending_only_differences(lab):
     failed_over_to_azure(lab)
-    with pytest.raises(Refused, match="planned failover is not supported for physical servers"):
-        lab.failover(["WEB01"], "planned")
+    with pytest.raises(Refused, match="never fails back to a physical server, only to a VMware VM"):
+        lab.failover(["WEB01"], "planned")  # the Hyper-V way home is not the physical server's
     assert "deploy the process server first" in lab.allowed("reprotect", "WEB01")
     assert "reprotect it to VMware first" in lab.allowed("unplanned_failover", "WEB01")
     job = done(lab, [lab.deploy_process_server("PSAZ01", "japan east")])[0]
