@@ -170,6 +170,7 @@ def _all_targets(lab, touches: str) -> dict[str, str]:
         names = sorted({t for _, t in _links(lab)}) + list(site.storage_accounts())
     elif touches in ("server", "site"):
         names = [s.name for s in site.vmm_servers] + list(site.clouds())
+        names += [p.configuration_server for p in site.physical_sites] + [p.name for p in site.physical_sites]
         if touches == "site":
             names += list(site.regions())
     elif touches == "host":
@@ -192,6 +193,9 @@ def _touches(lab, f: dict, vm: VM) -> bool:
         return not target or target in (vm.host, vm.name)
     if k.touches == "site" and vm.region:  # an Azure region down: the VMs running in it
         return not target or target == vm.region
+    if k.touches in ("server", "site") and vm.physical_site:  # a datacenter or its configuration server
+        cs = lab.site.physical_site(vm.physical_site).configuration_server
+        return not target or target in (cs, vm.physical_site)
     if k.touches in ("server", "site"):
         if not vm.cloud:
             return False

@@ -307,3 +307,18 @@ def test_a_process_server_in_azure_needs_a_vpn_to_the_vmware_site(tmp_path):
     with pytest.raises(Refused, match="no VPN or ExpressRoute joins Japan East to a VMware site"):
         lab.deploy_process_server("PSAZ01", "Japan East")
     lab.close()
+
+
+def test_a_datacenter_disaster_takes_the_servers_down_and_unplanned_failover_recovers_them(lab):
+    protect(lab, minutes=20)
+    lab.fault_inject("site-disaster", "Contoso DC")
+    assert lab.vm_row("WEB01")["power"] == "off" and lab.vm_row("SQL01")["power"] == "off"
+    with pytest.raises(Refused, match="not supported for physical servers"):
+        lab.failover(["WEB01"], "planned")
+    job = done(lab, lab.failover(["WEB01"], "unplanned"))[0]
+    assert job["report"]["verified"] and lab.verify("WEB01")["identical"]
+    lab.fault_clear("site-disaster")
+    lab.vm_power("APP01", "start")
+    lab.fault_inject("auth-failure", "CS01")  # the configuration server's credentials: its servers stop, not retried
+    lab.run(5 * 60)
+    assert lab.item_status(lab.vm("APP01"))["error_code"] == "AuthenticationFailed"
