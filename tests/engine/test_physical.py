@@ -322,3 +322,48 @@ def test_a_datacenter_disaster_takes_the_servers_down_and_unplanned_failover_rec
     lab.fault_inject("auth-failure", "CS01")  # the configuration server's credentials: its servers stop, not retried
     lab.run(5 * 60)
     assert lab.item_status(lab.vm("APP01"))["error_code"] == "AuthenticationFailed"
+
+
+@pytest.mark.heavy
+def test_kill_9_while_data_passes_the_process_server_leaves_every_claimed_point_whole(tmp_path):
+    import random
+    import signal
+
+    from engine.replication import replica
+
+    from .test_crash import child, ops
+
+    site = small_physical_site(tmp_path)
+    site.write_text(site.read_text().replace("size_gb = 1\n", "size_gb = 0.0625\n"))
+    path = tmp_path / "lab"
+    with Lab.create(path, site) as lab:
+        set_up(lab)
+        done(lab, lab.protect(["WEB01"], policy="Gold") + lab.protect(["SQL01"], policy="Gold", process_server="PS02"))
+        lab.fault_inject("port-blocked", "PS02:443-out", duration=20 * 60)  # SQL01's data piles up in PS02's cache
+    rng = random.Random(3)
+    full = ops(child(0, "--lab", str(path), "run", "--for", "5m"))
+    kills = 0
+    for _ in range(8):
+        r = child(rng.randint(1, full), "--lab", str(path), "run", "--for", "10m")
+        assert r.returncode in (0, -signal.SIGKILL) and "Traceback" not in r.stderr, r.stderr
+        kills += r.returncode == -signal.SIGKILL
+        with Lab.open(path) as lab:
+            for vm in ("WEB01", "SQL01"):
+                key, labels = lab.replication.key_for(vm), lab.replication.labels(vm)
+                item = lab.replication.item(vm)
+                for t in lab.db.query("SELECT * FROM transfers WHERE vm=?", [vm]):  # what waits in a cache is whole
+                    # (or already moved into the store by a slice the kill rolled back: it arrives again)
+                    moved = lab.replication.store_dir(item) / "points" / f"p{t['id']}"
+                    for i in [t["disk"]] if t["kind"] == "initial" else range(len(lab.vm(vm).disks)):
+                        at = 0 if t["kind"] == "initial" else i
+                        frame = replica.frame_path(lab.path / t["dir"], at) or replica.frame_path(moved, at)
+                        assert frame is not None, t
+                        changelog.check(changelog.unseal(frame.read_bytes(), key, labels[i]), None)
+                rows = lab.replication.point_rows(vm)
+                if rows:
+                    assert lab.verify(vm, rows[-1]["id"])["identical"]
+    assert kills >= 5, kills
+    r = child(0, "--lab", str(path), "run", "--for", "30m")
+    assert r.returncode == 0, r.stderr
+    with Lab.open(path) as lab:
+        assert lab.verify("SQL01")["identical"] and lab.verify("WEB01")["identical"]
