@@ -534,9 +534,13 @@ def policy_list(ctx, as_json):
     if not rows:
         click.echo("no policies (srlab policy create NAME)")
     for p in rows:
-        app = f"{p['app_consistent_h']} h" if p["app_consistent_h"] else "none"
-        click.echo(f"{p['name']:<24} {p['kind']:<12} retention {p['retention_h']} h, app-consistent {app}, "
-                   f"associated with {p['server'] or '-'}")
+        click.echo(f"{p['name']:<24} {_policy_line(p)}")
+
+
+def _policy_line(p: dict) -> str:
+    app = f"{p['app_consistent_h']} h" if p["app_consistent_h"] else "none"
+    return (f"{p['kind']}, retention {p['retention_h']} h, app-consistent {app}, associated with "
+            f"{p['server'] or '-'}")
 
 
 @main.group()
@@ -1164,9 +1168,7 @@ def resources(ctx, as_json):
         hosts = "; ".join(f"{h['name']} ({', '.join(h['datastores'])})" for h in w["hosts"])
         click.echo(f"vmware  {w['name']:<20} vCenter {w['vcenter']}: ESXi {hosts} (failback target)")
     for p in r["policies"]:
-        app = f"{p['app_consistent_h']} h" if p["app_consistent_h"] else "none"
-        click.echo(f"policy  {p['name']:<20} {p['kind']}, retention {p['retention_h']} h, app-consistent {app}, "
-                   f"associated with {p['server'] or '-'}")
+        click.echo(f"policy  {p['name']:<20} {_policy_line(p)}")
     for n in r["networks"]:
         made = f"  (created by Site Recovery for {n['made_for']})" if n.get("made_for") else ""
         click.echo(f"network {n['name']:<28} {n['side']:<6} {n['place']}{made}")
