@@ -38,7 +38,7 @@ def item_status(lab, vm: VM) -> dict:
                 "target_network": "",
                 "nic": "", "rpo_seconds": None, "last_replication": None, "progress": None, "policy": None,
                 "errors": [], "health_reason": "", "health_action": "", "error_code": "", "retry": None,
-                "azure": None}
+                "azure": None, "path": None}
     now = lab.now
     pol = lab.replication.policy(vm.name)
     latest = lab.db.execute("SELECT MAX(time) FROM points WHERE vm=?", [vm.name]).fetchone()[0]
@@ -88,6 +88,7 @@ def item_status(lab, vm: VM) -> dict:
         "retry": {"failures": item["failures"], "first_failure": item["first_failure"], "next_attempt": item["retry_at"]}
         if item["failures"] else None,
         "azure": a2a,  # Azure -> Azure: its two sides, the resources created for it, the cache's bytes
+        "path": vmware.data_path(lab, vm, item) if vm.physical_site else None,  # a physical server's
     }
 
 

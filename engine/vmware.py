@@ -328,3 +328,21 @@ def commit_failback(lab, run: Run, item: dict) -> None:
     lab.event(run.t, "info", run.target, f"failback committed: {run.target} runs as a {runs_on}; the VM in Azure and "
               f"the physical server's disks are deleted. Enable replication to Azure again: srlab protect "
               f"{run.target}" + (f" --policy {pol['policy_name']}" if pol else ""))
+
+
+def data_path(lab, vm: VM, item: dict) -> dict:
+    """The way a physical server's data goes now: through its process server on premises to the
+    storage account, or, failing back, through the process server in Azure to the VMware site;
+    where it waits and how much waits there."""
+    from . import physical
+
+    fb = failback_row(lab, vm.name) if item["target_kind"] == "vmware" else None
+    if fb:
+        via, to, cache = f"{fb['process_server']} (Azure)", f"{fb['vmware_site']} ({fb['datastore']})", \
+            failback_cache(lab, vm.name)
+    else:
+        ps = physical.process_server_of(lab, vm)
+        via, to, cache = ps.name, setup.policy(lab, site_of(lab, vm).configuration_server)["storage_account"], \
+            physical.cache_dir(lab, vm)
+    waiting = lab.db.execute("SELECT COALESCE(SUM(wire_bytes), 0) FROM transfers WHERE vm=?", [vm.name]).fetchone()[0]
+    return {"process_server": via, "to": to, "cache_dir": str(cache), "waiting_bytes": int(waiting)}

@@ -190,6 +190,10 @@ def status(ctx, as_json):
             a = vm["azure"]
             click.echo(f"    replicates {a['from']} -> {a['to']} through cache {a['cache_account']}: "
                        f"{fmt_bytes(a['cache_bytes'])} waiting ({a['cache_dir']})")
+        if vm.get("path") and not vm["protection"].startswith(("failed over", "disabling")):
+            a = vm["path"]
+            click.echo(f"    replicates through process server {a['process_server']} to {a['to']}: "
+                       f"{fmt_bytes(a['waiting_bytes'])} waiting in its cache ({a['cache_dir']})")
         for r in vm["recovered"]:
             where = "".join(f", {k.replace('_', ' ')} {r[k]}" for k in ("resource_group", "subnet", "availability_set")
                             if r.get(k))
