@@ -129,8 +129,14 @@ class Replication:
 
     def flush(self) -> None:
         """Just before the slice's commit: every file it wrote is made durable, in one round (no
-        committed row may claim data that a power cut could lose)."""
+        committed row may claim data that a power cut could lose). An initial chunk held in
+        memory that did not arrive in the slice is staged now."""
         self._discard_ahead()
+        held, self._held = self._held, {}
+        for f, blob in held.items():
+            changelog.write_durable(f, blob, self.syncs)
+            if self.syncs is not None:
+                self.syncs.add(f.parent)  # the new folder's own entry too
         if self.syncs is not None:
             self.syncs.flush()
         self.syncs = None
@@ -142,6 +148,8 @@ class Replication:
         self._retention_due: set[str] = set()
         self._emptied: list[Path] = []  # disks whose pending logs are dropped after the commit
         self._problems: dict[str, object] = {}  # per slice: faults change only between slices
+        # initial chunks sent and received within this slice: their frames never need a file
+        self._held: dict[Path, bytes] = {}
 
     def problem(self, vm: str, leg: str = "source"):
         """What stops the VM's replication now (a faults.Problem), or None. With a cache on the
@@ -265,10 +273,12 @@ class Replication:
         if after is not None:
             nxt = self._seal_job(vm.name, *after, key)
             self._ahead = (nxt, _AHEAD.submit(self._seal_window, *nxt))
-        tid = self._enqueue(vm.name, "initial", now, {0: blob}, raw, disk=disk)
+        hold = ahead and self.syncs is not None
+        tid = self._enqueue(vm.name, "initial", now, {0: blob}, raw, hold=hold, disk=disk)
         if ahead:  # it arrives in this slice: its checks start now
             f = self._stage(vm.name, tid) / replica.frame_name(0, key is not None)
-            self._arriving[f] = _RECEIVE.submit(_unseal_frame, f, key, job[-1], vm.disks[disk].size_bytes)
+            self._arriving[f] = _RECEIVE.submit(_unseal_frame, f, key, job[-1], vm.disks[disk].size_bytes,
+                                                self._held.get(f))
         return tid
 
     def _seal_job(self, vm_name: str, disk: int, start: int, end: int, key: bytes | None) -> tuple:
@@ -299,6 +309,11 @@ class Replication:
             return changelog.seal(view, key, label), sum(n for _, n in extents)
         finally:
             view.release()
+
+    def _held_frame(self, stage: Path) -> Path | None:
+        """The frame of an initial chunk held in memory in this slice, or None."""
+        return next((f for f in (stage / replica.frame_name(0, enc) for enc in (False, True)) if f in self._held),
+                    None)
 
     def _take_ahead(self, job: tuple) -> tuple[bytes, int] | None:
         """The sealed window of `job` if it was sealed ahead (a window sealed for another
@@ -361,7 +376,9 @@ class Replication:
         """Remove a folder once the slice is committed (what its rows stop claiming)."""
         self._dropped.append(path)
 
-    def _enqueue(self, vm_name, kind, now, blobs: dict[int, bytes], raw: int, **extra) -> int:
+    def _enqueue(self, vm_name, kind, now, blobs: dict[int, bytes], raw: int, hold: bool = False, **extra) -> int:
+        """Queue a shipment: its row, and its frames staged durably (`hold`: kept in memory
+        instead, as it arrives in this slice; flush() stages it if it does not)."""
         source, target = self.link_of(vm_name)
         row = {"vm": vm_name, "kind": kind, "source": source, "target": target, "dir": "",
                "raw_bytes": raw, "wire_bytes": sum(len(b) for b in blobs.values()), "created": now,
@@ -374,8 +391,11 @@ class Replication:
             self._dropped = [d for d in self._dropped if d != stage]
         encrypted = self.key_for(vm_name) is not None
         for i, blob in blobs.items():
-            changelog.write_durable(stage / replica.frame_name(i, encrypted), blob, self.syncs)
-        if self.syncs is not None:
+            if hold:
+                self._held[stage / replica.frame_name(i, encrypted)] = blob
+            else:
+                changelog.write_durable(stage / replica.frame_name(i, encrypted), blob, self.syncs)
+        if self.syncs is not None and not hold:
             self.syncs.add(stage)  # the new folder's own entry too
         self.db.execute("UPDATE transfers SET dir=? WHERE id=?", [str(stage.relative_to(self.env.path)), tid])
         return tid
@@ -450,12 +470,12 @@ class Replication:
             raise Damaged(f"it cannot be checked: {e.message}") from None
         found = {}
         for i in disks:
-            f = replica.frame_path(stage, 0 if t["kind"] == "initial" else i)
+            f = replica.frame_path(stage, 0 if t["kind"] == "initial" else i) or self._held_frame(stage)
             if f is None:
                 raise Damaged(f"its frame for disk {vm.disks[i].name} is missing")
             pending = self._arriving.pop(f, None)
             found[i] = (pending.result() if pending is not None
-                        else _unseal_frame(f, key, self.labels(vm.name)[i], vm.disks[i].size_bytes))
+                        else _unseal_frame(f, key, self.labels(vm.name)[i], vm.disks[i].size_bytes, self._held.get(f)))
         return found
 
     def _drop(self, t: dict, stage: Path, at: int, e: Damaged) -> None:
@@ -489,7 +509,7 @@ class Replication:
             shutil.rmtree(stage, ignore_errors=True)
             return
         if t["kind"] == "initial":
-            f = replica.frame_path(stage, 0)
+            f = replica.frame_path(stage, 0) or self._held_frame(stage)
             if f is not None:  # None: applied already, by a slice that was then rolled back
                 try:
                     blob, checked = self._check_arrival(t, stage)[t["disk"]]
@@ -499,6 +519,7 @@ class Replication:
                 replica.apply_blob(self.base_path(item, t["disk"]), blob, self.key_for(t["vm"]),
                                    self.labels(t["vm"])[t["disk"]], checked, self.syncs)
             # Removed once the slice is committed: a rolled-back slice applies it again.
+            self._held.pop(f, None)
             self._dropped.append(stage)
             if self.syncs is not None:
                 self.syncs.drop(stage)  # nothing committed claims it: it needs no fsync
@@ -754,10 +775,12 @@ class _Folds:
         self.rows: list[dict] = []
 
 
-def _unseal_frame(f: Path, key: bytes | None, label: str, size: int) -> tuple[bytes, tuple[bytes, list]]:
-    """An arrived frame, with its records unsealed and checked (for replica.apply_blob); raise
-    Damaged saying where it was damaged. No lab state: it may run on the _RECEIVE thread."""
-    blob = f.read_bytes()
+def _unseal_frame(f: Path, key: bytes | None, label: str, size: int,
+                  blob: bytes | None = None) -> tuple[bytes, tuple[bytes, list]]:
+    """An arrived frame (`blob`: its bytes, when they were held in memory), with its records
+    unsealed and checked (for replica.apply_blob); raise Damaged saying where it was damaged. No
+    lab state: it may run on the _RECEIVE thread."""
+    blob = f.read_bytes() if blob is None else blob
     try:
         buf = changelog.unseal(blob, key, label)
     except Damaged as e:
