@@ -50,7 +50,8 @@ def _check_member(lab, plan: dict, vm: VM) -> None:
     if item is None:
         raise Refused(f"{vm.name} is not protected", f"protect it first: srlab protect {vm.name}")
     source = scenarios.container_of(vm, lab.site).name
-    if source != plan["source"] or item["target"] != plan["target"]:
+    failing_back = item["target_kind"] == "vmware"  # a physical server on its way from Azure to VMware
+    if source != plan["source"] or (item["target"] != plan["target"] and not failing_back):
         raise Refused(f"{vm.name} is protected from {source} to {item['target']}, not from {plan['source']} "
                       f"to {plan['target']}")
 

@@ -367,3 +367,19 @@ def test_kill_9_while_data_passes_the_process_server_leaves_every_claimed_point_
     assert r.returncode == 0, r.stderr
     with Lab.open(path) as lab:
         assert lab.verify("SQL01")["identical"] and lab.verify("WEB01")["identical"]
+
+
+def test_a_replication_group_fails_back_to_vmware_through_its_plan(lab):
+    protect(lab, minutes=20)
+    lab.plan_create("SQL", "CS01", "Japan East", ["SQL01", "SQL02"])
+    for kind in ("unplanned", "commit"):
+        lab.run_until_done([lab.plan_start("SQL", kind)])
+    done(lab, [lab.deploy_process_server("PSAZ01", "Japan East")])
+    lab.run_until_done([lab.plan_start("SQL", "reprotect")])
+    lab.run(30 * 60)
+    job = lab.plan_start("SQL", "unplanned")
+    lab.run_until_done([job])
+    vms = [v for g in lab.job(job)["report"]["groups"].values() for v in g["vms"].values()]
+    assert len(vms) == 2 and all(v["verified"] for v in vms) and len({v["point_time"] for v in vms}) == 1
+    lab.run_until_done([lab.plan_start("SQL", "commit")])
+    assert {lab.item_status(lab.vm(v))["active_location"] for v in ("SQL01", "SQL02")} == {"Contoso vSphere"}
