@@ -1157,7 +1157,9 @@ class SrlabApp(App):
         """As App.run_action, but an action that is disabled now says why instead of doing nothing."""
         destination, name, params = action if isinstance(action, tuple) else parse_action(action)
         target = self.resolve_namespace(destination, default_namespace, namespaces)
-        if target is not None and target.check_action(name, params) is None:
+        # (a panel's action this lab never has a subject for is not in the key bar: False, but it says why too)
+        state = target.check_action(name, params) if target is not None else True
+        if state is None or (state is False and isinstance(target, Panel)):
             why = target.disabled_reason(name) if isinstance(target, Panel) else (
                 self.disabled_reason(name) if target is self else None)
             if why:

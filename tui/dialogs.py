@@ -16,13 +16,16 @@ from textual.widgets.option_list import Option
 
 from engine import LabError, parse_duration
 
-from .host import (ChangePointForm, CloudProtectionForm, CommandOutput, CompleteForm, Confirm, DialogRequest,
-                   ExportForm, FailoverForm, FaultForm, Host, LinkForm, MapNetworkForm, ProtectForm, RunForForm,
-                   TargetForm, VmDetails, WorkloadForm, host_of)
-from .render import (direction_text, health_text, proof_text, recovered_text, recovery_side, region_policy_text,
-                     vm_detail_text)
-from .state import (LabState, at_recovery_side, fault_targets, fmt_bytes, fmt_day_time, fmt_time, inject_subject,
-                    is_azure_vm, job_ids_of, number_text, region_info, region_names, region_resources, waiting_step)
+from .host import (AssociatePolicyForm, ChangePointForm, CloudProtectionForm, CommandOutput, CompleteForm, Confirm,
+                   CreatePolicyForm, DeployProcessServerForm, DialogRequest, ExportForm, FailoverForm, FaultForm, Host,
+                   LinkForm, MapNetworkForm, ProtectForm, ReprotectForm, RunForForm, TargetForm, VmDetails,
+                   WorkloadForm, host_of)
+from .render import (direction_text, health_text, physical_policy_text, proof_text, recovered_text, recovery_side,
+                     region_policy_text, vm_detail_text)
+from .state import (LabState, at_recovery_side, azure_process_servers, fault_targets, fmt_bytes, fmt_cache,
+                    fmt_day_time, fmt_time, inject_subject, is_azure_vm, job_ids_of, lab_policies, number_text,
+                    physical_server, physical_sites, region_info, region_names, region_resources,
+                    vmware_target, vpn_of, waiting_step)
 from .widgets import AppBar, Column, KeyBar, LabTable
 
 # The seed's target sizes (names only: which one fits is the engine's business).
@@ -329,7 +332,9 @@ class LinkDialog(EngineDialog):
 class ProtectDialog(EngineDialog):
     """Enable protection on one VM (with target options) or several (bulk). Azure VMs (Azure ->
     Azure) get the target region and its resources instead: each field left blank is what Site
-    Recovery creates (or the region's own: its cache account, its network mapping)."""
+    Recovery creates (or the region's own: its cache account, its network mapping). Physical
+    servers (seed 003) get the policy (the configuration server's), the process server their
+    mobility service sends to, and a replication group whose servers share recovery points."""
 
     title_text = "Enable protection"
     ok_label = "Protect"
@@ -341,6 +346,14 @@ class ProtectDialog(EngineDialog):
         self.state = state
         infos = [state.vm(n) or {} for n in vms]
         self.azure = bool(vms) and all(is_azure_vm(state, v) for v in infos)
+        found = [physical_server(state, n) for n in vms]
+        sites = {f[0]["site"] for f in found if f is not None}
+        # physical servers of one site (a mix asks for nothing more: the engine says what is wrong)
+        self.physical = bool(vms) and all(found) and len(sites) == 1
+        if self.physical:
+            self.site = found[0][0]
+            self.title_text = "Enable replication"
+            self.policies = [p for p in lab_policies(state, "replication")]
         if self.azure:
             self.title_text = "Enable replication"
             self.source = str(infos[0].get("location") or "")
@@ -354,6 +367,8 @@ class ProtectDialog(EngineDialog):
     def body(self) -> ComposeResult:
         if self.vms and self.azure:
             yield from self.azure_body()
+        elif self.vms and self.physical:
+            yield from self.physical_body()
         elif self.vms:
             yield Static(Text.assemble("Enable protection on ", (", ".join(self.vms), "bold"), "."),
                          classes="line")
@@ -364,7 +379,7 @@ class ProtectDialog(EngineDialog):
             yield Static(Text("None of the selected VMs can be protected now.", style="bold"), classes="line")
         for vm, why in self.skipped:
             yield Static(Text.assemble(("skipped ", "bold"), (vm, "bold"), ": ", why), classes="line")
-        if len(self.vms) == 1 and not self.azure:
+        if len(self.vms) == 1 and not self.azure and not self.physical:
             with Grid():
                 yield Label("Target name")
                 yield Input("", id="target-name", compact=True, placeholder=f"{self.vms[0]} (blank: same)")
@@ -373,6 +388,55 @@ class ProtectDialog(EngineDialog):
                              prompt="(auto from CPU and memory)")
                 yield Label("NIC")
                 yield Input("", id="nic", compact=True, placeholder="(blank: the engine picks one)")
+
+    # ---- physical servers (seed 003) -------------------------------------------------------------
+
+    def physical_body(self) -> ComposeResult:
+        site = self.site
+        cs = site["configuration_server"]
+        yield Static(Text.assemble("Replicate ", (", ".join(self.vms), "bold"), " to Azure through configuration "
+                                   "server ", (cs, "bold"), ": the mobility service sends each write to the process "
+                                   "server, whose cache compresses and encrypts it on its way to Azure storage."),
+                     classes="line")
+        policies = [(f"{p['name']} ({physical_policy_text(p).plain})"
+                     + ("" if p.get("server") == cs else f", associated with {p['server']}" if p.get("server")
+                        else ", not associated"), p["name"]) for p in self.policies]
+        mine = site.get("policy") or ""
+        pss = [(f"{p['name']} ({'on the CS' if p.get('on') == 'the configuration server' else 'own server'}, "
+                f"cache {fmt_cache(p.get('bytes'), p.get('limit'))}" + (", FULL" if p.get("full") else "") + ")",
+                p["name"]) for p in site.get("process_servers", [])]
+        with Grid():
+            yield Label("Policy")
+            yield Select(policies, id="ph-policy", compact=True,
+                         prompt=f"(none associated with {cs}: Resources, a)" if not mine else "(the configuration server's)",
+                         value=mine if mine in [v for _, v in policies] else Select.NULL)
+            yield Label("Process server")
+            yield Select(pss, id="ph-ps", allow_blank=False, compact=True)
+            yield Label("Replication group")
+            yield Input("", id="ph-group", compact=True,
+                        placeholder="(none) a name: its servers share recovery points")
+            if len(self.vms) == 1:
+                yield Label("Target name")
+                yield Input("", id="target-name", compact=True, placeholder=f"{self.vms[0]} (blank: same)")
+                yield Label("Target size")
+                yield Select([(s, s) for s in TARGET_SIZES], id="target-size", compact=True,
+                             prompt="(auto from CPU and memory)")
+
+    def physical_kw(self) -> dict[str, Any]:
+        policy = self.query_one("#ph-policy", Select).value
+        ps = self.query_one("#ph-ps", Select).value
+        group = self.query_one("#ph-group", Input).value.strip()
+        kw: dict[str, Any] = {
+            "policy": policy if isinstance(policy, str) and policy else None,
+            "process_server": ps if isinstance(ps, str) and ps else None,
+            "group": group or None,
+        }
+        if len(self.vms) == 1:
+            name = self.query_one("#target-name", Input).value.strip()
+            size = self.query_one("#target-size", Select).value
+            kw["target_name"] = name or None
+            kw["target_size"] = None if size is Select.NULL or size == Select.BLANK else size
+        return kw
 
     # ---- Azure -> Azure ------------------------------------------------------------------------
 
@@ -450,6 +514,8 @@ class ProtectDialog(EngineDialog):
         ok.disabled = not self.vms
         if self.azure:
             self.query_one("#az-region", Select).focus()
+        elif self.physical:
+            self.query_one("#ph-policy", Select).focus()
         elif len(self.vms) == 1:
             self.query_one("#target-name", Input).focus()  # the first field: typing goes there
         elif self.vms:
@@ -462,6 +528,8 @@ class ProtectDialog(EngineDialog):
         kw: dict[str, Any] = {}
         if self.azure:
             kw = self.azure_kw()
+        elif self.physical:
+            kw = self.physical_kw()
         elif len(names) == 1:
             name = self.query_one("#target-name", Input).value.strip()
             size = self.query_one("#target-size", Select).value
@@ -525,6 +593,213 @@ class TargetDialog(EngineDialog):
             raise ValueError("nothing changed: pick a size, or type a new name or NIC")
         vm = self.vm
         return lambda lab: lab.set_target(vm, size=size, target_name=name, nic=nic)
+
+
+# ---- physical servers (seed 003) ---------------------------------------------------------------
+
+
+class CreatePolicyDialog(EngineDialog):
+    """A replication policy for physical servers, as `srlab policy create NAME [--retention H]
+    [--app-consistent H]` makes it: with its failback policy. The engine judges the values."""
+
+    title_text = "Create replication policy"
+    ok_label = "Create"
+
+    def body(self) -> ComposeResult:
+        yield Static(Text("A replication policy for physical servers: how long recovery points are kept and how "
+                          "often an app-consistent one is made. Its failback policy (NAME-failback) is made with "
+                          "it. Associate it with a configuration server (a) to protect its servers."), classes="line")
+        with Grid():
+            yield Label("Name")
+            yield Input("", id="policy-name", compact=True, placeholder="like Gold")
+            yield Label("Retention (hours)")
+            yield Input("", id="retention", compact=True, placeholder="blank: the default")
+            yield Label("App-consistent (h)")
+            yield Input("", id="app", compact=True, placeholder="blank: the default; 0 = none")
+
+    def on_mount(self) -> None:
+        self.query_one("#policy-name", Input).focus()
+
+    def operation(self):
+        name = self.query_one("#policy-name", Input).value.strip()
+        if not name:
+            raise ValueError("give the policy a name")
+        ret = self.query_one("#retention", Input).value.strip()
+        app = self.query_one("#app", Input).value.strip()
+        retention_h = _int(ret, "retention") if ret else None
+        app_h = _int(app, "app-consistent frequency") if app else None
+        return lambda lab: lab.create_policy(name, retention_h=retention_h, app_consistent_h=app_h)
+
+    def _done(self, result: Any) -> None:
+        self.pending = False
+        r = result if isinstance(result, dict) else {}
+        self.app.notify(f"{r.get('name', 'policy')} created (keep {r.get('retention_h', '-')} h, app-consistent "
+                        f"{r.get('app_consistent_h') or 'none'} h) with its failback policy", title="srlab",
+                        markup=False)
+        self.dismiss(result if result is not None else True)
+
+
+class AssociatePolicyDialog(EngineDialog):
+    """Associate a replication policy with a configuration server (`srlab policy associate NAME
+    --server CS [--storage-account A]`): its servers replicate to the storage account."""
+
+    title_text = "Associate policy"
+    ok_label = "Associate"
+
+    def __init__(self, server: str, state: LabState):
+        super().__init__(f"Associate policy with {server}")
+        self.server = server
+        pols = lab_policies(state, "replication")
+        free = [p for p in pols if not p.get("server")]
+        self.policies = [(f"{p['name']} ({physical_policy_text(p).plain})"
+                          + (f", associated with {p['server']}" if p.get("server") else ""), p["name"])
+                         for p in free + [p for p in pols if p.get("server")]]
+        res = state.resources or {}
+        self.vault = str(res.get("vault_region") or "")
+        self.accounts = [(f"{a['name']} ({a.get('region', '')}, {a.get('redundancy', '')})", a["name"])
+                         for a in res.get("storage_accounts", []) if not a.get("made_for")]
+
+    def body(self) -> ComposeResult:
+        yield Static(Text.assemble("The policy (and its failback policy) becomes the protection settings of "
+                                   "configuration server ", (self.server, "bold"), ": its servers replicate to the "
+                                   "storage account", (f" in the vault's region {self.vault}" if self.vault else ""),
+                                   "."), classes="line")
+        if not self.policies:
+            yield Static(Text("No replication policy yet: create one first (n).", style="bold"), classes="line")
+        with Grid():
+            yield Label("Policy")
+            yield Select(self.policies, id="policy", allow_blank=False, compact=True)
+            yield Label("Storage account")
+            yield Select(self.accounts, id="storage", compact=True,
+                         prompt="(the vault region's geo-redundant one)")
+
+    def on_mount(self) -> None:
+        if not self.policies:
+            self.query_one("#ok", Button).disabled = True
+            self.query_one("#cancel", Button).focus()
+        else:
+            self.query_one("#policy", Select).focus()
+
+    def operation(self):
+        policy = self.query_one("#policy", Select).value
+        if not isinstance(policy, str) or not policy:
+            raise ValueError("create a replication policy first (n)")
+        storage = self.query_one("#storage", Select).value
+        storage = storage if isinstance(storage, str) and storage else None
+        server = self.server
+        return lambda lab: lab.associate_policy(policy, server, storage_account=storage)
+
+    def _done(self, result: Any) -> None:
+        self.pending = False
+        r = result if isinstance(result, dict) else {}
+        self.app.notify(f"{r.get('policy_name', 'the policy')} associated with {r.get('container', self.server)}: its "
+                        f"servers replicate to {r.get('storage_account', '')} ({r.get('target', '')})", title="srlab",
+                        markup=False)
+        self.dismiss(result if result is not None else True)
+
+
+class DeployProcessServerDialog(EngineDialog):
+    """A process server in Azure, for failback to VMware (`srlab process-server deploy NAME
+    --region R`): an Azure VM registered with the configuration server through the VPN."""
+
+    ok_label = "Deploy"
+
+    def __init__(self, region: str, state: LabState):
+        super().__init__(f"Deploy process server in {region}")
+        self.place = region
+        self.sites = physical_sites(state)
+        self.vpn = vpn_of(state, region)
+        taken = {x["name"].lower() for x in azure_process_servers(state)}
+        self.suggested = next(f"PSAZ{i:02d}" for i in range(1, 100) if f"psaz{i:02d}" not in taken)
+
+    def body(self) -> ComposeResult:
+        cs = ", ".join(p["configuration_server"] for p in self.sites) or "the configuration server"
+        yield Static(Text.assemble("An Azure VM in ", (self.place, "bold"), " from the Site Recovery image, "
+                                   "registered with ", (cs, "bold"), " through the VPN",
+                                   (f" to {self.vpn}" if self.vpn else ""), ". Servers that failed over to ",
+                                   (self.place, "bold"), " fail back to VMware through it (reprotect, then "
+                                   "unplanned failover). Runs as a job: see Jobs (4)."), classes="line")
+        with Grid():
+            yield Label("Name")
+            yield Input(self.suggested, id="ps-name", compact=True, placeholder="like PSAZ01")
+            if len(self.sites) > 1:
+                yield Label("Configuration server")
+                yield Select([(p["configuration_server"], p["configuration_server"]) for p in self.sites],
+                             id="ps-server", allow_blank=False, compact=True)
+
+    def on_mount(self) -> None:
+        box = self.query_one("#ps-name", Input)
+        box.focus()
+        box.select_all()
+
+    def operation(self):
+        name = self.query_one("#ps-name", Input).value.strip()
+        if not name:
+            raise ValueError("give the process server a name")
+        server = None
+        if len(self.sites) > 1:
+            v = self.query_one("#ps-server", Select).value
+            server = v if isinstance(v, str) else None
+        region = self.place
+        return lambda lab: lab.deploy_process_server(name, region, server=server)
+
+
+class PhysicalReprotectDialog(EngineDialog):
+    """Reprotect a physical server that runs in Azure (after its failover's commit) towards a
+    VMware VM (`srlab reprotect SERVER --process-server PS --master-target MT --datastore DS`):
+    through a process server in Azure and a master target on premises, onto a datastore. Blank
+    fields are the engine's defaults."""
+
+    title_text = "Reprotect to VMware"
+    ok_label = "Reprotect"
+
+    def __init__(self, vm: str, state: LabState):
+        super().__init__(f"Reprotect {vm} to VMware")
+        self.vm = vm
+        self.info = state.vm(vm) or {}
+        found = physical_server(state, vm)
+        self.site = found[0] if found else {}
+        self.azure_region = str((self.info.get("policy") or {}).get("target") or "")
+        here = azure_process_servers(state, self.azure_region) or azure_process_servers(state)
+        self.process_servers = [(f"{x['name']} ({x.get('region', '')})", x["name"]) for x in here]
+        cs = str(self.site.get("configuration_server") or "")
+        self.master_targets = [(f"{m} (on the configuration server)" if m == cs else f"{m} (its own server)", m)
+                               for m in self.site.get("master_targets", [])]
+        self.vmware = vpn_of(state, self.azure_region) if self.azure_region else None
+        sites = [w for w in (state.resources or {}).get("vmware_sites", []) if w["name"] == self.vmware] or \
+            list((state.resources or {}).get("vmware_sites", []))
+        self.datastores = [(f"{d} (ESXi {h['name']}, {w['name']})", d) for w in sites for h in w.get("hosts", [])
+                           for d in h.get("datastores", [])]
+
+    def body(self) -> ComposeResult:
+        here = str(self.info.get("active_location") or "Microsoft Azure")
+        there = self.vmware or "the VMware site"
+        yield Static(Text.assemble("Replication ", (f"{here} ({self.azure_region})" if self.azure_region else here, "bold"),
+                                   " → ", (f"{there} (a VMware VM)", "bold"), "."), id="direction", classes="line")
+        yield Static(Text.assemble("A physical server fails back to a VMware VM only. The master target seeds the "
+                                   "VMware VM's disks on the datastore from ", (self.vm, "bold"), "'s own disks on "
+                                   "premises; a Resynchronize job then sends only what differs from Azure. Then fail "
+                                   "it over (U) and commit."), classes="line")
+        with Grid():
+            yield Label("Process server")
+            yield Select(self.process_servers, id="rp-ps", compact=True,
+                         value=self.process_servers[0][1] if len(self.process_servers) == 1 else Select.NULL,
+                         prompt="(deploy one: Resources, d)" if not self.process_servers else "(choose one)")
+            yield Label("Master target")
+            yield Select(self.master_targets, id="rp-mt", compact=True, prompt="(the configuration server's)")
+            yield Label("Datastore")
+            yield Select(self.datastores, id="rp-ds", compact=True, prompt="(the VMware site's first)")
+
+    def on_mount(self) -> None:
+        self.query_one("#rp-ps", Select).focus()
+
+    def operation(self):
+        def picked(box: str) -> str | None:
+            v = self.query_one(box, Select).value
+            return v if isinstance(v, str) and v else None
+
+        vm, ps, mt, ds = self.vm, picked("#rp-ps"), picked("#rp-mt"), picked("#rp-ds")
+        return lambda lab: lab.reprotect([vm], process_server=ps, master_target=mt, datastore=ds)
 
 
 # ---- failover (seed 004 STEP 3) ----------------------------------------------------------------
@@ -609,15 +884,18 @@ class FailoverDialog(EngineDialog):
         super().__init__()
         self.vm = vm
         self.info = state.vm(vm) or {}
-        self.back = at_recovery_side(self.info)
+        # a physical server failing back fails over to the VMware VM from a point, as to Azure
+        self.to_vmware = vmware_target(state, self.info)
+        self.back = at_recovery_side(self.info) and not self.to_vmware
         self.reasons = {k: state.reason(f"{k}_failover", vm) for k, _ in FAILOVER_KINDS}
         allowed = [k for k, _ in FAILOVER_KINDS if not self.reasons[k]]
         self.kind = kind if kind in allowed or not allowed else allowed[0]
         self.points = state.points.get(vm, [])
         self.networks = state.networks.get(vm, [])
         self.encrypt = bool((self.info.get("policy") or {}).get("encrypt"))
-        server = next((s for s in (state.resources or {}).get("servers", []) if s["name"] == self.info.get("site")),
-                      None)
+        # the server that made the key: the VM's VMM server, or a physical server's configuration server
+        owners = (self.info.get("site"), (self.info.get("policy") or {}).get("container"))
+        server = next((s for s in (state.resources or {}).get("servers", []) if s["name"] in owners), None)
         self.key_hint = (server or {}).get("key_file") or ""
         self.azure = bool(self.info.get("azure"))
         self.set_titles()
@@ -653,7 +931,11 @@ class FailoverDialog(EngineDialog):
         return t
 
     def body(self) -> ComposeResult:
-        yield Static(direction_text(self.info, self.back), id="direction", classes="line")
+        if self.to_vmware:
+            yield Static(Text.assemble((str(self.info.get("active_location") or ""), "bold"), " → ",
+                                       (f"{self.to_vmware}, a VMware VM", "bold")), id="direction", classes="line")
+        else:
+            yield Static(direction_text(self.info, self.back), id="direction", classes="line")
         yield Static("", id="what", classes="line")
         yield OptionList(*[Option(self.kind_prompt(k), id=k, disabled=bool(self.reasons[k]))
                            for k, _ in FAILOVER_KINDS], id="kinds", compact=True)
@@ -698,7 +980,7 @@ class FailoverDialog(EngineDialog):
         picks_point = kind in ("test", "unplanned") and not back
         self.query_one("#points").display = picks_point
         self.query_one("#point-note").display = kind == "planned" and not back
-        self.query_one("#network-row").display = not (kind == "planned" and back)
+        self.query_one("#network-row").display = not (kind == "planned" and back) and not self.to_vmware
         net = self.query_one("#network", Select)
         keep = net.value
         net.set_options(self.network_options())
@@ -718,6 +1000,8 @@ class FailoverDialog(EngineDialog):
                     f"{self.vm} starts in {there} from the point: writes after it are lost.")
             what += (f" latest processes the cache's {fmt_bytes(az.get('cache_bytes') or 0)} first "
                      f"({az.get('cache_account', '')}): the lowest RPO.")
+        elif self.to_vmware and self.kind == "unplanned":
+            what = f"{self.vm} is built as a VMware VM on {self.to_vmware} from the point; then commit it."
         else:
             what = {
                 "test": "A copy at the recovery side; production and replication go on.",
@@ -942,6 +1226,9 @@ class FaultDialog(EngineDialog):
             names = [""] + names
         # the targets the engine takes now first; the others say so (injecting one says why not)
         refused = {n for n in names if state.reason("fault_inject", inject_subject(kind, n))}
+        if self.touches == "port":  # a port needs naming (no blank); the line below says what goes through it
+            names = [n for n in names if n]
+        self.ports = {n: state.ports[n] for n in names if n in state.ports}
         self.targets = [((n or "everything it can touch") + (" (not now)" if n in refused else ""), n)
                         for n in [n for n in names if n not in refused] + [n for n in names if n in refused]]
 
@@ -965,9 +1252,25 @@ class FaultDialog(EngineDialog):
             if self.takes_amount:
                 yield Label("Amount (0-1)")
                 yield Input("", id="amount", compact=True, placeholder="the kind's default; a share, like 0.5")
+        if self.ports:
+            yield Static("", id="port-note", classes="line")
 
     def on_mount(self) -> None:
         self.query_one("#target", Select).focus()
+        self.show_port()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "target":
+            self.show_port()
+
+    def show_port(self) -> None:
+        """A port-blocked fault: what goes through the port chosen (Lab.ports)."""
+        if not self.ports:
+            return
+        target = self.query_one("#target", Select).value
+        about = self.ports.get(target) if isinstance(target, str) else None
+        self.query_one("#port-note", Static).update(
+            Text.assemble(("through it: ", "bold"), Text(about or "-"), style="dim" if not about else ""))
 
     def operation(self):
         target = self.query_one("#target", Select).value
@@ -1288,6 +1591,14 @@ def dialog_for(request: DialogRequest, state: LabState) -> Screen:
         return WorkloadDialog(request.vm, state)
     if isinstance(request, CommandOutput):
         return CommandOutputScreen(request)
+    if isinstance(request, CreatePolicyForm):
+        return CreatePolicyDialog()
+    if isinstance(request, AssociatePolicyForm):
+        return AssociatePolicyDialog(request.server, state)
+    if isinstance(request, DeployProcessServerForm):
+        return DeployProcessServerDialog(request.region, state)
+    if isinstance(request, ReprotectForm):
+        return PhysicalReprotectDialog(request.vm, state)
     raise TypeError(f"no dialog for {request!r}")
 
 
@@ -1296,4 +1607,5 @@ __all__ = [
     "ConfirmDialog", "CloudProtectionDialog", "MapNetworkDialog", "LinkDialog", "ProtectDialog",
     "TargetDialog", "FailoverDialog", "ChangePointDialog", "CompleteDialog", "HelpScreen", "VmDetailScreen",
     "RunForDialog", "ExportDialog", "CommandOutputScreen", "FaultDialog", "WorkloadDialog",
+    "CreatePolicyDialog", "AssociatePolicyDialog", "DeployProcessServerDialog", "PhysicalReprotectDialog",
 ]

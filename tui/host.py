@@ -40,6 +40,33 @@ class ProtectForm:
 
 
 @dataclass(frozen=True)
+class CreatePolicyForm:
+    """Create a replication policy for physical servers (and its failback policy)."""
+
+
+@dataclass(frozen=True)
+class AssociatePolicyForm:
+    """Associate a replication policy with configuration server `server`."""
+
+    server: str
+
+
+@dataclass(frozen=True)
+class DeployProcessServerForm:
+    """Deploy a process server in Azure region `region` (for failback to VMware)."""
+
+    region: str
+
+
+@dataclass(frozen=True)
+class ReprotectForm:
+    """Reprotect a physical server that runs in Azure towards a VMware VM: the process server in
+    Azure, the master target and the datastore."""
+
+    vm: str
+
+
+@dataclass(frozen=True)
 class TargetForm:
     vm: str
 
@@ -129,7 +156,7 @@ class CommandOutput:
 
 DialogRequest = Union[Confirm, ProtectForm, TargetForm, CloudProtectionForm, MapNetworkForm, LinkForm, FailoverForm,
                       ChangePointForm, CompleteForm, VmDetails, ExportForm, RunForForm, CommandOutput, FaultForm,
-                      WorkloadForm]
+                      WorkloadForm, CreatePolicyForm, AssociatePolicyForm, DeployProcessServerForm, ReprotectForm]
 
 
 # ---- recovery plans (their dialogs are in tui.plan_dialogs) -------------------------------------

@@ -11,8 +11,8 @@ from rich.text import Text
 from engine import Failover, Protection
 
 from .state import (AZURE_KINDS, SIDE_RESOURCES, LabState, azure_side, azure_vms, fmt_bytes, fmt_duration,
-                    fmt_frequency, fmt_time, is_azure_vm, made_for, region_info, region_resources, vm_resources,
-                    waiting_jobs, waiting_step)
+                    fmt_frequency, fmt_time, is_azure_vm, made_for, physical_server, region_info, region_resources,
+                    vm_resources, waiting_jobs, waiting_step)
 
 
 def health_style(health: str, colors: dict) -> str:
@@ -87,6 +87,15 @@ def policy_text(p: dict | None) -> Text:
     if p.get("start") not in (None, "now"):
         parts.append(f"start {p['start']}")
     return Text(" · ".join(parts))
+
+
+def physical_policy_text(p: dict | None) -> Text:
+    """A physical servers' policy (Lab.policies) on one line: how long points are kept, how often
+    an app-consistent one is made."""
+    if not p:
+        return Text("no policy", style="dim")
+    app_h = p.get("app_consistent_h") or 0
+    return Text(f"keep {p.get('retention_h', 0)} h · app-consistent {'every ' + str(app_h) + ' h' if app_h else 'none'}")
 
 
 def region_policy_text(p: dict | None) -> Text:
@@ -246,8 +255,18 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
     az = v.get("azure")
     azure_vm = is_azure_vm(state, v)
     label("VM")
+    phys = physical_server(state, name)
     if azure_vm:
         t.append(Text(f"{v.get('os', '')} · Azure VM in {v.get('location', '')} · {v.get('power', '')}"))
+    elif phys is not None:  # seed 003: a physical server, its mobility service and process server
+        site, srv = phys
+        mob = str(srv.get("mobility") or "")
+        vmware = {w["name"] for w in (state.resources or {}).get("vmware_sites", [])}
+        what = (f"VMware VM on {v['active_location']} (failed back; was a physical server of {site['site']})"
+                if v.get("active_location") in vmware else f"physical server of {site['site']}")
+        t.append(Text(f"{v.get('os', '')} · {what} · {v.get('power', '')} · mobility "
+                      + (f"{mob} ({srv['method']})" if srv.get("method") else mob)
+                      + (f" → {srv['process_server']}" if srv.get("process_server") else "")))
     else:
         t.append(Text(f"{v.get('os', '')} · host {v.get('host', '') or '-'} · {v.get('power', '')}"))
     if v.get("active_location"):
@@ -312,6 +331,14 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
         t.append_text(region_policy_text(pol))
         if pol:
             t.append(" (the region's)", style="dim")
+    elif v.get("policy") is None and phys is not None:  # not protected yet: its configuration server's policy
+        site = phys[0]
+        pol = next((p for p in (state.resources or {}).get("policies", []) if p["name"] == site.get("policy")), None)
+        if pol is None:
+            t.append(Text(f"none: {site['configuration_server']} has no policy associated", style="dim"))
+        else:
+            t.append_text(Text(f"{pol['name']} · → Azure · ").append_text(physical_policy_text(pol)))
+            t.append(f" ({site['configuration_server']}'s)", style="dim")
     elif v.get("policy") is None:  # not protected yet: the cloud's settings, which protection would use
         cloud = next((c for c in (state.resources or {}).get("clouds", []) if c["name"] == v.get("cloud")), None)
         if cloud and cloud.get("protection"):
@@ -327,6 +354,11 @@ def vm_detail_text(state: LabState, name: str, colors: dict, wrap: bool = False,
             f"{d['name']} {fmt_bytes(d.get('logical_bytes'))} ({fmt_bytes(d.get('allocated_bytes'))} used)"
             for d in v.get("disks", [])
         )))
+    path = v.get("path") if v.get("protection") not in (None, Protection.NOT_PROTECTED) else None
+    if path:  # a physical server: its process server, where its data goes, what waits in the cache
+        label("Data path")
+        t.append(Text(f"{path.get('process_server', '')} → {path.get('to', '')} · "
+                      f"{fmt_bytes(path.get('waiting_bytes') or 0)} waiting in {path.get('cache_dir', '')}"))
     if not azure_vm:
         label("Replication")
         rpo = v.get("rpo_seconds")

@@ -19,7 +19,7 @@ from engine import JobState, Lab, LabError, Protection, format_duration, format_
 
 # The kinds of subject the app shows rows of. Which actions apply to each is the engine's
 # business (Lab.actions(kind)); the app only knows how to name each row as a subject.
-SUBJECT_KINDS = ("job", "vm", "server", "host", "cloud", "network", "link", "plan")
+SUBJECT_KINDS = ("job", "vm", "server", "host", "cloud", "network", "link", "plan", "region", "process server")
 
 JOB_LIMIT = 100
 EVENT_LIMIT = 300
@@ -49,6 +49,8 @@ class LabState:
     faults: list[dict] = field(default_factory=list)
     # Azure regions, their pairs and resources, Site Recovery's marked made_for (Lab.regions)
     regions: list[dict] = field(default_factory=list)
+    # physical sites (seed 003): the ports a port-blocked fault can name, and what goes through each
+    ports: dict[str, str] = field(default_factory=dict)
     # VM -> its guest workload's write rate now, KiB per lab second
     workloads: dict[str, float] = field(default_factory=dict)
     # subject kind -> the actions the engine judges for it (Lab.actions)
@@ -223,6 +225,69 @@ def default_map_target(networks: list[dict], source: str) -> str | None:
     return (azure + other)[0] if azure + other else None
 
 
+# ---- physical servers -> Azure (seed 003) ---------------------------------------------------------
+
+
+def physical_sites(st: LabState) -> list[dict]:
+    """The lab's physical sites as Lab.resources()["physical"] has them: the configuration
+    server, its process servers (cache use, ports), master targets and servers."""
+    return list((st.resources or {}).get("physical") or [])
+
+
+def is_physical_lab(st: LabState) -> bool:
+    return bool(physical_sites(st))
+
+
+def physical_server(st: LabState, name: str) -> tuple[dict, dict] | None:
+    """(its physical site, the server as components() has it: mobility service, process server),
+    or None for a VM that is no physical server."""
+    for site in physical_sites(st):
+        for s in site.get("servers", []):
+            if s["name"] == name:
+                return site, s
+    return None
+
+
+def physical_site_named(st: LabState, name: str) -> dict | None:
+    """A physical site by its name or its configuration server's."""
+    return next((p for p in physical_sites(st) if name in (p["site"], p["configuration_server"])), None)
+
+
+def lab_policies(st: LabState, kind: str | None = None) -> list[dict]:
+    """Replication policies of physical servers (and their failback policies), as created."""
+    return [p for p in (st.resources or {}).get("policies", []) if kind is None or p.get("kind") == kind]
+
+
+def azure_process_servers(st: LabState, region: str | None = None) -> list[dict]:
+    """Process servers in Azure (deployed for failback): name, region, made_for (the
+    configuration server they register with), created."""
+    return [x for x in (st.resources or {}).get("created_by_site_recovery", [])
+            if x.get("kind") == "process server" and (region is None or x.get("region") == region)]
+
+
+def vpn_of(st: LabState, region: str) -> str | None:
+    """The VMware site a link (the VPN or ExpressRoute) joins to an Azure region, or None."""
+    sites = {w["name"] for w in (st.resources or {}).get("vmware_sites", [])}
+    for link in (st.resources or {}).get("links", []):
+        for a, b in ((link["source"], link["target"]), (link["target"], link["source"])):
+            if a == region and b in sites:
+                return b
+    return None
+
+
+def vmware_target(st: LabState, v: dict) -> str | None:
+    """A physical server failing back: where its replication goes now (the VMware site and its
+    datastore, as status's path says: "Contoso vSphere (datastore2)"), else None."""
+    to = str((v.get("path") or {}).get("to") or "")
+    sites = [w["name"] for w in (st.resources or {}).get("vmware_sites", [])]
+    return to if any(to == w or to.startswith(f"{w} (") for w in sites) else None
+
+
+def fmt_cache(n: int | float | None, limit: int | float | None) -> str:
+    """A process server's cache use: "12.3 MiB of 32 MiB"."""
+    return f"{fmt_bytes(n)} of {fmt_bytes(limit).replace('.0 ', ' ')}"
+
+
 def rows_by_kind(st: LabState) -> list[tuple[str, str, Any]]:
     """Every row the app can act on: (subject kind, key the UI looks it up by, subject as the
     engine takes it)."""
@@ -235,6 +300,9 @@ def rows_by_kind(st: LabState) -> list[tuple[str, str, Any]]:
     rows += [("network", n["name"], n["name"]) for n in res.get("networks", []) if n.get("side") != "azure"]
     rows += [("link", link_subject(x), (x["source"], x["target"])) for x in res.get("links", [])]
     rows += [("plan", p["name"], p["name"]) for p in st.plans]
+    if res.get("physical"):  # seed 003: a process server in Azure is deployed in a region, for failback
+        rows += [("region", r["name"], r["name"]) for r in res.get("regions", [])]
+        rows += [("process server", p["name"], p["name"]) for p in azure_process_servers(st)]
     return rows
 
 
@@ -413,6 +481,7 @@ def _collect(lab: Lab, reuse: LabState | None, last: LabState | None, changes: C
     st.fault_kinds = _try(lab.fault_kinds, [])
     st.fault_targets = {k["touches"]: _try(lambda k=k: lab.fault_targets(k["kind"]), []) for k in st.fault_kinds}
     st.faults = _try(lab.faults, [])
+    st.ports = _try(lab.ports, {}) if st.resources.get("physical") else {}
     for vm in st.status.get("vms", []):
         name = vm["name"]
         if vm.get("protection", Protection.NOT_PROTECTED) == Protection.NOT_PROTECTED:

@@ -10,10 +10,12 @@ from textual.widgets import DataTable, Static
 
 from engine import Failover, Protection
 
-from ..host import (ChangePointForm, Confirm, ExportForm, FailoverForm, ProtectForm, TargetForm, VmDetails,
-                    WorkloadForm)
-from ..render import health_style, policy_text, proof_text, recovery_side, region_text, vm_detail_text
-from ..state import LabState, at_recovery_side, azure_vms, fmt_duration, fmt_frequency, region_info
+from ..host import (ChangePointForm, Confirm, ExportForm, FailoverForm, ProtectForm, ReprotectForm, TargetForm,
+                    VmDetails, WorkloadForm)
+from ..render import (health_style, physical_policy_text, policy_text, proof_text, recovery_side, region_text,
+                      vm_detail_text)
+from ..state import (LabState, at_recovery_side, azure_vms, fmt_duration, fmt_frequency, lab_policies,
+                     physical_server, physical_site_named, region_info)
 from ..widgets import Column, LabTable, line_count, show_text
 from .base import Panel, PanelAction
 
@@ -237,6 +239,10 @@ class ProtectedItems(Panel):
                 region = region_info(state, cloud) or {}
                 rpol = region.get("protection")
                 where = f"→ {rpol.get('target', '')}" if rpol else f"pair {region.get('paired_region') or '-'}"
+            site = physical_site_named(state, cloud) if cloud not in cloud_policy else None
+            if site is not None:  # a physical site: its configuration server's policy
+                where = (f"→ Azure · {site['policy']}" if site.get("policy") else
+                         f"{site['configuration_server']}: no policy")
             cells = ["", head, "", "", count, "", Text(where, style="dim"), ""]
             if self.compact:
                 del cells[2]
@@ -291,6 +297,10 @@ class ProtectedItems(Panel):
         elif key.startswith("cloud:") and any(v.get("location") == key[6:] for v in azure_vms(self.state)):
             pane.border_title = f"Region {key[6:]}"
             text = region_text(self.state, key[6:])
+        elif key.startswith("cloud:") and physical_site_named(self.state, key[6:]):
+            site = physical_site_named(self.state, key[6:])
+            pane.border_title = f"Physical site {site['site']}"
+            text = self.site_text(site)
         elif key.startswith("cloud:"):
             cloud = key[6:]
             pane.border_title = f"Cloud {cloud}"
@@ -315,6 +325,28 @@ class ProtectedItems(Panel):
                 text.append_text(proof_text(proof, self.host.status_colors))
         show_text(pane, text)
         self.fit()
+
+    def site_text(self, site: dict) -> Text:
+        """A physical site's row: its configuration server, its policy, its process servers."""
+        text = Text()
+        cs = site["configuration_server"]
+        text.append("Config srv  ", style="bold")
+        text.append(Text(f"{cs} · {'registered' if site.get('registered') else 'not registered'}"
+                         + (" · inbound 443 blocked" if site.get("management_blocked") else "")))
+        text.append("\nPolicy      ", style="bold")
+        pol = next((p for p in lab_policies(self.state, "replication") if p["name"] == site.get("policy")), None)
+        if pol is None:
+            text.append("none associated (Resources, a)", style="dim")
+        else:
+            text.append(Text(f"{pol['name']} · → Azure · "))
+            text.append_text(physical_policy_text(pol))
+            fb = next((p for p in lab_policies(self.state, "failback") if p.get("server") == cs), None)
+            if fb is not None:
+                text.append(Text(f" · failback policy {fb['name']}"))
+        text.append("\nProcess     ", style="bold")
+        text.append(Text(" · ".join(f"{p['name']} → {', '.join(p.get('servers') or []) or 'none'}"
+                                    for p in site.get("process_servers", []))))
+        return text
 
     # ---- actions -----------------------------------------------------------------------------
 
@@ -439,6 +471,14 @@ class ProtectedItems(Panel):
                               "(R) to replicate it to ", (str(v["azure"].get("to") or "the other region"), "bold"),
                               ": it can fail over back the same way."),
             ]
+        elif physical_server(self.state, vm) is not None and v.get("active_location") in {
+                w["name"] for w in (self.state.resources or {}).get("vmware_sites", [])}:
+            lines = [  # seed 003: the failback to VMware ends here
+                Text.assemble("Commit the failback of ", (vm, "bold"), ": it runs as a VMware VM on ",
+                              (str(v.get("active_location", "")), "bold"), "."),
+                Text("The VM in Azure and the physical server's disks are deleted and protection ends: protect it "
+                     "again (e) to replicate the VMware VM to Azure."),
+            ]
         elif at_recovery_side(v):
             lines = [
                 Text.assemble("Commit the failover of ", (vm, "bold"), ": it runs at ",
@@ -462,6 +502,9 @@ class ProtectedItems(Panel):
         if v.get("azure"):
             self.show_dialog(Confirm("Reverse replicate", self.azure_reprotect_lines(vm, v),
                                      lambda lab: lab.reprotect([vm]), ok_label="Reprotect"))
+            return
+        if physical_server(self.state, vm) is not None and at_recovery_side(v):  # to VMware, through Azure's PS
+            self.show_dialog(ReprotectForm(vm))
             return
         here = str(v.get("active_location") or v.get("location") or "")
         there = str(v.get("location", "")) if at_recovery_side(v) else recovery_side(v)
