@@ -1,11 +1,14 @@
 """Make the SVG screenshots in docs/: the sample lab (seed 004) after STEP 2, every main panel.
 
     .venv/bin/python -m tests.tui.screenshots [OUT_DIR]     (default: docs/)
+    .venv/bin/python -m tests.tui.screenshots --physical [OUT_DIR]    (only seed 003's)
 
 Not a test: it builds a fresh sample lab in a temporary folder, takes it through STEP 2 with
 the engine (the keyboard path is tests/tui/test_step2.py), and saves what the app shows; then
 it cuts the link (fault link-down) and saves the faults panel and an item's health; then the
-Azure -> Azure sample (seed 002) protected for two hours: its regions and VMs, its resources.
+Azure -> Azure sample (seed 002) protected for two hours: its regions and VMs, its resources;
+then the physical sample (seed 003), set up as its walkthrough does, protected for an hour, then
+an hour with process server PS02's outbound 443 blocked: its Resources, the data path through PS02.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ A2A_SHOTS = [
     ("tui-azure.svg", (120, 36), ["2", "slash", *"WEB01", "enter"]),
     ("tui-azure-resources.svg", (120, 36), ["3"]),
 ]
+# the physical servers sample (seed 003): an hour protected, then an hour with PS02:443-out blocked
+PHYSICAL_SHOTS = [
+    ("physical-resources.svg", (120, 36), ["3", "down", "down"]),
+]
 KEY_NAMES = {" ": "space", "(": "left_parenthesis", "/": "slash", ":": "colon"}
 
 
@@ -60,6 +67,24 @@ def build_a2a_lab(where: Path) -> Lab:
     lab = Lab.create(where / "a2a", SAMPLES / "azure-to-azure.toml")
     lab.run_until_done(lab.protect(["WEB01", "WEB02", "SQL01"]))
     lab.run(2 * 3600)
+    return lab
+
+
+def build_physical_lab(where: Path) -> Lab:
+    """The brief's walkthrough of seed 003: CS01 registered, the mobility service pushed to WEB01
+    and APP01 and installed by hand on SQL01 and SQL02, policy Gold associated, the web servers
+    through CS01, the SQL servers through PS02 in a group; an hour; then PS02's 443 out blocked
+    for an hour (its cache fills)."""
+    lab = Lab.create(where / "physical", SAMPLES / "physical-to-azure.toml")
+    lab.run_until_done([lab.register_server("CS01")])
+    lab.run_until_done(lab.install_mobility(["WEB01", "APP01"], push=True) + lab.install_mobility(["SQL01", "SQL02"]))
+    lab.create_policy("Gold")
+    lab.associate_policy("Gold", "CS01")
+    lab.run_until_done(lab.protect(["WEB01", "APP01"], policy="Gold")
+                       + lab.protect(["SQL01", "SQL02"], policy="Gold", process_server="PS02", group="SQLGroup"))
+    lab.run(3600)
+    lab.fault_inject("port-blocked", "PS02:443-out")
+    lab.run(3600)
     return lab
 
 
@@ -81,9 +106,17 @@ async def shoot(lab: Lab, out: Path, shots=SHOTS) -> None:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs"
+    args = [a for a in sys.argv[1:] if a != "--physical"]
+    out = Path(args[0]) if args else ROOT / "docs"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        lab = build_physical_lab(Path(tmp))
+        try:
+            asyncio.run(shoot(lab, out, PHYSICAL_SHOTS))
+        finally:
+            lab.close()
+        if "--physical" in sys.argv:
+            return
         lab = build_lab(Path(tmp))
         try:
             asyncio.run(shoot(lab, out))
