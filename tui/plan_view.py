@@ -37,7 +37,11 @@ def plan_back(state: LabState, plan: dict) -> bool:
 
 
 def source_of(vm: dict) -> str:
-    """Where a VM is protected from, as a plan names it: its cloud (or region, or site)."""
+    """Where a VM is protected from, as a plan names it: its cloud (or region, or site); a
+    physical server's configuration server (seed 003)."""
+    policy = vm.get("policy") or {}
+    if policy.get("container_kind") == "configuration server" and policy.get("container"):
+        return str(policy["container"])
     return str(vm.get("cloud") or vm.get("location") or vm.get("site") or "")
 
 

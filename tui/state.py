@@ -492,7 +492,9 @@ def _collect(lab: Lab, reuse: LabState | None, last: LabState | None, changes: C
         st.points[name] = _try(lambda: lab.points(name), [])
         st.networks[name] = _try(lambda: lab.target_networks(name), [])
     clouds = sorted({v["cloud"] for v in st.status.get("vms", []) if v.get("cloud")}
-                    | {v["location"] for v in st.status.get("vms", []) if v.get("azure") and v.get("location")})
+                    | {v["location"] for v in st.status.get("vms", []) if v.get("azure") and v.get("location")}
+                    # physical servers: their configuration server is their container (seed 003)
+                    | {p["configuration_server"] for p in physical_sites(st)})
     for cloud in clouds:
         st.rpo_history[cloud] = list(_try(lambda: lab.rpo_history(cloud), []))
     st.actions = {kind: tuple(lab.actions(kind)) for kind in SUBJECT_KINDS}

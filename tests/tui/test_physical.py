@@ -194,6 +194,8 @@ async def test_protect_a_physical_server_through_a_process_server_in_a_group(phy
         # the site's row: its configuration server's policy
         items = app.query_one("#items")
         assert items.get_cell("cloud:Contoso DC", "failover").plain == "→ Azure · Gold"
+        # the dashboard's RPO chart: per configuration server, the physical servers' container
+        assert app.state.rpo_history.get("CS01")
 
         # planned failover: greyed, and pressing it says the engine's reason
         reason = lab.allowed("planned_failover", "WEB01")
@@ -217,6 +219,21 @@ async def test_protect_a_physical_server_through_a_process_server_in_a_group(phy
         assert "PS02 on its own server · serves SQL01" in text
         assert ("mobility service → PS02 (9443 in) → its cache (LZ4 + AES-GCM) → 443 out → Azure storage "
                 "physrecovery") in text
+
+
+async def test_a_recovery_plan_of_physical_servers_goes_from_their_configuration_server(physical):
+    lab = physical
+    set_up(lab)
+    done(lab, lab.protect(["WEB01", "APP01"], policy="Gold"))
+    app = make_app(lab)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await keys(pilot, "5", "n")
+        await type_text(pilot, "Web")
+        await keys(pilot, "ctrl+s")
+        assert not isinstance(app.screen, ModalScreen)
+        assert [(p["name"], p["source"], p["target"], p["groups"][0]["vms"]) for p in lab.plans()] == [
+            ("Web", "CS01", "Japan East", ["APP01", "WEB01"])]
 
 
 async def test_a_blocked_port_from_the_faults_panel_shows_on_its_process_server(physical):

@@ -75,7 +75,8 @@ class Resources(Panel):
     KEY = "3"
     ACTIONS = [
         PanelAction("register_server", "r", "Register", "Register server",
-                    "register the VMM server with the vault (installs the provider; makes the data-encryption key)",
+                    "register the VMM server (installs the provider) or the configuration server (installs it with its "
+                    "process server and master target) with the vault; makes the data-encryption key",
                     kind="server"),
         PanelAction("install_agent", "i", "Agent", "Install agent",
                     "install the Recovery Services agent on a Hyper-V host", kind="host"),
