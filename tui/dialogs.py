@@ -353,7 +353,7 @@ class ProtectDialog(EngineDialog):
         if self.physical:
             self.site = found[0][0]
             self.title_text = "Enable replication"
-            self.policies = [p for p in lab_policies(state, "replication")]
+            self.policies = lab_policies(state, "replication")
         if self.azure:
             self.title_text = "Enable replication"
             self.source = str(infos[0].get("location") or "")
@@ -407,8 +407,8 @@ class ProtectDialog(EngineDialog):
                 p["name"]) for p in site.get("process_servers", [])]
         with Grid():
             yield Label("Policy")
-            yield Select(policies, id="ph-policy", compact=True,
-                         prompt=f"(none associated with {cs}: Resources, a)" if not mine else "(the configuration server's)",
+            blank = f"(none associated with {cs}: Resources, a)" if not mine else "(the configuration server's)"
+            yield Select(policies, id="ph-policy", compact=True, prompt=blank,
                          value=mine if mine in [v for _, v in policies] else Select.NULL)
             yield Label("Process server")
             yield Select(pss, id="ph-ps", allow_blank=False, compact=True)
@@ -774,8 +774,9 @@ class PhysicalReprotectDialog(EngineDialog):
     def body(self) -> ComposeResult:
         here = str(self.info.get("active_location") or "Microsoft Azure")
         there = self.vmware or "the VMware site"
-        yield Static(Text.assemble("Replication ", (f"{here} ({self.azure_region})" if self.azure_region else here, "bold"),
-                                   " → ", (f"{there} (a VMware VM)", "bold"), "."), id="direction", classes="line")
+        source = f"{here} ({self.azure_region})" if self.azure_region else here
+        yield Static(Text.assemble("Replication ", (source, "bold"), " → ", (f"{there} (a VMware VM)", "bold"), "."),
+                     id="direction", classes="line")
         yield Static(Text.assemble("A physical server fails back to a VMware VM only. The master target seeds the "
                                    "VMware VM's disks on the datastore from ", (self.vm, "bold"), "'s own disks on "
                                    "premises; a Resynchronize job then sends only what differs from Azure. Then fail "

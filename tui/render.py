@@ -95,7 +95,8 @@ def physical_policy_text(p: dict | None) -> Text:
     if not p:
         return Text("no policy", style="dim")
     app_h = p.get("app_consistent_h") or 0
-    return Text(f"keep {p.get('retention_h', 0)} h · app-consistent {'every ' + str(app_h) + ' h' if app_h else 'none'}")
+    app = f"every {app_h} h" if app_h else "none"
+    return Text(f"keep {p.get('retention_h', 0)} h · app-consistent {app}")
 
 
 def region_policy_text(p: dict | None) -> Text:

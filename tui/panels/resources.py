@@ -286,7 +286,8 @@ class Resources(Panel):
             for ps in site.get("process_servers", []):
                 full = bool(ps.get("full"))
                 use = fmt_cache(ps.get("bytes"), ps.get("limit"))
-                cell = Text(f"FULL {fmt_bytes(ps.get('bytes')).split()[0]}/{fmt_bytes(ps.get('limit')).replace('.0 ', ' ')}"
+                limit = fmt_bytes(ps.get("limit")).replace(".0 ", " ")
+                cell = Text(f"FULL {fmt_bytes(ps.get('bytes')).split()[0]}/{limit}"
                             if full else use, style=f"bold {colors['error']}" if full else "", no_wrap=True,
                             overflow="ellipsis")
                 if not site.get("registered"):  # registering the configuration server installs them
@@ -383,7 +384,8 @@ class Resources(Panel):
             label("Management")
             if site.get("management_blocked"):
                 t.append("443 in BLOCKED", style=f"bold {colors['warning']}")
-                t.append(Text(f": {state.ports.get(f'{name}:443-in', 'mobility services and protection cannot reach it')}"))
+                why = state.ports.get(f"{name}:443-in", "mobility services and protection cannot reach it")
+                t.append(Text(f": {why}"))
             else:
                 t.append(Text(f"443 in open · {state.ports.get(f'{name}:443-in', 'management')}"))
             label("Policy")
@@ -397,7 +399,8 @@ class Resources(Panel):
                 t.append("none associated: its servers cannot be protected yet (a associates one)", style="dim")
             label("Components")
             pss = [p["name"] for p in site.get("process_servers", [])]
-            t.append(Text(f"process servers {', '.join(pss)} · master targets {', '.join(site.get('master_targets', []))}"
+            mts = ", ".join(site.get("master_targets", []))
+            t.append(Text(f"process servers {', '.join(pss)} · master targets {mts}"
                           + (f" · push account {site['push_account']}" if site.get("push_account") else
                              " · no push account (install by hand)")))
             return t
@@ -422,7 +425,8 @@ class Resources(Panel):
                     t.append(" FULL: its servers are throttled, they keep their changes until it drains",
                              style=f"bold {colors['error']}")
                 raw = ps.get("raw_bytes") or 0
-                t.append(Text(f" · {ps.get('shipments', 0)} waiting" + (f" ({fmt_bytes(raw)} uncompressed)" if raw else "")
+                t.append(Text(f" · {ps.get('shipments', 0)} waiting"
+                              + (f" ({fmt_bytes(raw)} uncompressed)" if raw else "")
                               + f" · sent {fmt_bytes(ps.get('sent_last_hour'))} to Azure in the last hour"))
                 return t
         if kind == "mt":
@@ -433,8 +437,9 @@ class Resources(Panel):
                               + ("on the configuration server (the default)" if name == site["configuration_server"]
                                  else "on its own server (for heavy failback traffic)")))
                 label("Failback")
-                t.append(Text("receives a failing-back server's data from the process server in Azure (through the VPN) "
-                              "and writes the VMware VM's disks on a datastore; reprotect (Protected items, R) picks it"))
+                t.append(Text("receives a failing-back server's data from the process server in Azure (through the "
+                              "VPN) and writes the VMware VM's disks on a datastore; reprotect (Protected items, R) "
+                              "picks it"))
                 return t
         if kind == "vm":
             found = physical_server(state, name)
@@ -463,7 +468,8 @@ class Resources(Panel):
                 back = vmware_target(state, v)
                 if back:  # failing back: from the VM in Azure, through the process server there
                     path = v.get("path") or {}
-                    t.append(Text(f"(the VM in Azure) → {path.get('process_server', '')} → VPN → master target → {back}"))
+                    via = path.get("process_server", "")
+                    t.append(Text(f"(the VM in Azure) → {via} → VPN → master target → {back}"))
                 elif ps is not None:
                     t.append_text(path_text(ps, account(site), colors))
                 else:
