@@ -107,6 +107,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          "damages the VM's replica at the recovery side (really): the next arrival finds it", damage=True),
 ]}
 
+# The kinds of target a fault must name (the others touch everything they can without one).
+NEEDS_TARGET = ("vm", "port")
+
 # Conditions that are not injected faults but stop an item's replication the same way.
 KEY_MISSING = "KeyUnavailable"  # the data-encryption key file is gone: its server's items wait
 RESYNC_NEEDED = "ResyncRequired"  # the 50% rule
@@ -236,7 +239,7 @@ def check_inject(lab, kind: str, target: str | None = None, duration: int | None
             raise InvalidInput(f"{kind} touches a {k.touches}; {target!r} is not one in this lab",
                                f"{k.touches}s: {', '.join(names.values()) or 'none'}")
         target = proper
-    elif k.touches in ("vm", "port"):
+    elif k.touches in NEEDS_TARGET:
         what = "VM" if k.touches == "vm" else "SERVER:PORT-in|out"
         raise InvalidInput(f"{kind} needs --target {what}", f"{k.touches}s: {', '.join(names.values()) or 'none'}")
     if not k.damage and lab.db.execute("SELECT 1 FROM faults WHERE kind=? AND target=?",

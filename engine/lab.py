@@ -565,9 +565,11 @@ class Lab:
     @staticmethod
     def fault_kinds() -> list[dict]:
         """Every kind: what its target names, its error code, recoverable or not, its default
-        --amount (None: it takes none), whether injecting it damages a file."""
+        --amount (None: it takes none), whether injecting it damages a file, whether it needs a
+        target (else it touches everything it can)."""
         return [{"kind": k.name, "touches": k.touches, "code": k.code, "recoverable": k.recoverable,
-                 "about": k.about, "amount": k.amount, "damage": k.damage} for k in faults.KINDS.values()]
+                 "about": k.about, "amount": k.amount, "damage": k.damage,
+                 "needs_target": k.touches in faults.NEEDS_TARGET} for k in faults.KINDS.values()]
 
     def fault_targets(self, kind: str) -> list[str]:
         """What `fault_inject(kind, target)` may name in this lab (links, places, servers, hosts, VMs)."""

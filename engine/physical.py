@@ -295,6 +295,9 @@ def failback_name(name: str) -> str:
 def check_create_policy(lab, name: str, retention_h: int, app_consistent_h: int) -> None:
     from .sites import name_problem
 
+    if not lab.site.physical_sites:
+        raise Refused("replication policies made on their own are for physical servers: this lab has no physical "
+                      "site", "a VMM cloud's policy is set with: srlab cloud configure CLOUD ...")
     if problem := name_problem(name):
         raise InvalidInput(f"policy name {name!r} {problem}")
     problems = rules.v2a_policy_problems(retention_h, app_consistent_h)
@@ -552,12 +555,16 @@ def components(lab) -> list[dict]:
         for vm in (v for v in lab.site.vms if v.physical_site == site.name):
             m = mobility(lab, vm.name)
             installing = jobs.running(lab.db, "install_mobility", vm.name)
+            item = states.item(lab.db, vm.name)
+            back = item is not None and item["target_kind"] == "vmware"  # its data goes through Azure now
             servers.append({"name": vm.name, "os": vm.os,
                             "mobility": "installed" if m else ("installing" if installing else "not installed"),
-                            "method": m["method"] if m else "", "process_server": (m or {}).get("process_server", ""),
-                            "protection": states.current(lab.db, vm.name).value})
+                            "method": m["method"] if m else "",
+                            "process_server": "" if back else (m or {}).get("process_server", ""),
+                            "failing_back": back, "protection": states.current(lab.db, vm.name).value})
         out.append({"site": site.name, "configuration_server": cs, "registered": reg is not None,
                     "management_blocked": port_blocked(lab, f"{cs}:{MANAGEMENT_PORT}-in"),
                     "policy": pol["policy_name"] if pol else "", "push_account": site.push_account,
+                    "storage_account": pol["storage_account"] if pol else "", "region": pol["target"] if pol else "",
                     "process_servers": pss, "master_targets": site.all_master_targets(), "servers": servers})
     return out

@@ -125,6 +125,7 @@ def status(lab) -> dict:
             })
         vms.append({
             "name": vm.name, "site": _site_of(lab, vm), "cloud": vm.cloud, "location": vm.location,
+            "container": scenarios.container_of(vm, lab.site).name,  # what its protection hangs off
             "host": vm.host, "os": vm.os, "generation": vm.generation, "cpus": vm.cpus,
             "memory_mb": vm.memory_mb, "power": row["power"], "writes": row["writes_done"],
             "workload_rate_kib_s": row["rate_kib"] if row["rate_kib"] is not None else vm.workload.rate_kib_s,
@@ -138,8 +139,8 @@ def status(lab) -> dict:
 def container_health(vms: list[dict]) -> list[dict]:
     """Health per container (VMM cloud...): the worst of its items', with the worst item's reason."""
     out = []
-    for name in sorted({v["cloud"] or v["location"] for v in vms if v["health"]}):
-        mine = [v for v in vms if (v["cloud"] or v["location"]) == name and v["health"]]
+    for name in sorted({v["container"] for v in vms if v["health"]}):
+        mine = [v for v in vms if v["container"] == name and v["health"]]
         worst = rules.worst_health([v["health"] for v in mine])
         bad = [v for v in mine if v["health"] == worst and worst != "OK"]
         reason = (f"{bad[0]['name']}: {bad[0]['health_reason']}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")

@@ -67,6 +67,8 @@ def check_deploy(lab, name: str, region: str, server: str | None = None) -> tupl
 def check_deploy_place(lab, region: str, server: str | None = None) -> tuple[str, str]:
     """(configuration server, region) a process server in Azure can be deployed for, or raise
     why not (what the app asks before it offers the action on a region)."""
+    if not lab.site.physical_sites:
+        raise Refused("a process server in Azure fails physical servers back: this lab has no physical site")
     regions = lab.site.regions()
     proper = next((r for r in regions if r.lower() == region.lower()), None)
     if proper is None:
@@ -337,12 +339,15 @@ def data_path(lab, vm: VM, item: dict) -> dict:
     from . import physical
 
     fb = failback_row(lab, vm.name) if item["target_kind"] == "vmware" else None
-    if fb:
-        via, to, cache = f"{fb['process_server']} (Azure)", f"{fb['vmware_site']} ({fb['datastore']})", \
-            failback_cache(lab, vm.name)
-    else:
-        ps = physical.process_server_of(lab, vm)
-        via, to, cache = ps.name, setup.policy(lab, site_of(lab, vm).configuration_server)["storage_account"], \
-            physical.cache_dir(lab, vm)
     waiting = lab.db.execute("SELECT COALESCE(SUM(wire_bytes), 0) FROM transfers WHERE vm=?", [vm.name]).fetchone()[0]
-    return {"process_server": via, "to": to, "cache_dir": str(cache), "waiting_bytes": int(waiting)}
+    if fb:
+        return {"kind": "failback", "process_server": f"{fb['process_server']} (Azure)",
+                "to": f"{fb['vmware_site']} ({fb['datastore']})", "cache_dir": str(failback_cache(lab, vm.name)),
+                "waiting_bytes": int(waiting), "azure_process_server": fb["process_server"],
+                "master_target": fb["master_target"], "vmware_site": fb["vmware_site"], "esxi_host": fb["esxi_host"],
+                "datastore": fb["datastore"], "policy": fb["policy"], "region": fb["region"]}
+    ps = physical.process_server_of(lab, vm)
+    pol = setup.policy(lab, site_of(lab, vm).configuration_server)
+    return {"kind": "replication", "process_server": ps.name, "to": pol["storage_account"],
+            "cache_dir": str(physical.cache_dir(lab, vm)), "waiting_bytes": int(waiting), "region": pol["target"],
+            "policy": pol["policy_name"]}
