@@ -22,10 +22,10 @@ from .host import (AssociatePolicyForm, ChangePointForm, CloudProtectionForm, Co
                    WorkloadForm, host_of)
 from .render import (direction_text, health_text, physical_policy_text, proof_text, recovered_text, recovery_side,
                      region_policy_text, vm_detail_text)
-from .state import (LabState, at_recovery_side, azure_process_servers, fault_targets, fmt_bytes, fmt_cache,
-                    fmt_day_time, fmt_time, inject_subject, is_azure_vm, job_ids_of, lab_policies, number_text,
-                    physical_server, physical_sites, region_info, region_names, region_resources,
-                    vmware_target, vpn_of, waiting_step)
+from .state import (LabState, at_recovery_side, azure_process_servers, failback_path, fault_targets, fmt_bytes,
+                    fmt_cache, fmt_day_time, fmt_time, inject_subject, is_azure_vm, job_ids_of, lab_policies,
+                    linked_vmware_site, number_text, physical_server, physical_sites, region_info, region_names,
+                    region_resources, waiting_step)
 from .widgets import AppBar, Column, KeyBar, LabTable
 
 # The seed's target sizes (names only: which one fits is the engine's business).
@@ -708,7 +708,7 @@ class DeployProcessServerDialog(EngineDialog):
         super().__init__(f"Deploy process server in {region}")
         self.place = region
         self.sites = physical_sites(state)
-        self.vpn = vpn_of(state, region)
+        self.vpn = linked_vmware_site(state, region)  # (display: whether it can go is the engine's answer)
         taken = {x["name"].lower() for x in azure_process_servers(state)}
         self.suggested = next(f"PSAZ{i:02d}" for i in range(1, 100) if f"psaz{i:02d}" not in taken)
 
@@ -765,9 +765,8 @@ class PhysicalReprotectDialog(EngineDialog):
         cs = str(self.site.get("configuration_server") or "")
         self.master_targets = [(f"{m} (on the configuration server)" if m == cs else f"{m} (its own server)", m)
                                for m in self.site.get("master_targets", [])]
-        self.vmware = vpn_of(state, self.azure_region) if self.azure_region else None
-        sites = [w for w in (state.resources or {}).get("vmware_sites", []) if w["name"] == self.vmware] or \
-            list((state.resources or {}).get("vmware_sites", []))
+        self.vmware = linked_vmware_site(state, self.azure_region) if self.azure_region else None  # (display)
+        sites = list((state.resources or {}).get("vmware_sites", []))  # (a datastore it cannot take: the engine says)
         self.datastores = [(f"{d} (ESXi {h['name']}, {w['name']})", d) for w in sites for h in w.get("hosts", [])
                            for d in h.get("datastores", [])]
 
@@ -886,7 +885,8 @@ class FailoverDialog(EngineDialog):
         self.vm = vm
         self.info = state.vm(vm) or {}
         # a physical server failing back fails over to the VMware VM from a point, as to Azure
-        self.to_vmware = vmware_target(state, self.info)
+        fb = failback_path(self.info)
+        self.to_vmware = f"{fb['vmware_site']} ({fb['datastore']})" if fb else None
         self.back = at_recovery_side(self.info) and not self.to_vmware
         self.reasons = {k: state.reason(f"{k}_failover", vm) for k, _ in FAILOVER_KINDS}
         allowed = [k for k, _ in FAILOVER_KINDS if not self.reasons[k]]
@@ -1223,12 +1223,10 @@ class FaultDialog(EngineDialog):
         self.damage = bool(self.info.get("damage"))
         self.takes_amount = self.info.get("amount") is not None
         names = fault_targets(state, self.touches)
-        if self.touches != "vm":  # blank: everything it can touch (a VM kind needs its VM)
+        if not self.info.get("needs_target"):  # blank: everything it can touch (a VM or a port needs naming)
             names = [""] + names
         # the targets the engine takes now first; the others say so (injecting one says why not)
         refused = {n for n in names if state.reason("fault_inject", inject_subject(kind, n))}
-        if self.touches == "port":  # a port needs naming (no blank); the line below says what goes through it
-            names = [n for n in names if n]
         self.ports = {n: state.ports[n] for n in names if n in state.ports}
         self.targets = [((n or "everything it can touch") + (" (not now)" if n in refused else ""), n)
                         for n in [n for n in names if n not in refused] + [n for n in names if n in refused]]

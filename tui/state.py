@@ -265,22 +265,29 @@ def azure_process_servers(st: LabState, region: str | None = None) -> list[dict]
             if x.get("kind") == "process server" and (region is None or x.get("region") == region)]
 
 
-def vpn_of(st: LabState, region: str) -> str | None:
-    """The VMware site a link (the VPN or ExpressRoute) joins to an Azure region, or None."""
-    sites = {w["name"] for w in (st.resources or {}).get("vmware_sites", [])}
+def linked_places(st: LabState, place: str) -> list[str]:
+    """The places a link (a VPN, ExpressRoute...) joins to `place`, as Lab.resources() lists the
+    links: for display only (whether failback can go through one is Lab.allowed's answer)."""
+    out = []
     for link in (st.resources or {}).get("links", []):
         for a, b in ((link["source"], link["target"]), (link["target"], link["source"])):
-            if a == region and b in sites:
-                return b
-    return None
+            if a == place and b not in out:
+                out.append(b)
+    return out
 
 
-def vmware_target(st: LabState, v: dict) -> str | None:
-    """A physical server failing back: where its replication goes now (the VMware site and its
-    datastore, as status's path says: "Contoso vSphere (datastore2)"), else None."""
-    to = str((v.get("path") or {}).get("to") or "")
-    sites = [w["name"] for w in (st.resources or {}).get("vmware_sites", [])]
-    return to if any(to == w or to.startswith(f"{w} (") for w in sites) else None
+def linked_vmware_site(st: LabState, region: str) -> str | None:
+    """For display: the VMware site a link joins to Azure region `region` (the VPN), or None."""
+    sites = {w["name"] for w in (st.resources or {}).get("vmware_sites", [])}
+    return next((p for p in linked_places(st, region) if p in sites), None)
+
+
+def failback_path(v: dict) -> dict | None:
+    """A physical server failing back to VMware: its data path as Lab.status() gives it (kind
+    "failback": process server in Azure, master target, VMware site, ESXi host, datastore,
+    failback policy), else None."""
+    path = v.get("path") or {}
+    return path if path.get("kind") == "failback" else None
 
 
 def fmt_cache(n: int | float | None, limit: int | float | None) -> str:
@@ -355,7 +362,7 @@ def fault_targets(st: LabState, touches: str) -> list[str]:
 
 
 def judge_faults(lab: Lab, st: LabState) -> None:
-    """Whether each kind can be injected now (a kind that needs a VM: on at least one VM) and each
+    """Whether each kind can be injected now (a kind that needs a target: on at least one) and each
     fault in effect cleared, in the engine's words, into st.allowed."""
     def ask(action: str, subject: tuple) -> str | None:
         try:
@@ -368,9 +375,9 @@ def judge_faults(lab: Lab, st: LabState) -> None:
 
     for k in st.fault_kinds:
         kind = k["kind"]
-        # on everything it can touch (a kind that needs a VM: on each VM); when that is refused,
+        # on everything it can touch (a kind that needs a target, a VM or a port: on each); when that is refused,
         # on each thing it can touch, so the kind is offered while any target can take it
-        whole = k.get("touches") != "vm"
+        whole = not k.get("needs_target")
         why = {"": ask("fault_inject", (kind, None, None, None))} if whole else {}
         if not whole or why[""]:
             for target in fault_targets(st, str(k.get("touches", ""))):
@@ -383,9 +390,10 @@ def judge_faults(lab: Lab, st: LabState) -> None:
         elif whole:
             st.allowed[("fault_inject", kind)] = why[""]
         else:
-            st.allowed[("fault_inject", kind)] = ("no VM can take it now: " + "; ".join(refused[:2])
+            what = "VM" if k.get("touches") == "vm" else str(k.get("touches", "target"))
+            st.allowed[("fault_inject", kind)] = (f"no {what} can take it now: " + "; ".join(refused[:2])
                                                   + (" …" if len(refused) > 2 else "")) if refused else \
-                "this lab has no VM"
+                f"this lab has no {what}"
         st.allowed[("fault_clear", kind_subject(kind))] = ask("fault_clear", (kind, None))
     for f in st.faults:
         st.allowed[("fault_clear", fault_subject(f))] = ask("fault_clear", (f["kind"], fault_target(f)))
@@ -491,10 +499,8 @@ def _collect(lab: Lab, reuse: LabState | None, last: LabState | None, changes: C
             continue
         st.points[name] = _try(lambda: lab.points(name), [])
         st.networks[name] = _try(lambda: lab.target_networks(name), [])
-    clouds = sorted({v["cloud"] for v in st.status.get("vms", []) if v.get("cloud")}
-                    | {v["location"] for v in st.status.get("vms", []) if v.get("azure") and v.get("location")}
-                    # physical servers: their configuration server is their container (seed 003)
-                    | {p["configuration_server"] for p in physical_sites(st)})
+    # what each VM's protection hangs off (a cloud, a region, a configuration server): the RPO is sampled per one
+    clouds = sorted({v["container"] for v in st.status.get("vms", []) if v.get("container")})
     for cloud in clouds:
         st.rpo_history[cloud] = list(_try(lambda: lab.rpo_history(cloud), []))
     st.actions = {kind: tuple(lab.actions(kind)) for kind in SUBJECT_KINDS}

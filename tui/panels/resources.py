@@ -13,9 +13,9 @@ from textual.widgets import DataTable, Static
 from ..host import (AssociatePolicyForm, CloudProtectionForm, Confirm, CreatePolicyForm, DeployProcessServerForm,
                     LinkForm, MapNetworkForm)
 from ..render import physical_policy_text, policy_text, region_policy_text, region_text
-from ..state import (AZURE_KINDS, LabState, azure_process_servers, azure_vms, fmt_bytes, fmt_cache, fmt_day_time,
-                     fmt_mbps, is_azure_lab, is_physical_lab, lab_policies, link_subject, physical_server,
-                     physical_site_named, physical_sites, rows_by_kind, used_by, vmware_target, vpn_of)
+from ..state import (AZURE_KINDS, LabState, azure_process_servers, azure_vms, failback_path, fmt_bytes, fmt_cache,
+                     fmt_day_time, fmt_mbps, is_azure_lab, is_physical_lab, lab_policies, link_subject,
+                     linked_vmware_site, physical_server, physical_site_named, physical_sites, rows_by_kind, used_by)
 from ..widgets import Column, LabTable, line_count, show_text
 from .base import Panel, PanelAction
 
@@ -310,7 +310,10 @@ class Resources(Panel):
                 cell = (st(f"mobility ({srv.get('method') or 'installed'})", True) if mob == "installed" else
                         Text("mobility installing", style=f"bold {colors['accent']}") if mob == "installing" else
                         st("no mobility service", None))
-                d = Text(f"→ {srv['process_server']} · " if srv.get("process_server") else "")
+                if srv.get("failing_back"):  # its data goes from the VM in Azure to VMware, not through a PS here
+                    cell = Text("failing back", style=f"bold {colors['accent']}", no_wrap=True, overflow="ellipsis")
+                d = Text("through Azure to VMware · " if srv.get("failing_back") else
+                         f"→ {srv['process_server']} · " if srv.get("process_server") else "")
                 d.append(Text(f"{srv.get('protection', '')} · {srv.get('os', '')}"))
                 rows.append((f"vm:{srv['name']}", ("server", name(srv["name"], 1), cell, d)))
         if not lab_policies(state):
@@ -324,7 +327,7 @@ class Resources(Panel):
             )))
         for r in res.get("regions", []):
             here = azure_process_servers(state, r["name"])
-            vpn = vpn_of(state, r["name"])
+            vpn = linked_vmware_site(state, r["name"])  # (display)
             d = [f"paired with {r.get('paired_region') or '-'}",
                  f"VPN to {vpn}" if vpn else "no VPN to a VMware site"]
             if not here:
@@ -366,11 +369,8 @@ class Resources(Panel):
             t.append(("\n" if t.plain else "") + f"{word:<12}", style="bold")
 
         def account(site: dict) -> str:
-            """The storage account the site's servers replicate to (their policy's, once one is
-            protected; Lab.resources() does not say it before)."""
-            cs = site["configuration_server"]
-            return next((str(v["policy"].get("storage_account") or "") for v in state.status.get("vms", [])
-                         if (v.get("policy") or {}).get("container") == cs), "")
+            """The storage account the site's servers replicate to: its associated policy's ('' before)."""
+            return str(site.get("storage_account") or "")
 
         if kind == "server" and physical_site_named(state, name):
             site = physical_site_named(state, name)
@@ -465,11 +465,11 @@ class Resources(Panel):
                     t.append(" · M pushes it, I installs it by hand", style="dim")
                 label("Sends to")
                 ps = next((p for p in site.get("process_servers", []) if p["name"] == srv.get("process_server")), None)
-                back = vmware_target(state, v)
-                if back:  # failing back: from the VM in Azure, through the process server there
-                    path = v.get("path") or {}
-                    via = path.get("process_server", "")
-                    t.append(Text(f"(the VM in Azure) → {via} → VPN → master target → {back}"))
+                fb = failback_path(v)
+                if fb:  # failing back: from the VM in Azure, through the process server there
+                    t.append(Text(f"(the VM in Azure) → {fb.get('process_server', '')} → VPN → master target "
+                                  f"{fb.get('master_target', '')} → {fb.get('vmware_site', '')} "
+                                  f"({fb.get('esxi_host', '')}, {fb.get('datastore', '')})"))
                 elif ps is not None:
                     t.append_text(path_text(ps, account(site), colors))
                 else:
@@ -497,10 +497,14 @@ class Resources(Panel):
             label("Region")
             t.append(Text(f"{name} · paired with {r.get('paired_region') or '-'}"
                           + (" · the vault's region" if name == res.get("vault_region") else "")))
-            vpn = vpn_of(state, name)
+            vpn = linked_vmware_site(state, name)  # (display: whether failback can go from here is the engine's)
             label("VPN")
             t.append(Text(f"to {vpn}: a process server here registers with the configuration server through it")
-                     if vpn else Text("none to a VMware site: failback cannot go from here", style="dim"))
+                     if vpn else Text("none to a VMware site", style="dim"))
+            why = state.reason("deploy_process_server", name)
+            if why:
+                label("Deploy PS")
+                t.append(Text(f"not now: {why}", style="dim"))
             label("Process srv")
             here = azure_process_servers(state, name)
             t.append(Text(", ".join(f"{x['name']} (for {x.get('made_for', '')})" for x in here)) if here else
@@ -513,7 +517,7 @@ class Resources(Panel):
                 t.append(Text(f"{name} in Azure ({x.get('region', '')}) · registered with {x.get('made_for', '')} "
                               f"through the VPN · deployed {fmt_day_time(x.get('created'))}"))
                 label("Failback")
-                vpn = vpn_of(state, str(x.get("region", "")))
+                vpn = linked_vmware_site(state, str(x.get("region", "")))  # (display)
                 t.append(Text(f"a server in Azure → {name} (cache) → VPN → master target → VMware VM on "
                               f"{vpn or 'the VMware site'}"))
                 return t
