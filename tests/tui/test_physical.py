@@ -323,6 +323,13 @@ async def test_fail_back_to_vmware_deploy_reprotect_fail_over_commit_remove(phys
         assert v["path"]["to"] == "Contoso vSphere (datastore2)" and v["protection"] == Protection.PROTECTED
         # x now refuses: the process server carries WEB01's failback
         assert "carries the failback of WEB01" in app.panel("resources").disabled_reason("remove_process_server")
+        # Resources: its row says it fails back (components' failing_back), its path is status's failback path
+        await keys(pilot, "3")
+        assert cells(app, "vm:WEB01")[2] == "failing back"
+        assert cells(app, "vm:WEB01")[3].startswith("through Azure to VMware · ")
+        assert "→ PSAZ01 (Azure) → VPN → master target MT01 → Contoso vSphere (ESX01, datastore2)" in \
+            app.panel("resources").physical_detail("vm", "WEB01").plain
+        await keys(pilot, "2")
 
         # U fails it over to the VMware VM from a point; C commits the failback
         await keys(pilot, "U")
