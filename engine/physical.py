@@ -472,8 +472,12 @@ def define_enable(check, validate_target, create_replica, schedule_initial, fail
 
 
 def forget(lab, vm: str) -> None:
-    """Protection disabled: the mobility service stays installed, pointed at no process server."""
+    """Protection ended (disabled, or a failback committed): the mobility service stays installed,
+    pointed at no process server; the replication group given at protection is left (protect
+    again with --group to rejoin it)."""
     lab.db.execute("UPDATE mobility SET process_server='' WHERE server=?", [vm])
+    if lab.vm(vm).physical_site:
+        lab.db.execute("DELETE FROM replication_groups WHERE vm=?", [vm])
 
 
 # ---- the process server's cache -----------------------------------------------------------------

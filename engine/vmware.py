@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import jobs, setup, states, store
+from . import jobs, physical, setup, states, store
 from .errors import InvalidInput, Refused
 from .jobs import Run, Step
 from .model import VM, slug
@@ -323,7 +323,7 @@ def commit_failback(lab, run: Run, item: dict) -> None:
     runs_on = f"VMware VM on {fb['esxi_host']} ({fb['datastore']}), vCenter {fb['vcenter']}"
     lab.db.execute("UPDATE vms SET platform=? WHERE name=?", [fb["vmware_site"], run.target])
     lab.db.execute("DELETE FROM failbacks WHERE vm=?", [run.target])
-    lab.db.execute("UPDATE mobility SET process_server='' WHERE server=?", [run.target])
+    physical.forget(lab, run.target)
     states.move(lab.db, run.target, states.Protection.DISABLING)
     states.move(lab.db, run.target, states.Protection.NOT_PROTECTED)
     pol = setup.policy(lab, site_of(lab, lab.vm(run.target)).configuration_server)

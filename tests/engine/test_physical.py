@@ -383,3 +383,5 @@ def test_a_replication_group_fails_back_to_vmware_through_its_plan(lab):
     assert len(vms) == 2 and all(v["verified"] for v in vms) and len({v["point_time"] for v in vms}) == 1
     lab.run_until_done([lab.plan_start("SQL", "commit")])
     assert {lab.item_status(lab.vm(v))["active_location"] for v in ("SQL01", "SQL02")} == {"Contoso vSphere"}
+    assert not list(lab.db.query("SELECT * FROM replication_groups"))  # protection ended: so did the group
+    done(lab, lab.protect(["SQL01", "SQL02"], policy="Gold", group="SQLGroup"))  # replicated to Azure again, grouped
