@@ -51,9 +51,7 @@ def _item_facts(lab, vm: VM, key_given: bool, via_plan: bool) -> rules.ItemFacts
         active=item["active"], source_reachable=faults.site_down(lab, vm) is None, has_points=has_points,
         replication_problem=_replication_problem(lab, vm, item),
         target_name_ok=not to_azure or rules.azure_name_ok(item["target_name"]),
-        # Hyper-V's key stays on premises (004): a failover must be given it. A process server
-        # encrypts with its configuration server's key, which the vault holds (003).
-        encrypted=bool(pol and pol["encrypt"] and pol["container_kind"] == "VMM cloud"), key_given=key_given,
+        encrypted=setup.failover_needs_key(pol), key_given=key_given,
         last_failover=item["last_failover"],
         in_group=group[0] if group else "", via_plan=via_plan,
         azure_process_server=bool(vm.physical_site) and vmware.can_fail_back(lab, item))

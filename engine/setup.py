@@ -128,6 +128,12 @@ def policy(lab, container: str) -> dict | None:
     return store.row(lab.db, "SELECT * FROM protection_settings WHERE container=?", [container])
 
 
+def failover_needs_key(pol: dict | None) -> bool:
+    """Must a failover be given the data-encryption key file? Hyper-V's key stays on premises
+    (004); a process server encrypts with its configuration server's key, which the vault holds (003)."""
+    return bool(pol and pol["encrypt"] and pol["container_kind"] == "VMM cloud")
+
+
 def link_of(lab, vm: VM) -> tuple[str, str] | None:
     """(source place, target place) of the VM's replication now, or None before its container has
     a policy. An Azure VM replicates from the region it runs in to the other one (both ways); a

@@ -19,7 +19,8 @@ def policy_public(pol: dict) -> dict:
             "target": pol["target"], "target_kind": pol["target_kind"],
             "storage_account": pol["storage_account"], "frequency": pol["frequency"],
             "retention_h": pol["retention_h"], "app_consistent_h": pol["app_consistent_h"],
-            "encrypt": bool(pol["encrypt"]), "start": pol["start"], "batch": pol["batch"]}
+            "encrypt": bool(pol["encrypt"]), "key_at_failover": setup.failover_needs_key(pol), "start": pol["start"],
+            "batch": pol["batch"]}
 
 
 def a2a_policy(pol: dict, a2a: dict) -> dict:

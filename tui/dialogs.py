@@ -893,7 +893,7 @@ class FailoverDialog(EngineDialog):
         self.kind = kind if kind in allowed or not allowed else allowed[0]
         self.points = state.points.get(vm, [])
         self.networks = state.networks.get(vm, [])
-        self.encrypt = bool((self.info.get("policy") or {}).get("encrypt"))
+        self.encrypt = bool((self.info.get("policy") or {}).get("key_at_failover"))  # the engine says
         # the server that made the key: the VM's VMM server, or a physical server's configuration server
         owners = (self.info.get("site"), (self.info.get("policy") or {}).get("container"))
         server = next((s for s in (state.resources or {}).get("servers", []) if s["name"] in owners), None)
@@ -1066,7 +1066,7 @@ class ChangePointDialog(EngineDialog):
         self.info = state.vm(vm) or {}
         self.points = state.points.get(vm, [])
         self.in_use = next((r for r in self.info.get("recovered") or [] if r.get("role") != "test"), None)
-        self.encrypt = bool((self.info.get("policy") or {}).get("encrypt"))
+        self.encrypt = bool((self.info.get("policy") or {}).get("key_at_failover"))  # the engine says
 
     def body(self) -> ComposeResult:
         where = str(self.info.get("active_location") or "") if self.info.get("azure") else recovery_side(self.info)

@@ -270,7 +270,7 @@ class PlanFailoverDialog(EngineDialog):
         self.kind = kind if kind in allowed or not allowed else allowed[0]
         infos = [v for v in (state.vm(n) for n in plan_vms(self.plan)) if v]
         self.recovery = recovery_side(infos[0]) if infos else str(self.plan.get("target", ""))
-        self.encrypt = any((v.get("policy") or {}).get("encrypt") for v in infos)
+        self.encrypt = any((v.get("policy") or {}).get("key_at_failover") for v in infos)  # the engine says
         self.checks: dict[str, dict] = {}  # kind -> Lab.plan_check's answer
         self.set_titles()
 
