@@ -791,7 +791,9 @@ class PhysicalReprotectDialog(EngineDialog):
             yield Select(self.datastores, id="rp-ds", compact=True, prompt="(the VMware site's first)")
 
     def on_mount(self) -> None:
-        self.query_one("#rp-ps", Select).focus()
+        # every field has the engine's default: enter reprotects with them (a Select under the
+        # cursor would open its list on enter instead); shift+tab goes back to the fields
+        self.query_one("#ok", Button).focus()
 
     def operation(self):
         def picked(box: str) -> str | None:

@@ -312,7 +312,8 @@ async def test_fail_back_to_vmware_deploy_reprotect_fail_over_commit_remove(phys
             dialog.query_one("#direction", Static).content.plain
         assert dialog.query_one("#rp-ps", Select).value == "PSAZ01"
         assert dialog.query_one("#rp-mt", Select).value == Select.NULL  # blank: the configuration server's
-        await keys(pilot, "tab", "enter", "down", "down", "enter")  # MT01
+        assert app.focused.id == "ok"  # enter takes the defaults; the fields are above
+        await keys(pilot, "shift+tab", "shift+tab", "enter", "down", "down", "enter")  # MT01
         await keys(pilot, "tab", "enter", "down", "down", "enter")  # datastore2
         assert dialog.query_one("#rp-mt", Select).value == "MT01"
         assert dialog.query_one("#rp-ds", Select).value == "datastore2"
