@@ -483,13 +483,13 @@ def forget(lab, vm: str) -> None:
 # ---- the process server's cache -----------------------------------------------------------------
 
 
-def cache_root(lab, site: PhysicalSite, ps: ProcessServer) -> Path:
+def cache_root(site: PhysicalSite, ps: ProcessServer) -> Path:
     return Path("sites") / slug(site.name) / "process-servers" / slug(ps.name) / "cache"
 
 
 def cache_dir(lab, vm: VM) -> Path:
     """Where a server's shipments wait: its process server's cache (relative to the lab)."""
-    return cache_root(lab, site_of(lab, vm), process_server_of(lab, vm)) / slug(vm.name)
+    return cache_root(site_of(lab, vm), process_server_of(lab, vm)) / slug(vm.name)
 
 
 def _served(lab, site: PhysicalSite, ps: ProcessServer) -> list[str]:
@@ -553,7 +553,7 @@ def components(lab) -> list[dict]:
         for ps in site.all_process_servers():
             use = cache_use(lab, site, ps)
             pss.append({"name": ps.name, "on": "the configuration server" if ps.name == cs else "its own server",
-                        "port": ps.port, "cache_dir": str(cache_root(lab, site, ps)), **use,
+                        "port": ps.port, "cache_dir": str(cache_root(site, ps)), **use,
                         "ports_blocked": [p for p in (data_port(ps), outbound_port(ps.name)) if port_blocked(lab, p)]})
         servers = []
         for vm in (v for v in lab.site.vms if v.physical_site == site.name):

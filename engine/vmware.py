@@ -336,8 +336,6 @@ def data_path(lab, vm: VM, item: dict) -> dict:
     """The way a physical server's data goes now: through its process server on premises to the
     storage account, or, failing back, through the process server in Azure to the VMware site;
     where it waits and how much waits there."""
-    from . import physical
-
     fb = failback_row(lab, vm.name) if item["target_kind"] == "vmware" else None
     waiting = lab.db.execute("SELECT COALESCE(SUM(wire_bytes), 0) FROM transfers WHERE vm=?", [vm.name]).fetchone()[0]
     if fb:
