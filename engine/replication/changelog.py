@@ -1,8 +1,8 @@
 """Change logs and the frames that carry them.
 
 A change log (the seeds' .hrl) is a file of records. Every write to a tracked disk is appended
-to its log. At each copy interval the log is frozen and shipped as one LZ4 frame (content
-checksum on, 4 MB independent blocks, so `lz4 -t` verifies it), optionally encrypted with
+to its log. At each copy interval the log is frozen and shipped as one LZ4 frame (a checksum
+on every block, 4 MB independent blocks, so `lz4 -t` verifies it), optionally encrypted with
 AES-GCM. Initial-replication chunks travel in the same form.
 
 A record is a 28-byte header — magic b"\\xa5SR2", offset (u64), length (u32), xxh3-64 of the
@@ -168,7 +168,11 @@ def compress(buf: bytes) -> bytes:
         buf,
         block_size=lz4.frame.BLOCKSIZE_MAX4MB,
         block_linked=False,
-        content_checksum=True,
+        # Each compressed block carries its xxh32 (what lz4 -t checks): damage on the way or at
+        # rest fails the unseal. A content checksum would hash the data a second time for
+        # nothing: every record's data has its own xxh3-64, checked before it is applied.
+        block_checksum=True,
+        content_checksum=False,
         store_size=True,
     )
 
@@ -235,11 +239,19 @@ class Syncs:
     def __init__(self) -> None:
         self.paths: set[Path] = set()
         self._within: dict[Path, set[Path]] = {}  # folder -> its entries in paths (drop() finds them at once)
+        self._written: dict[Path, int] = {}  # file -> writes added since its last early fsync
+        self._early: list = []
 
-    def add(self, path: Path) -> None:
+    def add(self, path: Path, soon: bool = False) -> None:
+        """`soon`: a file written in many pieces (an initial copy's base) starts its fsync in the
+        background every few pieces, so that the flush finds most of it on disk already."""
         for p in (path, path.parent):
             self.paths.add(p)
             self._within.setdefault(p.parent, set()).add(p)
+        if soon:
+            n = self._written[path] = self._written.get(path, 0) + 1
+            if n % 8 == 0:
+                self._early.append(_FSYNCS.submit(fsync_path, path))
 
     def drop(self, folder: Path) -> None:
         """`folder` and its files are claimed by no row any more (an arrival used them): no fsync.
@@ -248,6 +260,9 @@ class Syncs:
         self.paths.discard(folder)
 
     def flush(self) -> None:
+        early, self._early, self._written = self._early, [], {}
+        for f in early:
+            f.result()
         paths, self.paths, self._within = sorted(self.paths), set(), {}
         if len(paths) < 2:
             for p in paths:

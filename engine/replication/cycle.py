@@ -43,8 +43,8 @@ CHUNK = 16 * 1024 * 1024  # initial replication window
 # One thread reads and compresses the next initial window (lz4, AES-GCM and file reads release
 # the GIL) while the calling thread stages and applies the current one: both cores work.
 _AHEAD = ThreadPoolExecutor(1, thread_name_prefix="srlab-initial")
-# And one thread reads, unseals and checks a staged initial chunk at the recovery side while the
-# chunk before it is applied.
+# And one thread reads, unseals, checks and writes an initial chunk into the replica base at the
+# recovery side (made durable by the slice's flush when it arrives in the slice).
 _RECEIVE = ThreadPoolExecutor(1, thread_name_prefix="srlab-arrival")
 
 
@@ -275,10 +275,10 @@ class Replication:
             self._ahead = (nxt, _AHEAD.submit(self._seal_window, *nxt))
         hold = ahead and self.syncs is not None
         tid = self._enqueue(vm.name, "initial", now, {0: blob}, raw, hold=hold, disk=disk)
-        if ahead:  # it arrives in this slice: its checks start now
+        if ahead:  # it arrives in this slice: its checks and its write start now
             f = self._stage(vm.name, tid) / replica.frame_name(0, key is not None)
-            self._arriving[f] = _RECEIVE.submit(_unseal_frame, f, key, job[-1], vm.disks[disk].size_bytes,
-                                                self._held.get(f))
+            self._arriving[f] = _RECEIVE.submit(_receive_initial, f, key, job[-1], vm.disks[disk].size_bytes,
+                                                self._held.get(f), self.base_path(item, disk))
         return tid
 
     def _seal_job(self, vm_name: str, disk: int, start: int, end: int, key: bytes | None) -> tuple:
@@ -459,9 +459,10 @@ class Replication:
 
     # ---- the recovery side ----------------------------------------------------------------
 
-    def _check_arrival(self, t: dict, stage: Path) -> dict[int, tuple[bytes, tuple[bytes, list]]]:
+    def _check_arrival(self, t: dict, stage: Path) -> dict[int, tuple]:
         """Raise Damaged unless every frame of an arrival unseals and every record in it checks;
-        return each disk's frame with its records unsealed and checked (for replica.apply_blob)."""
+        return each disk's frame with its records unsealed and checked (for replica.apply_blob),
+        and what the arrival thread did with them (see _receive_initial; None: not written)."""
         vm = self.env.vm(t["vm"])
         disks = [t["disk"]] if t["kind"] == "initial" else range(len(vm.disks))
         try:
@@ -475,7 +476,8 @@ class Replication:
                 raise Damaged(f"its frame for disk {vm.disks[i].name} is missing")
             pending = self._arriving.pop(f, None)
             found[i] = (pending.result() if pending is not None
-                        else _unseal_frame(f, key, self.labels(vm.name)[i], vm.disks[i].size_bytes, self._held.get(f)))
+                        else (*_unseal_frame(f, key, self.labels(vm.name)[i], vm.disks[i].size_bytes,
+                                             self._held.get(f)), None))
         return found
 
     def _drop(self, t: dict, stage: Path, at: int, e: Damaged) -> None:
@@ -512,12 +514,18 @@ class Replication:
             f = replica.frame_path(stage, 0) or self._held_frame(stage)
             if f is not None:  # None: applied already, by a slice that was then rolled back
                 try:
-                    blob, checked = self._check_arrival(t, stage)[t["disk"]]
+                    blob, checked, written = self._check_arrival(t, stage)[t["disk"]]
                 except Damaged as e:
                     self._drop(t, stage, at, e)
                     return
-                replica.apply_blob(self.base_path(item, t["disk"]), blob, self.key_for(t["vm"]),
-                                   self.labels(t["vm"])[t["disk"]], checked, self.syncs)
+                base = self.base_path(item, t["disk"])
+                if isinstance(written, Damaged):  # its records do not fit the base
+                    raise written
+                if written is None or self.syncs is None:
+                    replica.apply_blob(base, blob, self.key_for(t["vm"]), self.labels(t["vm"])[t["disk"]], checked,
+                                       self.syncs)
+                else:
+                    self.syncs.add(base, soon=True)
             # Removed once the slice is committed: a rolled-back slice applies it again.
             self._held.pop(f, None)
             self._dropped.append(stage)
@@ -773,6 +781,19 @@ class _Folds:
     def __init__(self) -> None:
         self.syncs = changelog.Syncs()
         self.rows: list[dict] = []
+
+
+def _receive_initial(f: Path, key: bytes | None, label: str, size: int, blob: bytes | None,
+                     base: Path) -> tuple:
+    """_unseal_frame's, and the records written into the replica base (not synced: the slice's
+    flush does that if the chunk arrives in the slice; if it does not, its arrival writes them
+    again). Its third item: the bytes written, or the Damaged that refused the write. No lab
+    state: it runs on the _RECEIVE thread."""
+    blob, checked = _unseal_frame(f, key, label, size, blob)
+    try:
+        return blob, checked, replica.write_records(base, *checked)
+    except Damaged as e:
+        return blob, checked, e
 
 
 def _unseal_frame(f: Path, key: bytes | None, label: str, size: int,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -74,6 +73,15 @@ def apply_blob(disk: Path, blob: bytes, key: bytes | None, label: str, checked: 
     flush of `syncs` (the slice's, before its commit). `checked`: the frame's records, already
     unsealed and checked (buffer, changelog.checked()), so that it is not unsealed twice."""
     buf, recs = checked if checked is not None else (changelog.unseal(blob, key, label), None)
+    n = write_records(disk, buf, recs, sync=syncs is None)
+    if syncs is not None:
+        syncs.add(disk)
+    return n
+
+
+def write_records(disk: Path, buf: bytes, recs: list | None, sync: bool = False) -> int:
+    """Write a buffer's records (`recs`: already checked, or None to check them now) into a disk
+    file; fsync it if `sync`. Return the bytes written."""
     fd = os.open(disk, os.O_RDWR)
     try:
         if recs is None:
@@ -84,12 +92,10 @@ def apply_blob(disk: Path, blob: bytes, key: bytes | None, label: str, checked: 
                 raise Damaged(f"{disk}: its records run to byte {end:,}, past the end of the disk file", _RESYNC,
                               file=str(disk))
             n = changelog.write_checked(fd, buf, recs)
-        if syncs is None:
+        if sync:
             os.fsync(fd)
     finally:
         os.close(fd)
-    if syncs is not None:
-        syncs.add(disk)
     return n
 
 

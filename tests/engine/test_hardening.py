@@ -380,12 +380,20 @@ def test_damaged_initial_chunk_is_never_applied(lab, monkeypatch):
     damaged = frame.read_bytes()
     import engine.replication.cycle as cycle
 
-    applied = []
-    real = cycle.replica.apply_blob
-    monkeypatch.setattr(cycle.replica, "apply_blob", lambda disk, blob, *a: applied.append(blob) or real(disk, blob, *a))
+    # A frame is written into the replica only once it unsealed and checked (_unseal_frame).
+    applied, written = [], []
+    real_unseal, real_write = cycle._unseal_frame, cycle.replica.write_records
+
+    def unsealed(f, key, label, size, blob=None):
+        found = real_unseal(f, key, label, size, blob)
+        applied.append(found[0])
+        return found
+
+    monkeypatch.setattr(cycle, "_unseal_frame", unsealed)
+    monkeypatch.setattr(cycle.replica, "write_records", lambda *a, **k: written.append(a[0]) or real_write(*a, **k))
     lab.set_link(mbps=100)
     lab.run(M)
-    assert applied and damaged not in applied
+    assert applied and written and damaged not in applied
     # A re-send fixes it: the chunk is read again from the source (initial replication restarts).
     (ev,) = [e for e in lab.events_query("WEB01") if e["code"] == "DamagedTransfer"]
     assert "damaged initial-replication chunk" in ev["message"] and "starts again" in ev["message"]
