@@ -115,7 +115,8 @@ class Replication:
     def __init__(self, env: Surroundings):
         self.env = env
         self.db = env.db
-        self._ahead: tuple[tuple, Future] | None = None  # the next initial window, being sealed
+        self._ahead: list[tuple[tuple, tuple, Future]] = []  # the next initial windows being sealed, in order:
+        # (their window, _seal_job, the future)
         self._arriving: dict[Path, Future] = {}  # staged initial frames, being checked (_unseal_frame)
         self._buffer = bytearray()  # the initial windows' records, one at a time (see _seal_window)
         self.syncs: changelog.Syncs | None = None  # a slice's files, made durable by flush()
@@ -257,7 +258,7 @@ class Replication:
 
     def next_chunk(self, item: dict, now: int, ahead: bool = False) -> int | None:
         """Stage the next initial-replication window of allocated data; None when all is copied.
-        `ahead`: the link can take more now, so the window after it is sealed meanwhile."""
+        `ahead`: the link can take more now, so the windows after it are sealed meanwhile."""
         vm = self.env.vm(item["vm"])
         window = self._window(vm.name, item["cursor_disk"], item["cursor_offset"])
         if window is None:
@@ -269,10 +270,12 @@ class Replication:
         found = self._take_ahead(job)
         blob, raw = found if found is not None else self._seal_window(*job)
         self.db.execute("UPDATE items SET cursor_disk=?, cursor_offset=? WHERE vm=?", [disk, end, vm.name])
-        after = self._window(vm.name, disk, end) if ahead else None
-        if after is not None:
-            nxt = self._seal_job(vm.name, *after, key)
-            self._ahead = (nxt, _AHEAD.submit(self._seal_window, *nxt))
+        if ahead:  # keep the sealing thread two windows ahead: it never waits for this one's books
+            last = self._ahead[-1][0] if self._ahead else (disk, start, end)
+            while len(self._ahead) < 2 and (after := self._window(vm.name, last[0], last[2])) is not None:
+                nxt = self._seal_job(vm.name, *after, key)
+                self._ahead.append((after, nxt, _AHEAD.submit(self._seal_window, *nxt)))
+                last = after
         hold = ahead and self.syncs is not None
         tid = self._enqueue(vm.name, "initial", now, {0: blob}, raw, hold=hold, disk=disk)
         if ahead:  # it arrives in this slice: its checks and its write start now
@@ -318,18 +321,24 @@ class Replication:
     def _take_ahead(self, job: tuple) -> tuple[bytes, int] | None:
         """The sealed window of `job` if it was sealed ahead (a window sealed for another
         position is thrown away: the cursor moved, or a guest wrote into a hole before it)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None:
+        if not self._ahead:
             return None
-        found = ahead[1].result()  # an error reading ahead is raised here, as if read now
-        return found if ahead[0] == job else None
+        _, sealed, pending = self._ahead.pop(0)
+        found = pending.result()  # an error reading ahead is raised here, as if read now
+        if sealed == job:
+            return found
+        self._drop_ahead()  # waited for: they share the buffer this window is now read into
+        return None
+
+    def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, []
+        for *_, pending in ahead:
+            pending.exception()
 
     def _discard_ahead(self) -> None:
-        """Wait for a window sealed ahead and drop it: it is not read on into the next slice
+        """Wait for the windows sealed ahead and drop them: they are not read on into the next slice
         (a rolled-back or restarted initial replication, guest writes)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            ahead[1].exception()
+        self._drop_ahead()
         arriving, self._arriving = self._arriving, {}
         for pending in arriving.values():
             pending.exception()
