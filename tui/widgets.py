@@ -10,8 +10,11 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.containers import Horizontal
+from textual.geometry import Region
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -105,6 +108,11 @@ class LabTable(DataTable):
         # Counters the tests read: proof that updates touch cells, not the whole table.
         self.cell_updates = 0
         self.rebuilds = 0
+        self.lines_drawn = 0  # lines DataTable rendered (not kept in _lines)
+        # Rendered lines, kept across focus changes and a panel shown again (see render_line)
+        self._lines: LRUCache[tuple, tuple[object, Strip]] = LRUCache(1024)
+        self._look: tuple | None = None
+        self._header = object()  # stands for the header's cells: a new one when the columns change
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -147,6 +155,8 @@ class LabTable(DataTable):
     def _rebuild(self, keep_rows: bool) -> None:
         cursor = self.cursor_key
         self.clear(columns=True)
+        self._lines.clear()
+        self._header = object()
         self.rebuilds += 1
         self._shown.clear()
         self._order = []
@@ -160,6 +170,43 @@ class LabTable(DataTable):
     @property
     def column_keys(self) -> list[str]:
         return [c.key for c in self._columns_spec]
+
+    # ---- rendering ---------------------------------------------------------------------------
+
+    # DataTable forgets every rendered row when the table gains or loses focus or is shown again
+    # (a panel switch, a dialog closed): on a 1,000-VM lab that is some 200 cells rendered again
+    # per key. A line is kept here as long as what it is drawn from is the same: its row's cells
+    # (the very tuple _apply shows), whether the cursor is on it, and the look of the table (its
+    # width, horizontal scroll, focus and styles: the theme's colours are in them).
+    LOOK = ("datatable--cursor", "datatable--header", "datatable--hover", "datatable--fixed",
+            "datatable--fixed-cursor", "datatable--odd-row", "datatable--even-row")
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._look = (self.size.width, self.scroll_offset.x, self.rich_style, self.has_focus, self.cursor_type,
+                      self.show_cursor, self.show_header, self.zebra_stripes,
+                      tuple(self.get_component_rich_style(c, partial=False) for c in self.LOOK))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._look = None
+
+    def render_line(self, y: int) -> Strip:
+        if self._look is None or self.mouse_hover or self.fixed_rows or self.fixed_columns:
+            return super().render_line(y)  # (under the mouse: the hover cursor is DataTable's own)
+        header = self.header_height if self.show_header else 0
+        line = y if y < header else y + self.scroll_offset.y
+        row = line - header
+        if row >= len(self._order):
+            return super().render_line(y)
+        what = self._header if row < 0 else self._shown.get(self._order[row])
+        key = (line, row == self.cursor_row, self._look)
+        hit = self._lines.get(key)
+        if hit is not None and hit[0] is what:
+            return hit[1]
+        strip = super().render_line(y)
+        self._lines[key] = (what, strip)
+        self.lines_drawn += 1
+        return strip
 
     # ---- rows ------------------------------------------------------------------------------
 
@@ -234,11 +281,14 @@ class LabTable(DataTable):
             if old is None:
                 self.add_row(*cells, key=k)
                 self._order.append(k)
-            elif old is not cells and old != cells:
-                for col, a, b in zip(cols, old + (None,) * (len(cells) - len(old)), cells):
-                    if a != b:
-                        self.update_cell(k, col, b, update_width=False)
-                        self.cell_updates += 1
+            elif old is not cells:
+                if old == cells:
+                    cells = old  # the same row: its lines drawn already stay (render_line)
+                else:
+                    for col, a, b in zip(cols, old + (None,) * (len(cells) - len(old)), cells):
+                        if a != b:
+                            self.update_cell(k, col, b, update_width=False)
+                            self.cell_updates += 1
             self._shown[k] = cells
         if self._order != want:
             self._reorder(want)

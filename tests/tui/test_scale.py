@@ -5,10 +5,14 @@
 - a VM that did not change keeps its very status dict and its very row: the table touches no
   cell of it; a refresh with nothing changed touches no cell at all;
 - a hidden panel catches up when it is shown;
+- a table draws again only the lines whose row changed: not on a panel switch or a focus change
+  (DataTable would draw every line again), and what it keeps looks as DataTable draws it;
 - `t` moves the clock on the screen at once, before the engine has done the work.
 """
 
 from __future__ import annotations
+
+from textual.geometry import Region
 
 from engine import changes
 from tui.state import collect, fmt_time
@@ -99,6 +103,36 @@ async def test_a_hidden_panel_catches_up_when_shown(lab):
         assert jobs.row_keys == before  # hidden: it did not follow
         await keys(pilot, "4")
         assert f"job:{job[0]}" in jobs.row_keys and len(jobs.row_keys) == len(app.state.jobs)
+
+
+def drawn(table) -> list:
+    """The table's lines as the screen gets them."""
+    return table.render_lines(Region(0, 0, table.size.width, table.size.height))
+
+
+async def test_a_table_draws_again_only_the_lines_that_changed(lab):
+    configure(lab)
+    lab.run_until_done(lab.protect(["WEB01"]))
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await keys(pilot, "2")
+        table = app.query_one("#items")
+        await keys(pilot, "3", "2", "down")  # lines for the focused table, the cursor on a row
+        lines, count = drawn(table), table.lines_drawn
+        await keys(pilot, "3", "2")  # hidden, blurred, shown and focused again: nothing to draw
+        assert drawn(table) == lines and table.lines_drawn == count
+        size = "L" if table.get_cell("vm:WEB01", "size").plain != "L" else "M"
+        app.engine_call("size", lambda lab: lab.set_target("WEB01", size=size), quiet=True)
+        await settle(pilot)
+        await keys(pilot, "down")
+        now = drawn(table)
+        assert 0 < table.lines_drawn - count <= 3  # WEB01's row, and the rows the cursor left and moved to
+        assert any(size in "".join(s.text for s in line) for line in now)
+        # what it keeps is what DataTable draws from scratch (its caches dropped, ours too)
+        table._lines.clear()
+        table.notify_style_update()
+        assert drawn(table) == now
 
 
 async def test_t_moves_the_clock_on_the_screen_before_the_work_is_done(lab):
