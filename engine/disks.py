@@ -173,8 +173,13 @@ def chunk_digests(path: Path, size: int, only: set[int] | None = None) -> dict[i
     out: dict[int, bytes] = {}
     with open(path, "rb") as f:
         fd = f.fileno()
-        if only is not None:
-            runs = [(i, i + 1, None) for i in sorted(only)]
+        if only is not None:  # runs of consecutive chunks, each read at once
+            runs = []
+            for i in sorted(only):
+                if runs and runs[-1][1] == i:
+                    runs[-1][1] = i + 1
+                else:
+                    runs.append([i, i + 1, None])
         else:  # the chunks that hold allocated data, as runs of whole chunks with their extents
             runs = []
             for start, length in data_extents(fd, size):
@@ -205,9 +210,17 @@ def read_data(fd: int, start: int, end: int, extents: list[tuple[int, int]] | No
 
 
 def combine_digests(digests: dict[int, bytes]) -> str:
+    return _combine({i: _entry(i, d) for i, d in digests.items()})
+
+
+def _entry(idx: int, digest: bytes) -> bytes:
+    return struct.pack(">Q", idx) + digest
+
+
+def _combine(entries: dict[int, bytes]) -> str:
     import xxhash
 
-    return xxhash.xxh3_128_hexdigest(b"".join(struct.pack(">Q", i) + digests[i] for i in sorted(digests)))
+    return xxhash.xxh3_128_hexdigest(b"".join([entries[i] for i in sorted(entries)]))
 
 
 def fingerprint(path: Path, size: int) -> str:
@@ -220,10 +233,11 @@ def fingerprint(path: Path, size: int) -> str:
 
 
 class SourceFingerprints:
-    """Fingerprints of live source disks, kept current by re-hashing only the chunks written since."""
+    """Fingerprints of live source disks, kept current by re-hashing only the chunks written since
+    (each chunk's entry of the combined hash kept ready: a copy cycle hashes no more than it must)."""
 
     def __init__(self):
-        self._digests: dict[Path, dict[int, bytes]] = {}
+        self._entries: dict[Path, dict[int, bytes]] = {}  # chunk index -> _entry(index, digest)
         self._dirty: dict[Path, set[int]] = {}
 
     def written(self, path: Path, offset: int, length: int) -> None:
@@ -237,19 +251,21 @@ class SourceFingerprints:
 
     def forget(self, path: Path) -> None:
         """The file was rewritten behind our back (a failback's sync): hash it afresh next time."""
-        self._digests.pop(path, None)
+        self._entries.pop(path, None)
         self._dirty.pop(path, None)
 
     def fingerprint(self, path: Path, size: int) -> str:
-        digests = self._digests.get(path)
-        if digests is None:
-            digests = self._digests[path] = chunk_digests(path, size)
+        entries = self._entries.get(path)
+        if entries is None:
+            entries = self._entries[path] = {i: _entry(i, d) for i, d in chunk_digests(path, size).items()}
             self._dirty[path] = set()
         elif self._dirty[path]:
             dirty = self._dirty[path]
             fresh = chunk_digests(path, size, dirty)
             for idx in dirty:
-                digests.pop(idx, None)
-            digests.update(fresh)
+                if idx in fresh:
+                    entries[idx] = _entry(idx, fresh[idx])
+                else:  # all zeros now: not in the fingerprint
+                    entries.pop(idx, None)
             dirty.clear()
-        return combine_digests(digests)
+        return _combine(entries)

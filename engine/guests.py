@@ -149,8 +149,16 @@ def _write(lab, vm: VM, row: dict, paths: list[Path], tracked: bool, first: int,
         for p, written in zip(paths, extents):
             lab.source_fingerprints.written_many(p, written)
         for p, recs in zip(paths, records) if tracked else ():
-            with open(log_path(p), "ab") as f:
-                f.write(b"".join(recs))
+            if recs:
+                _append(log_path(p), b"".join(recs))
+
+
+def _append(log: Path, data: bytes) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)  # one append: O_APPEND writes of a regular file are not cut short
+    finally:
+        os.close(fd)
 
 
 def guest_write(lab, vm_name: str, disk: int, offset: int, data: bytes) -> None:

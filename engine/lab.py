@@ -828,5 +828,5 @@ class _Surroundings:
 
 
 def _insert_event(db, time: int, level: str, subject: str, message: str, code: str = "", action: str = "") -> None:
-    db["events"].insert({"time": time, "level": level, "subject": subject, "message": message, "code": code,
-                         "action": action})
+    store.insert(db, "events", {"time": time, "level": level, "subject": subject, "message": message, "code": code,
+                               "action": action})

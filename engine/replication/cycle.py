@@ -393,7 +393,7 @@ class Replication:
                "raw_bytes": raw, "wire_bytes": sum(len(b) for b in blobs.values()), "created": now,
                "disk": extra.get("disk"), "point_time": extra.get("point_time"), "app": int(extra.get("app", False)),
                "fingerprints": json.dumps(extra.get("fingerprints", [])), "last_seq": extra.get("last_seq", 0)}
-        tid = self.db["transfers"].insert(row).last_pk
+        tid = store.insert(self.db, "transfers", row)
         stage = self._stage(vm_name, tid)
         shutil.rmtree(stage, ignore_errors=True)  # an id a rolled-back slice used may be used again
         if stage in self._dropped:  # an id this slice used and freed: its new frames stay
@@ -572,7 +572,7 @@ class Replication:
                 self.syncs.add(f)
             self.syncs.add(dest)
         kind = "app-consistent" if t["app"] else "crash-consistent"
-        self.db["points"].insert({
+        store.insert(self.db, "points", {
             "vm": t["vm"], "time": t["point_time"], "kind": kind, "dir": str(dest.relative_to(self.env.path)),
             "size": replica.dir_size(dest), "fingerprints": t["fingerprints"], "last_seq": t["last_seq"],
             "arrived": at,
