@@ -286,7 +286,7 @@ class LabTable(DataTable):
                     cells = old  # the same row: its lines drawn already stay (render_line)
                 else:
                     for col, a, b in zip(cols, old + (None,) * (len(cells) - len(old)), cells):
-                        if a != b:
+                        if a is not b and a != b:
                             self.update_cell(k, col, b, update_width=False)
                             self.cell_updates += 1
             self._shown[k] = cells

@@ -68,7 +68,7 @@ PROTECTION_SHORT = {
 }
 
 
-def status_cell(vm: dict, compact: bool) -> Text:
+def status_words(vm: dict, compact: bool) -> str:
     """The engine's protection state; when narrow, in a word or two, with the initial
     replication's percentage first."""
     text = str(vm.get("protection", ""))
@@ -81,7 +81,26 @@ def status_cell(vm: dict, compact: bool) -> Text:
             text = bare
         if progress is not None:
             text = f"{progress:>3}% {text}"
-    return Text(text, no_wrap=True, overflow="ellipsis")
+    return text
+
+
+def vm_cells(says: tuple, colors: dict, before: tuple | None) -> list[Text]:
+    """A VM row's eight cells (the wide layout's) from what each says (mark, name, location,
+    health, status, size, failover, RPO). A cell that says what it said `before` (says, cells)
+    is the very same Text: at 60x every VM changes every refresh, mostly its RPO only."""
+    out = []
+    for i, text in enumerate(says):
+        if before is not None and before[0][i] == text:
+            out.append(before[1][i])
+        elif i == 0:
+            out.append(Text("●", style=f"bold {colors['accent']}") if text else Text(" "))
+        elif i == 3:
+            out.append(Text(text, style=health_style(text, colors)))
+        elif i in (1, 2, 4):
+            out.append(Text(text, no_wrap=True, overflow="ellipsis"))
+        else:
+            out.append(Text(text))
+    return out
 
 
 def failover_cell(state: str | None) -> str:
@@ -151,7 +170,8 @@ class ProtectedItems(Panel):
         super().__init__(**kw)
         self.marked: set[str] = set()
         self.compact = True
-        # VM -> (its status dict, marked, layout, its row's cells): an unchanged VM keeps its row
+        # VM -> (its status dict, marked, layout, its row, what its cells say, its eight cells): an
+        # unchanged VM keeps its row
         self._rows: dict[str, tuple] = {}
 
     def compose(self) -> ComposeResult:
@@ -251,27 +271,21 @@ class ProtectedItems(Panel):
                 name = v["name"]
                 marked = name in self.marked
                 was = cache.get(name)
-                if was is not None and was[1] == marked and was[2] == how and (was[0] is v or was[0] == v):
+                if was is not None and was[1] == marked and was[2] == how and was[0] is v:
                     self._rows[name] = was  # the VM did not change: the same row (the table skips it)
                     rows.append((f"vm:{name}", was[3]))
                     continue
-                health = str(v.get("health") or "")
-                mark = Text("●", style=f"bold {colors['accent']}") if marked else Text(" ")
                 rpo = v.get("rpo_seconds")
-                cells = [
-                    mark,
-                    Text(f" {name}", no_wrap=True, overflow="ellipsis"),
-                    Text(str(v.get("active_location") or ""), no_wrap=True, overflow="ellipsis"),
-                    Text(health, style=health_style(health, colors)),
-                    status_cell(v, self.compact),
-                    Text(str(v.get("target_size") or "")),
-                    Text(failover_cell(v.get("failover_state"))),
-                    Text(fmt_duration(rpo) if rpo is not None else ""),
-                ]
-                if self.compact:
-                    del cells[2]
-                row = tuple(cells)
-                self._rows[name] = (v, marked, how, row)
+                says = (marked, f" {name}", str(v.get("active_location") or ""), str(v.get("health") or ""),
+                        status_words(v, self.compact), str(v.get("target_size") or ""),
+                        failover_cell(v.get("failover_state")), fmt_duration(rpo) if rpo is not None else "")
+                before = (was[4], was[5]) if was is not None and was[2] == how else None
+                if before is not None and before[0] == says:
+                    row, cells = was[3], was[5]  # it says the same: the same row
+                else:
+                    cells = vm_cells(says, colors, before)
+                    row = tuple(c for i, c in enumerate(cells) if not (self.compact and i == 2))
+                self._rows[name] = (v, marked, how, row, says, cells)
                 rows.append((f"vm:{name}", row))
         table.sticky = sticky
         title = "Regions and their VMs" if regions and not cloud_policy else "Clouds and their VMs"
