@@ -56,6 +56,7 @@ FULL_READ = 1.0  # real seconds between full reads of the lab while the clock ru
 WHOLE_READ = 10.0  # real seconds between reads that judge every action again, changed or not
 READ_GAP = 2.0  # a clock slice reads the lab only once this many times the last read's cost has passed
 PIECE = 30  # lab seconds: a slice runs in pieces this long, and stops between them for a call or a pause
+GC_EVERY = 5.0  # real seconds between the app's own full collections (see _collect_garbage)
 BEHIND = 0.8  # below this share of the chosen speed, the header says "behind" and the real rate
 # actions of the global priority bindings (not esc: see BINDINGS)
 _GLOBAL_KEY_ACTIONS = {"show_panel", "help", "filter", "command_line", "pause", "resume", "take_over", "advance",
@@ -336,7 +337,7 @@ class SrlabApp(App):
         self._bindings_sig: Any = None
         self._filter_table: LabTable | None = None
         self._told_holder_gone = False
-        self._gc_frozen = False
+        self._gc_threshold: tuple[int, ...] | None = None  # the collector's, while the app runs its full passes
         self.key_overrides: dict[str, str] = {}  # binding id -> keys, as given to set_keymap / update_keymap
         # SRLAB_THEME=light|dark (or any Textual theme name) picks the theme; ctrl+t switches.
         theme = theme or os.environ.get("SRLAB_THEME", "")
@@ -399,8 +400,9 @@ class SrlabApp(App):
         self.refresh_bindings()
 
     def on_unmount(self) -> None:
-        if self._gc_frozen:
-            gc.unfreeze()  # what the app froze may be collected again
+        if self._gc_threshold is not None:  # the collector as it was
+            gc.set_threshold(*self._gc_threshold)
+            gc.unfreeze()
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
@@ -777,12 +779,22 @@ class SrlabApp(App):
             self.refresh_bindings()
         if not self._clock_on and self.clock_running:
             self._clock_settings()  # the first state: the clock may start
-        if state.judged and not self._gc_frozen:
-            # Everything made so far (the widgets, the code, the first read of the lab) lives as
-            # long as the app: the collector's full passes leave it alone from now on. On a
-            # 1,000-VM lab a full pass over it took 30-55 ms, and landed in the middle of a key.
-            self._gc_frozen = True
-            gc.freeze()
+        if state.judged and self._gc_threshold is None:
+            self._take_over_gc()
+
+    def _take_over_gc(self) -> None:
+        """The collector's full passes, on a 1,000-VM lab 30-55 ms each, came in the middle of keys
+        (the slowest keys): everything made so far (the widgets, the code, the first read of the
+        lab) lives as long as the app, so full passes leave it alone (gc.freeze); and the app
+        runs them itself, between keys (_collect_garbage), instead of the collector whenever."""
+        self._gc_threshold = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(self._gc_threshold[0], self._gc_threshold[1], 2**30)
+        self.set_interval(GC_EVERY, self._collect_garbage)
+
+    def _collect_garbage(self) -> None:
+        if self.keys_idle():
+            gc.collect()
 
     # ---- keys: one at a time -----------------------------------------------------------------
 
