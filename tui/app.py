@@ -43,7 +43,7 @@ from engine import Lab, LabError
 
 from .dialogs import HelpScreen, VmDetailScreen, dialog_for
 from .plan_dialogs import plan_dialog_for
-from .host import CommandOutput, DialogRequest, RunForForm
+from .host import CommandOutput, DialogRequest, RunForForm, VmDetails
 from .panels import PANELS
 from .panels.base import Panel
 from .state import LabState, clock_holder_gone, collect, collect_first, fmt_duration, fmt_time, job_ids_of
@@ -335,6 +335,7 @@ class SrlabApp(App):
         self._current = "dashboard"
         self._stale: set[str] = set()  # panels that missed a lab state while hidden (apply_state)
         self._bindings_sig: Any = None
+        self._vm_screen: VmDetailScreen | None = None  # the VM detail screen, kept (show_dialog)
         self._filter_table: LabTable | None = None
         self._told_holder_gone = False
         self._gc_threshold: tuple[int, ...] | None = None  # the collector's, while the app runs its full passes
@@ -1225,7 +1226,23 @@ class SrlabApp(App):
 
     def show_dialog(self, request: DialogRequest, callback: Callable[[Any], None] | None = None) -> None:
         """Open what a panel asks for (see tui.host) on the current lab state."""
+        if isinstance(request, VmDetails):
+            self.push_screen(self._vm_detail(request.vm), callback)
+            return
         self.push_screen(plan_dialog_for(request, self.state) or dialog_for(request, self.state), callback)
+
+    def _vm_detail(self, vm: str) -> VmDetailScreen:
+        """The VM detail screen: one, kept (installed) and shown again on the next VM. Building
+        its widgets and their styles was most of enter's time on a 1,000-VM lab."""
+        screen = self._vm_screen
+        if screen is None:
+            screen = self._vm_screen = VmDetailScreen(vm)
+            self.install_screen(screen, "vm-detail")
+        elif screen in self.screen_stack:  # (no key opens a VM's details from its details)
+            return VmDetailScreen(vm)
+        else:
+            screen.show(vm)
+        return screen
 
     async def _palette_run(self, panel_id: str, action_id: str) -> None:
         if panel_id != self._current:

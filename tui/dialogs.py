@@ -1493,6 +1493,17 @@ class VmDetailScreen(Screen):
         self.update_state(host_of(self).state)
         self.query_one("#vm-points", LabTable).focus()
 
+    def show(self, vm: str) -> None:
+        """Show `vm` instead, as a new screen would (the app keeps one: see SrlabApp.show_dialog)."""
+        self.vm = vm
+        self.query_one("#vm-summary").border_title = vm
+        self.compact = self.app.size.height < self.TALL
+        self.update_state(host_of(self).state)
+        for table in self.query(LabTable):
+            table.move_cursor(row=0, animate=False)
+            table.scroll_home(animate=False)
+        self.set_focus(self.query_one("#vm-points", LabTable))
+
     def update_state(self, state: LabState) -> None:
         colors = host_of(self).status_colors
         # a short terminal: the disks are a line of the summary, and its lines end in an ellipsis

@@ -10,6 +10,7 @@
 - the collector's full passes leave alone what the app made before the lab was judged (on a
   1,000-VM lab a pass over it took 30-55 ms in the middle of a key), and the app runs them
   itself between keys; the collector is as it was after the exit;
+- the VM detail screen is built once and shown again on the next VM, as a new one would show it;
 - `t` moves the clock on the screen at once, before the engine has done the work.
 """
 
@@ -24,7 +25,7 @@ from tui.state import collect, fmt_time
 
 from tests.conftest import step2
 
-from .helpers import keys, make_app, settle
+from .helpers import filter_to, keys, make_app, settle
 
 
 def configure(lab) -> None:
@@ -149,6 +150,35 @@ async def test_the_app_runs_the_collectors_full_passes_itself(lab):
         assert app.state.judged and gc.get_freeze_count() > 0
         assert gc.get_threshold()[2] > 10**6  # (gc.collect() runs them: _collect_garbage)
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
+
+
+async def test_the_vm_detail_screen_is_kept_and_shows_the_next_vm_as_a_new_one_would(lab):
+    configure(lab)
+    lab.run_until_done(lab.protect(["WEB01", "IDLE01"]))
+    lab.run(1800)
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await keys(pilot, "2")
+
+        async def details(vm: str) -> str:
+            await filter_to(pilot, vm)
+            await keys(pilot, "enter")
+            assert app.screen.vm == vm and app.screen.query_one("#vm-summary").border_title == vm
+            return app.export_screenshot()
+
+        first = await details("WEB01")  # a new screen
+        screen = app.screen
+        await keys(pilot, "escape", "escape")
+        await details("IDLE01")
+        assert app.screen is screen
+        await keys(pilot, "escape", "escape")
+        await details("WEB01")
+        await keys(pilot, "down", "down", "tab", "escape", "escape")  # its cursor and focus moved
+        assert await details("WEB01") == first and app.screen is screen
+        points = app.screen.query_one("#vm-points")
+        assert app.focused is points and points.cursor_row == 0
+        assert points.row_count == len(lab.points("WEB01"))
 
 
 async def test_t_moves_the_clock_on_the_screen_before_the_work_is_done(lab):
