@@ -334,6 +334,7 @@ class SrlabApp(App):
         self._history: list[str] = []
         self._current = "dashboard"
         self._stale: set[str] = set()  # panels that missed a lab state while hidden (apply_state)
+        self._catching_up: tuple[str, bool] | None = None  # a panel shown, to catch up after the paint
         self._bindings_sig: Any = None
         self._vm_screen: VmDetailScreen | None = None  # the VM detail screen, kept (show_dialog)
         self._filter_table: LabTable | None = None
@@ -766,8 +767,10 @@ class SrlabApp(App):
         for p in self.panels():
             if p.id == self._current:
                 p.update_state(state)
+                self._stale.discard(p.id)
             else:
                 self._stale.add(p.id)
+        self._catch_up()  # (a panel just shown has caught up now: what is left is its opened())
         for screen in self.screen_stack:
             follow = getattr(screen, "update_state", None)  # a screen that shows the lab follows it
             if follow is not None:
@@ -812,6 +815,7 @@ class SrlabApp(App):
         await super().on_event(event)
 
     async def _handle_key(self, event: events.Key) -> None:
+        self._catch_up()  # a key acts on the panel as it is now
         self._key_busy = True
         self._key_token += 1
         self._key_screen = self.screen
@@ -1007,19 +1011,36 @@ class SrlabApp(App):
         if panel_id != self._current:
             self._history.append(self._current)
             self._history = self._history[-20:]
+        self._show(panel_id, opened=True)
+
+    def _show(self, panel_id: str, opened: bool) -> None:
+        """Show a panel; `opened`: its key was pressed (Panel.opened)."""
+        self._catching_up = None  # (the panel shown before is hidden again: it stays behind)
         self._current = panel_id
-        self._catch_up()
         self.query_one("#panels", ContentSwitcher).current = panel_id
-        self.panel().opened()
+        if panel_id in self._stale:
+            self._catching_up = (panel_id, opened)
+            self.call_after_refresh(self._catch_up)
+        elif opened:
+            self.panel().opened()
         self.panel().focus_default()
         self._update_bars()
         self.refresh_bindings()
 
     def _catch_up(self) -> None:
-        """The panel about to be shown missed lab states while hidden: show the latest."""
+        """The panel just shown missed lab states while hidden: show the latest. On a 1,000-VM
+        lab that was most of a panel switch's time, so the panel is painted first as it was when
+        hidden, and catches up right after the paint, or before the next key or lab state if
+        they come first (SrlabApp._handle_key, apply_state)."""
+        due, self._catching_up = self._catching_up, None
+        if due is None or due[0] != self._current:
+            return
         if self._current in self._stale:
             self._stale.discard(self._current)
             self.panel().update_state(self.state)
+        if due[1]:
+            self.panel().opened()
+        self.refresh_bindings()
 
     def action_back(self) -> None:
         if self._close_lines(clear=True):
@@ -1033,13 +1054,7 @@ class SrlabApp(App):
         if panel.back():
             return
         if self._history:
-            prev = self._history.pop()
-            self._current = prev
-            self._catch_up()
-            self.query_one("#panels", ContentSwitcher).current = prev
-            self.panel().focus_default()
-            self._update_bars()
-            self.refresh_bindings()
+            self._show(self._history.pop(), opened=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_text(self.panel()), f"Keys: {self.panel().TITLE}"))
@@ -1247,6 +1262,7 @@ class SrlabApp(App):
     async def _palette_run(self, panel_id: str, action_id: str) -> None:
         if panel_id != self._current:
             self.action_show_panel(panel_id)
+            self._catch_up()
         await self.run_action(action_id, self.panel(panel_id))
 
     def help_text(self, panel: Panel) -> Text:
