@@ -250,7 +250,7 @@ class Syncs:
             self._within.setdefault(p.parent, set()).add(p)
         if soon:
             n = self._written[path] = self._written.get(path, 0) + 1
-            if n % 8 == 0:
+            if n % 4 == 0:
                 self._early.append(_FSYNCS.submit(fsync_path, path))
 
     def drop(self, folder: Path) -> None:

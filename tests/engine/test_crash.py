@@ -159,3 +159,36 @@ def test_bench_cleans_up_when_terminated_and_after_a_kill(tmp_path):
             del os.environ["TMPDIR"]
         else:
             os.environ["TMPDIR"] = old
+
+
+@pytest.mark.heavy
+def test_kill_9_during_a_fast_initial_replication_leaves_a_replica_that_converges(fast_tmp, small_site):
+    """On a fast link a whole initial replication lands in one slice: its windows are sealed
+    ahead on one thread and written into the replica base on another, before the slice commits.
+    Killed anywhere in it, the lab claims nothing it does not have, and the next run ends the
+    copy with a first point equal to the source."""
+    rng = random.Random(15)
+    site = small_site.read_text().replace("content_mb = 2\n", "content_mb = 40\n", 1)
+    small_site.write_text(site.replace("content_mb = 1\n", "content_mb = 24\n", 1))
+
+    def fresh(name: str) -> Path:
+        path = fast_tmp / name
+        with Lab.create(path, small_site) as lab:
+            step2(lab, retention_h=1, app_consistent_h=0)
+            lab.protect(["WEB01"])
+        return path
+
+    full = ops(child(0, "--lab", str(fresh("probe")), "run", "--for", "10m"))
+    kills = 0
+    for trial in range(6):
+        path = fresh(f"t{trial}")
+        r = child(rng.randint(1, full), "--lab", str(path), "run", "--for", "10m")
+        assert r.returncode in (0, -signal.SIGKILL) and "Traceback" not in r.stderr, r.stderr
+        kills += r.returncode == -signal.SIGKILL
+        points_verify(path)  # what it claims after the kill
+        assert child(0, "--lab", str(path), "run", "--for", "10m").returncode == 0
+        with Lab.open(path) as lab:
+            assert lab.protection_state("WEB01") == "protected"
+            assert lab.verify("WEB01")["identical"]
+        shutil.rmtree(path)
+    assert kills >= 4, kills
