@@ -17,7 +17,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from . import failover, jobs, protection, rules, scenarios, states, store
+from . import failover, jobs, protection, rules, scenarios, setup, states, store
 from .clock import format_duration, format_time
 from .errors import InvalidInput, Refused
 from .jobs import CHILDREN, Run, Step
@@ -45,11 +45,16 @@ def _members(lab, plan: str) -> list[dict]:
 
 
 def _check_member(lab, plan: dict, vm: VM) -> None:
-    """A VM of a plan must be protected from the plan's source to its target."""
+    """A VM of a plan must be protected from the plan's source to its target (an Azure VM, either way)."""
     item = states.item(lab.db, vm.name)
     if item is None:
         raise Refused(f"{vm.name} is not protected", f"protect it first: srlab protect {vm.name}")
     source = scenarios.container_of(vm, lab.site).name
+    if item["target_kind"] == "region":  # an Azure VM reprotected after a failover replicates back: both ways
+        frm, to = setup.link_of(lab, vm)
+        if {frm, to} != {plan["source"], plan["target"]}:
+            raise Refused(f"{vm.name} replicates from {frm} to {to}, not between {plan['source']} and {plan['target']}")
+        return
     failing_back = item["target_kind"] == "vmware"  # a physical server on its way from Azure to VMware
     if source != plan["source"] or (item["target"] != plan["target"] and not failing_back):
         raise Refused(f"{vm.name} is protected from {source} to {item['target']}, not from {plan['source']} "
@@ -342,9 +347,10 @@ def start(lab, name: str, kind: str, point: str | None = None, shutdown_sync: bo
     if found:
         raise Refused(f"cannot run {kind} on plan {name}:\n  - " + "\n  - ".join(found), "nothing was changed")
     members = _members(lab, name)
-    back = any(states.item(lab.db, m["vm"])["active"] == "recovery" for m in members) and kind == "planned"
+    returning = any(states.item(lab.db, m["vm"])["active"] == "recovery" for m in members)
+    back = returning and kind == "planned"
     snapshot = show(lab, name)
-    data = {"kind": kind, "back": back, "point": point, "shutdown_sync": shutdown_sync, "sync": sync,
+    data = {"kind": kind, "back": back, "returning": returning, "point": point, "shutdown_sync": shutdown_sync, "sync": sync,
             "key_file": key_file, "groups": snapshot["groups"], "rto_target": plan["rto_target"]}
     job_kind = {"commit": "plan_commit", "reprotect": "plan_reprotect"}.get(kind, "plan_failover")
     with store.transaction(lab.db):
@@ -476,7 +482,7 @@ def _context(lab, run: Run, group: dict) -> dict:
             recovered[vm] = {"recovered_vm": rows[0]["name"], "network": rows[0]["network"],
                              "place": rows[0]["place"]} if rows else None
     return {"plan": run.target, "kind": run.data["kind"],
-            "direction": "recovery to primary" if run.data["back"] else "primary to recovery",
+            "direction": "recovery to primary" if run.data.get("returning", run.data["back"]) else "primary to recovery",
             "group": group["group"], "vms": recovered, "lab_time": format_time(run.t)}
 
 

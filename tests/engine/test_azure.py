@@ -270,3 +270,33 @@ def test_kill_9_during_continuous_replication_and_reprotect_leaves_a_lab_that_ve
         assert (st["protection"], st["azure"]["from"]) == ("protected", "West US")
         assert all(lab.verify("WEB01", p["id"])["identical"] for p in lab.points("WEB01"))
     assert kills >= 6, kills
+
+
+def test_a_plan_fails_azure_vms_over_and_back_after_their_reprotect(a2a):
+    """An Azure VM's plan works both ways: after its failover, commit and reprotect (West US ->
+    East US now), the same plan drills and fails them back to East US."""
+    protected(a2a, "WEB01", "SQL01")
+    a2a.plan_create("P", "East US", "West US", ["WEB01", "SQL01"])
+    for kind in ("unplanned", "commit", "reprotect"):
+        job = a2a.plan_start("P", kind)
+        a2a.run_until_done([job])
+        assert a2a.job(job)["state"] == "succeeded", a2a.job(job)
+    a2a.run_until_done([j["id"] for j in a2a.jobs() if j["state"] == "in progress"])
+    a2a.run(1800)
+    assert a2a.plan_check("P", "test")["problems"] == []
+    for kind in ("test", "unplanned", "commit"):
+        job = a2a.plan_start("P", kind)
+        a2a.run_until_done([job])
+        if kind == "test":  # both test VMs run in East US: complete the test, which cleans them up
+            assert a2a.job(job)["state"] == "waiting for action"
+            tests = [(v["name"], r["place"]) for v in a2a.status()["vms"] for r in v["recovered"] if r["role"] == "test"]
+            assert sorted(tests) == [("SQL01", "East US"), ("WEB01", "East US")]
+            a2a.complete_job(job, note="drill done")
+            a2a.run_until_done([job])
+        assert a2a.job(job)["state"] == "succeeded", a2a.job(job)
+    st = {v["name"]: v for v in a2a.status()["vms"]}
+    assert st["WEB01"]["active_location"] == st["SQL01"]["active_location"] == "East US"
+    # a VM replicating elsewhere is refused, with where it does replicate
+    a2a.plan_create("Q", "East US", "West US", ["WEB01"])
+    with pytest.raises(Refused, match="replicates from"):
+        a2a.plan_create("R", "Central US", "West US", ["WEB01"])
