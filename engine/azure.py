@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,12 +360,7 @@ def _seed_replica(lab, run: Run) -> None:
     item = states.item(lab.db, vm.name)
     for i, d in enumerate(vm.disks):
         base = lab.replication.base_path(item, i)
-        if i < len(seeds) and seeds[i].exists():
-            replica.sparse_copy(seeds[i], base, d.size_bytes)
-            with open(base, "rb+") as f:  # durable before the row that claims it commits
-                os.fsync(f.fileno())
-        else:
-            replica.create_base(base, d.size_bytes, run.t)
+        replica.seed_base(seeds[i] if i < len(seeds) else None, base, d.size_bytes, run.t)
     changelog.fsync_dir(base.parent)
     if here == "primary":
         for row in copy:

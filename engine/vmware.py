@@ -16,7 +16,6 @@ to the master target's replica beside the VMware VM's folder.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,9 +258,7 @@ def _seed_vmware_vm(lab, run: Run) -> None:
     item = states.item(lab.db, vm.name)
     for i, d in enumerate(vm.disks):
         base = lab.replication.base_path(item, i)
-        replica.sparse_copy(lab.disk_path(vm.name, i), base, d.size_bytes)
-        with open(base, "rb+") as f:  # durable before the row that claims it commits
-            os.fsync(f.fileno())
+        replica.seed_base(lab.disk_path(vm.name, i), base, d.size_bytes, run.t)
     changelog.fsync_dir(base.parent)
     lab.db.execute("UPDATE recovered SET tracking=1 WHERE vm=? AND role='failover'", [vm.name])
     for i in range(len(vm.disks)):

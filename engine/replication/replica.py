@@ -99,6 +99,17 @@ def write_records(disk: Path, buf: bytes, recs: list | None, sync: bool = False)
     return n
 
 
+def seed_base(seed: Path | None, base: Path, size: int, created: int) -> None:
+    """A replica base seeded from the disk on the other side (a reprotect: a resync then sends
+    only what differs), durable before the row that claims it commits; empty without that disk."""
+    if seed is None or not seed.exists():
+        create_base(base, size, created)
+        return
+    sparse_copy(seed, base, size)
+    with open(base, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 def sparse_copy(src: Path, dst: Path, size: int) -> None:
     """Copy a disk file's allocated extents (and its footer) to a new sparse file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
