@@ -11,6 +11,7 @@
 - the collector's full passes leave alone what the app made before the lab was judged (on a
   1,000-VM lab a pass over it took 30-55 ms in the middle of a key), and the app runs them
   itself between keys; the collector is as it was after the exit;
+- a row that changes far from the view gets its new cells when it comes near it;
 - the VM detail screen is built once and shown again on the next VM, as a new one would show it;
 - `t` moves the clock on the screen at once, before the engine has done the work.
 """
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import gc
 
+from textual.app import App
 from textual.geometry import Region
 
 from engine import changes
 from tui.state import collect, fmt_time
+from tui.widgets import Column, LabTable
 
 from tests.conftest import step2
 
@@ -173,6 +176,34 @@ async def test_the_app_runs_the_collectors_full_passes_itself(lab):
         assert app.state.judged and gc.get_freeze_count() > 0
         assert gc.get_threshold()[2] > 10**6  # (gc.collect() runs them: _collect_garbage)
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
+
+
+async def test_a_row_far_from_the_view_gets_its_new_cells_when_it_comes_near():
+    class Table(App):
+        def compose(self):
+            yield LabTable([Column("name", "Name", 10), Column("n", "N", 6)])
+
+    app = Table()
+    async with app.run_test(size=(40, 20)) as pilot:
+        table = app.query_one(LabTable)
+        names = [f"row {i}" for i in range(400)]
+        table.set_rows((name, (name, "old")) for name in names)
+        await pilot.pause()
+        updates = table.cell_updates
+        table.set_rows((name, (name, "new")) for name in names)
+        far = [n for n in names if table.get_cell(n, "n").plain == "old"]
+        assert far and far[-1] == "row 399" and table.cell_updates - updates == 400 - len(far)
+        table.action_last_row()
+        await pilot.pause()
+        assert table.get_cell("row 399", "n").plain == "new"
+        table.set_filter("new")  # the filter reads every row's cells as given
+        assert len(table.row_keys) == 400
+        table.set_filter("")
+        for row in range(0, 400, 10):
+            table.move_cursor(row=row)
+            await pilot.pause()
+        assert all(table.get_cell(n, "n").plain == "new" for n in names)
+        assert table.cell_updates - updates == 400
 
 
 async def test_the_vm_detail_screen_is_kept_and_shows_the_next_vm_as_a_new_one_would(lab):
