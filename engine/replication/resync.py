@@ -5,10 +5,12 @@ Level 1: fixed 1 MiB chunks, an xxh3-128 on each side; a chunk whose checksums a
 bytes on the wire. Level 2, only for a chunk that differs: the recovery side's xxh3-64 of each
 of its 4 KiB blocks (8 bytes a block) goes to the source, which sends the blocks whose checksum
 differs. So a scattered change sends its 4 KiB blocks, not whole chunks (a 1 MiB chunk per 4 KiB
-write would send 256 times too much), and an unchanged disk sends 16 bytes a MiB.
+write would send 256 times too much), and an unchanged disk sends 16 bytes a MiB of its data.
 
 Both sides are sparse files: a chunk in a hole is all zeros, whose checksum is known without
-reading it (127 GB of holes cost nothing but their checksums on the wire).
+reading it. The recovery side's holes travel as its map (16 bytes, an offset and a length, a run
+of chunks in a hole), not as checksums: the source compares such a chunk with zeros itself and
+sends its blocks that are not zeros (a failback's replica of 127 GB of holes costs a few bytes).
 """
 
 from __future__ import annotations
@@ -87,19 +89,23 @@ def compare(src_fd: int, dst_fd: int, size: int, start: int, max_bytes: int, max
     differ (absolute writes)."""
     out = Batch(start)
     pos = start
+    in_hole = False  # the chunk before lies in a hole of the recovery side's disk
     while pos < size and (out.chunks == 0 or (pos - start < max_bytes
                                               and out.checksum_bytes + len(out.records) < max_wire)):
         n = min(CHUNK, size - pos)
         a, b = _read(src_fd, pos, n), _read(dst_fd, pos, n)
         out.chunks += 1
-        out.checksum_bytes += CHUNK_SUM
+        if b is not None or not in_hole:  # its checksum, or a new run of the hole map
+            out.checksum_bytes += CHUNK_SUM
+        in_hole = b is None
         if _sum(a, n) != _sum(b, n):
             out.differing += 1
             a = a if a is not None else bytes(n)
             b = b if b is not None else bytes(n)
             view_a, view_b = memoryview(a), memoryview(b)
             for j in range(0, n, BLOCK):
-                out.checksum_bytes += BLOCK_SUM
+                if not in_hole:  # a hole's blocks are zeros: the source knows their checksums
+                    out.checksum_bytes += BLOCK_SUM
                 if xxhash.xxh3_64_intdigest(view_a[j : j + BLOCK]) != xxhash.xxh3_64_intdigest(view_b[j : j + BLOCK]):
                     out.blocks += 1
                     out.records += changelog.record(pos + j, a[j : j + BLOCK])

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine import InvalidInput, Lab, Protection, Refused, resync, store
+from engine.replication import changelog
 from engine.replication import resync as chunks
 from tests.conftest import step2
 from tui.cli import main
@@ -78,8 +79,9 @@ def test_resync_sends_only_the_differing_blocks_and_makes_a_point_that_verifies(
     disk_bytes = sum(d.size_bytes for d in lab.vm("WEB01").disks)
     assert r["compared_bytes"] == disk_bytes and r["chunks"] == disk_bytes // MIB
     assert r["blocks"] == 40 and r["differing_chunks"] <= 40
-    # the wire: 16 bytes a chunk, 8 a block of a chunk that differs, the blocks, an empty log
-    assert r["checksum_bytes"] == r["chunks"] * 16 + r["differing_chunks"] * 256 * 8
+    # the wire: 16 bytes a chunk of the replica's data (or a run of its holes), 8 a block of a
+    # differing chunk that has data there, the blocks, an empty log (exact sums: the next test)
+    assert 16 <= r["checksum_bytes"] < r["chunks"] * 16 + r["differing_chunks"] * 256 * 8
     assert changed <= r["block_bytes"] < changed * 1.05
     assert r["sent_bytes"] == r["checksum_bytes"] + r["block_bytes"] + r["log_bytes"] and r["log_bytes"] < 200
     assert r["sent_bytes"] < r["full_copy_bytes"] / 5  # far below a full copy
@@ -95,6 +97,26 @@ def test_resync_sends_only_the_differing_blocks_and_makes_a_point_that_verifies(
     lab.run(20 * 60)
     assert lab.points("WEB01")[-1]["time"] > new["time"]
     all_points_verify(lab)
+
+
+def test_compare_sends_a_checksum_per_chunk_of_data_and_one_entry_per_run_of_holes(tmp_path):
+    """Level 1 and 2 on two sparse 8 MiB files: the replica has data in chunks 0 and 5 only."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for p in (src, dst):
+        with open(p, "wb") as f:
+            f.truncate(8 * MIB)
+            os.pwrite(f.fileno(), b"x" * 4096, 0)
+            os.pwrite(f.fileno(), b"y" * 4096, 5 * MIB)
+    with open(src, "r+b") as f:
+        os.pwrite(f.fileno(), b"a" * 4096, 3 * MIB + 8192)  # in a hole of the replica
+        os.pwrite(f.fileno(), b"b" * 4096, 5 * MIB + 4096)  # next to the replica's data
+    with open(src, "rb") as a, open(dst, "rb") as b:
+        batch = chunks.compare(a.fileno(), b.fileno(), 8 * MIB, 0, 8 * MIB, 1 << 30)
+    # chunks 0 and 5: a checksum each; holes 1-4 and 6-7: an entry each; chunk 5 differs: its
+    # 256 block checksums; chunk 3 lies in a hole: compared with zeros, no block checksums
+    assert (batch.chunks, batch.differing, batch.blocks) == (8, 2, 2)
+    assert batch.checksum_bytes == 4 * 16 + 256 * 8
+    assert [off for off, _ in changelog.records(bytes(batch.records))] == [3 * MIB + 8192, 5 * MIB + 4096]
 
 
 def test_a_scattered_one_percent_change_sends_about_one_percent_not_whole_chunks(lab):
