@@ -277,9 +277,10 @@ class LabTable(DataTable):
     # every read (its RPO), and DataTable.update_cell costs ~10 us a cell.
     FAR = 100
 
-    def _near(self, index: int) -> bool:
+    def _near(self) -> range:
+        """The indexes of the rows near the view (all of them before the table has a size)."""
         top, height = round(self.scroll_offset.y), self.size.height
-        return not height or top - self.FAR <= index <= top + height + self.FAR
+        return range(max(0, top - self.FAR), top + height + self.FAR + 1) if height else range(len(self._all))
 
     def _apply(self, cursor: str | None) -> None:
         if not self.is_mounted or not self.columns:
@@ -292,6 +293,7 @@ class LabTable(DataTable):
             del self._shown[k]
             self._behind.pop(k, None)
         self._order = [k for k in self._order if k in want_set]
+        near = self._near()
         for i, (k, cells) in enumerate(rows):
             old = self._shown.get(k)
             if old is None:
@@ -300,7 +302,7 @@ class LabTable(DataTable):
             elif old is not cells:
                 if old == cells:
                     cells = old  # the same row: its lines drawn already stay (render_line)
-                elif k != cursor and not self._near(i):
+                elif k != cursor and i not in near:
                     self._behind[k] = cells
                     continue
                 else:
@@ -325,8 +327,8 @@ class LabTable(DataTable):
         """The rows near the view now that changed while they were far get their cells."""
         if not self._behind or not self.size.height:
             return
-        top = round(self.scroll_offset.y)
-        for k in self._order[max(0, top - self.FAR):top + self.size.height + self.FAR + 1]:
+        near = self._near()
+        for k in self._order[near.start:near.stop]:
             cells = self._behind.pop(k, None)
             if cells is not None:
                 self._set_cells(k, self._shown[k], cells)
