@@ -74,6 +74,7 @@ def advance_workloads(lab, t0: int, t1: int) -> int:
     tracked = {r[0] for r in lab.db.execute("SELECT vm FROM items WHERE tracking")}
     files = {(name, idx): path for name, idx, path in lab.db.execute("SELECT vm, idx, path FROM disks")}
     for vm in lab.site.vms:
+        lab.between_vms()
         row = rows[vm.name]
         if row["power"] == "running" and vm.name not in missing:  # a deleted VM writes nothing
             paths = [lab.path / files[vm.name, i] for i in range(len(vm.disks))]

@@ -56,6 +56,9 @@ class Lab:
         self._clock_fd: int | None = None
         self._interrupted = False  # a run failed part-way: repair the change logs before the next
         self._read_memo: dict | None = None  # inside reading(): facts already worked out in this read
+        # Called between VMs inside a slice (workloads, copy cycles): an app on the lab may hold
+        # the engine there for a moment, while a key is handled (no lab state is touched by it).
+        self.between_vms: Callable[[], None] = _nothing
         if not self.read_only:
             setup.ensure_links(self)
 
@@ -765,6 +768,10 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Surroundings:
     """What replication sees of the lab (engine.replication.cycle.Surroundings)."""
 
@@ -816,6 +823,9 @@ class _Surroundings:
     def transfer_lost(self, vm: str, source: str, target: str, transfer_id: int):
         failures = self._lab.db.execute("SELECT failures FROM items WHERE vm=?", [vm]).fetchone()
         return faults.transfer_lost(self._lab, source, target, transfer_id, failures[0] if failures else 0)
+
+    def between_vms(self) -> None:
+        self._lab.between_vms()
 
     def resumed(self, vm: str, now: int) -> None:
         faults.resumed(self._lab, vm, now)

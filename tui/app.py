@@ -56,6 +56,7 @@ FULL_READ = 1.0  # real seconds between full reads of the lab while the clock ru
 WHOLE_READ = 10.0  # real seconds between reads that judge every action again, changed or not
 READ_GAP = 2.0  # a clock slice reads the lab only once this many times the last read's cost has passed
 PIECE = 30  # lab seconds: a slice runs in pieces this long, and stops between them for a call or a pause
+HOLD = 0.05  # real seconds the engine thread waits at most between VMs for a key in flight
 GC_EVERY = 5.0  # real seconds between the app's own full collections (see _collect_garbage)
 BEHIND = 0.8  # below this share of the chosen speed, the header says "behind" and the real rate
 # actions of the global priority bindings (not esc: see BINDINGS)
@@ -282,6 +283,7 @@ class SrlabApp(App):
     ):
         super().__init__()
         self.lab = lab
+        lab.between_vms = self._hold_for_key
         self.observer = observer
         self.observer_why = "opened with --observer" if observer else ""
         self.clock_running = clock_running and not observer
@@ -328,6 +330,10 @@ class SrlabApp(App):
         self._idle = None  # asyncio.Event, made on mount: something the waiters wait on happened
         # keys: one at a time (see on_event)
         self._key_backlog: deque[events.Key] = deque()
+        # Set while no key is in flight: the engine thread waits on it between VMs (hold_for_key)
+        # so that a key has Python to itself, not half of it, on a big lab with the clock running.
+        self._keys_quiet = threading.Event()
+        self._keys_quiet.set()
         self._key_busy = False
         self._key_screen: Any = None
         self._key_token = 0
@@ -402,6 +408,7 @@ class SrlabApp(App):
         self.refresh_bindings()
 
     def on_unmount(self) -> None:
+        self._keys_quiet.set()  # the lab may go on without the app: nothing holds its engine
         if self._gc_threshold is not None:  # the collector as it was
             gc.set_threshold(*self._gc_threshold)
             gc.unfreeze()
@@ -542,6 +549,7 @@ class SrlabApp(App):
         with self._cv:
             self._calls.append(EngineCall(label, fn, on_done, on_error, quiet, self.clock_now, read=read))
             self._cv.notify_all()
+        self._keys_quiet.set()  # a key that asks the engine for something never holds it
 
     def _clock_settings(self) -> None:
         """Tell the engine thread whether the clock runs, and how fast."""
@@ -883,6 +891,25 @@ class SrlabApp(App):
 
     def keys_idle(self) -> bool:
         return not self._key_busy and not self._key_backlog
+
+    @property
+    def _key_busy(self) -> bool:
+        return self._key_in_flight
+
+    @_key_busy.setter
+    def _key_busy(self, busy: bool) -> None:
+        self._key_in_flight = busy
+        if busy:
+            self._keys_quiet.clear()
+        else:
+            self._keys_quiet.set()
+
+    def _hold_for_key(self) -> None:
+        """In the engine thread, between VMs of a slice (Lab.between_vms): while a key is handled,
+        wait (at most HOLD s: a key that waits on the engine has asked it for a call, which lets
+        it go at once)."""
+        if not self._keys_quiet.is_set():
+            self._keys_quiet.wait(HOLD)
 
     # ---- the lab clock -----------------------------------------------------------------------
 

@@ -107,6 +107,7 @@ class Surroundings(Protocol):
     def attempt_failed(self, vm: str, now: int, problem) -> int | None: ...  # the retry time, None: never
     def transfer_lost(self, vm: str, source: str, target: str, transfer_id: int): ...  # a Problem or None
     def resumed(self, vm: str, now: int) -> None: ...  # a shipment arrived after failed attempts
+    def between_vms(self) -> None: ...  # between VMs' work in a slice (Lab.between_vms)
     def needs_resync(self, vm: str, at: int, code: str, message: str) -> None: ...
     def rate_factor(self, source: str, target: str) -> float: ...  # share of the bandwidth left
 
@@ -165,6 +166,7 @@ class Replication:
         gone for good; fold expired points (a damaged point stops only its own item's folds)."""
         folds = _Folds()
         for vm in sorted(self._retention_due):
+            self.env.between_vms()
             item = self.item(vm)
             if item is not None:
                 try:
@@ -607,6 +609,7 @@ class Replication:
             due = item["retry_at"] if item["failures"] else item["next_cycle"]
             if item["resync_required"] or due is None or due > now:
                 continue
+            self.env.between_vms()
             problem = self.problem(item["vm"]) or self.env.throttled(item["vm"])
             if problem is not None:
                 self.env.attempt_failed(item["vm"], now, problem)

@@ -54,3 +54,19 @@ def test_rpo_sample_is_the_worst_item_rpo(tmp_path):
         worst = max(v["rpo_seconds"] for v in lab.status()["vms"] if v["rpo_seconds"] is not None)
         samples = lab.db.execute("SELECT place, time, rpo FROM rpo_samples ORDER BY time DESC").fetchall()
         assert samples[0] == ("Scale Cloud", lab.now, worst)
+
+
+def test_the_engine_offers_a_pause_between_vms_in_a_slice(tmp_path):
+    """Lab.between_vms is called between the VMs' writes and between the copies of a slice (the
+    app holds the engine there while a key is handled)."""
+    (tmp_path / "s.toml").write_text(scale_site(3))
+    with Lab.create(tmp_path / "lab", tmp_path / "s.toml") as lab:
+        lab.run_until_done([lab.register_server("SC01")])
+        lab.run_until_done([lab.install_agent("HV01")])
+        lab.run_until_done([lab.configure_cloud("Scale Cloud", "azure", "scalestore", "5m", 1, 0)])
+        lab.run_until_done(lab.protect(["VM0001", "VM0002", "VM0003"]))
+        lab.run(3600)
+        calls = []
+        lab.between_vms = lambda: calls.append(lab.now)
+        lab.run(600)
+        assert len(calls) >= 10 * 3 + 2 * 3  # every VM in each of the 10 slices, and each copy

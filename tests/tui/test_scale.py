@@ -292,3 +292,25 @@ async def test_keys_move_the_table_while_the_engine_is_busy(lab):
             await pilot.pause()
             assert app.query_one("#panels").current == "jobs"
         await settle(pilot)
+
+
+async def test_a_key_in_flight_holds_the_engine_between_vms_unless_it_asks_the_engine(lab):
+    """On a big lab the engine thread's pure Python took half of Python from every key: between
+    VMs of a slice it now waits while a key is handled, but never for a key that asked the engine
+    for something (it would wait for itself)."""
+    configure(lab)
+    app = make_app(lab)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert lab.between_vms == app._hold_for_key
+        assert app._keys_quiet.is_set()  # no key: the engine goes on
+        app._key_busy = True
+        assert not app._keys_quiet.is_set()  # a key in flight: the engine waits between VMs
+        app.engine_call("look", lambda lab: None, mutates=False, quiet=True)
+        assert app._keys_quiet.is_set()  # ... unless the key asked it for something
+        app._key_busy = True
+        app._key_busy = False
+        assert app._keys_quiet.is_set()
+        await settle(pilot)
+        app._key_busy = True
+    assert app._keys_quiet.is_set()  # the app gone, nothing holds the lab's engine
