@@ -40,8 +40,8 @@ from .link import bytes_per_second
 from .points import PointInfo, points_to_keep
 
 CHUNK = 16 * 1024 * 1024  # initial replication window
-# One thread reads and compresses the next initial window (lz4, AES-GCM and file reads release
-# the GIL) while the calling thread stages and applies the current one: both cores work.
+# One thread reads and compresses the next two initial windows (lz4, AES-GCM and file reads
+# release the GIL) while the calling thread keeps the books: both cores work.
 _AHEAD = ThreadPoolExecutor(1, thread_name_prefix="srlab-initial")
 # And one thread reads, unseals, checks and writes an initial chunk into the replica base at the
 # recovery side (made durable by the slice's flush when it arrives in the slice).
