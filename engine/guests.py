@@ -157,7 +157,9 @@ def _write(lab, vm: VM, row: dict, paths: list[Path], tracked: bool, first: int,
 def _append(log: Path, data: bytes) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)  # one append: O_APPEND writes of a regular file are not cut short
+        view = memoryview(data)
+        while view:  # one write, unless it is over Linux's 2 GiB a call
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
 
