@@ -42,14 +42,20 @@ def test_the_workload_writes_the_same_bytes_as_ever():
     assert digest.hexdigest() == "c77fcbb9c8349a00"  # computed with srlab before the change
 
 
+def protected_scale_lab(tmp_path, vms: int) -> Lab:
+    """A scale lab of `vms` VMs, its first three protected to Azure (5-minute copies, 1 h kept)."""
+    (tmp_path / "s.toml").write_text(scale_site(vms))
+    lab = Lab.create(tmp_path / "lab", tmp_path / "s.toml")
+    lab.run_until_done([lab.register_server("SC01")])
+    lab.run_until_done([lab.install_agent("HV01")])
+    lab.run_until_done([lab.configure_cloud("Scale Cloud", "azure", "scalestore", "5m", 1, 0)])
+    lab.run_until_done(lab.protect(["VM0001", "VM0002", "VM0003"]))
+    return lab
+
+
 def test_rpo_sample_is_the_worst_item_rpo(tmp_path):
     """The minute's RPO sample (one query for all items) is the worst RPO `srlab status` shows."""
-    (tmp_path / "s.toml").write_text(scale_site(4))
-    with Lab.create(tmp_path / "lab", tmp_path / "s.toml") as lab:
-        lab.run_until_done([lab.register_server("SC01")])
-        lab.run_until_done([lab.install_agent("HV01")])
-        lab.run_until_done([lab.configure_cloud("Scale Cloud", "azure", "scalestore", "5m", 1, 0)])
-        lab.run_until_done(lab.protect(["VM0001", "VM0002", "VM0003"]))
+    with protected_scale_lab(tmp_path, 4) as lab:
         lab.run(2 * 3600 - lab.now % 60)
         worst = max(v["rpo_seconds"] for v in lab.status()["vms"] if v["rpo_seconds"] is not None)
         samples = lab.db.execute("SELECT place, time, rpo FROM rpo_samples ORDER BY time DESC").fetchall()
@@ -59,12 +65,7 @@ def test_rpo_sample_is_the_worst_item_rpo(tmp_path):
 def test_the_engine_offers_a_pause_between_vms_in_a_slice(tmp_path):
     """Lab.between_vms is called between the VMs' writes and between the copies of a slice (the
     app holds the engine there while a key is handled)."""
-    (tmp_path / "s.toml").write_text(scale_site(3))
-    with Lab.create(tmp_path / "lab", tmp_path / "s.toml") as lab:
-        lab.run_until_done([lab.register_server("SC01")])
-        lab.run_until_done([lab.install_agent("HV01")])
-        lab.run_until_done([lab.configure_cloud("Scale Cloud", "azure", "scalestore", "5m", 1, 0)])
-        lab.run_until_done(lab.protect(["VM0001", "VM0002", "VM0003"]))
+    with protected_scale_lab(tmp_path, 3) as lab:
         lab.run(3600)
         calls = []
         lab.between_vms = lambda: calls.append(lab.now)
